@@ -1,0 +1,836 @@
+//! Communicators: groups of ranks with private traffic, and their point-to-point operations.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytemuck::Pod;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::buf::{AlignedBuf, RawBuf};
+use crate::engine::{Completion, Engine, MsgInfo, Payload, Posted, ReqId, Sink, Watch};
+use crate::env::BootConfig;
+use crate::error::{Error, Result};
+use crate::request::{finish_status, finish_unit, Request, Scope, ScopeGuard};
+
+/// A message tag. Any value is allowed; traffic of different communicators, and collective
+/// traffic, never matches user messages whatever the tag.
+pub type Tag = u64;
+
+/// The envelope of a received (or probed) message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Sender's rank in the communicator.
+    pub source: usize,
+    /// The message's tag.
+    pub tag: Tag,
+    /// Payload length in bytes.
+    pub len: usize,
+}
+
+impl Status {
+    /// Number of `T` elements in the message, if the length is a whole number of them.
+    pub fn count<T: Pod>(&self) -> Option<usize> {
+        let sz = std::mem::size_of::<T>();
+        (sz > 0 && self.len % sz == 0).then(|| self.len / sz)
+    }
+}
+
+/// The traffic planes of a communicator: each is its own matching context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Plane {
+    /// User point-to-point.
+    User = 0,
+    /// Collective operations (rmpi-collectives).
+    Collective = 1,
+    /// Communicator management (dup, split).
+    Internal = 2,
+}
+
+/// The process-wide engine plus finalization state.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    finalized: AtomicBool,
+}
+
+impl Shared {
+    fn finalize(&self) -> Result<()> {
+        if self.finalized.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.engine.finalize()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Err(e) = self.finalize() {
+            tracing::warn!("finalize at drop: {e}");
+        }
+    }
+}
+
+pub(crate) struct CommInner {
+    shared: Arc<Shared>,
+    /// Context base: user traffic at `ctx`, collectives at `ctx + 1`, internal at `ctx + 2`.
+    ctx: u32,
+    /// World rank of each member, by communicator rank.
+    group: Arc<[usize]>,
+    /// Communicator rank of each member, by world rank.
+    index: HashMap<usize, usize>,
+    rank: usize,
+    coll_seq: AtomicU64,
+}
+
+impl CommInner {
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    pub(crate) fn status(&self, info: Option<MsgInfo>) -> Status {
+        let info = info.unwrap_or(MsgInfo { src: usize::MAX, tag: 0, len: 0 });
+        Status {
+            source: self.index.get(&info.src).copied().unwrap_or(info.src),
+            tag: info.tag,
+            len: info.len,
+        }
+    }
+}
+
+/// A group of ranks that talk among themselves: the world, or one made by
+/// [`dup`](Communicator::dup) or [`split`](Communicator::split).
+///
+/// Cloning is cheap and gives a handle to the same communicator. A communicator is `Send + Sync`:
+/// several threads may send and receive on it at once (a waiting thread makes progress for all of
+/// them). Collective operations, like MPI's, must be called in the same order by every member,
+/// so only one thread at a time should call them on one communicator.
+///
+/// Point-to-point on the in-process test harness:
+/// ```
+/// use rmpi_transport::local;
+/// let out = local::run(2, |world| {
+///     if world.rank() == 0 {
+///         world.send(&[1.5f64, 2.5], 1, 7)?;
+///         Ok(0.0)
+///     } else {
+///         let (v, status) = world.recv::<f64>(0, 7)?;
+///         assert_eq!((status.source, status.tag, status.len), (0, 7, 16));
+///         Ok(v.iter().sum())
+///     }
+/// })?;
+/// assert_eq!(out, vec![0.0, 4.0]);
+/// # Ok::<(), rmpi_transport::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Communicator {
+    inner: Arc<CommInner>,
+}
+
+impl std::fmt::Debug for Communicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Communicator")
+            .field("rank", &self.rank())
+            .field("size", &self.size())
+            .field("context", &self.inner.ctx)
+            .finish()
+    }
+}
+
+/// Removes a request's hold on caller memory when a blocking call leaves early.
+struct Hold<'a> {
+    engine: &'a Engine,
+    id: ReqId,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.engine.with_state(|st| st.cancel(id));
+    }
+}
+
+impl Communicator {
+    /// Joins a job as described by the environment (see `docs/launch-contract.md`), or returns a
+    /// world of size 1 when the process was not started by a launcher.
+    pub fn init() -> Result<Communicator> {
+        match BootConfig::from_env()? {
+            Some(cfg) => Self::join(&cfg),
+            None => Ok(Self::singleton()),
+        }
+    }
+
+    /// Joins the job described by `cfg`: rendezvous, then a connection to every peer.
+    pub fn join(cfg: &BootConfig) -> Result<Communicator> {
+        let mesh = crate::mesh::build(cfg)?;
+        let hosts = mesh.endpoints.iter().map(|e| e.host.clone()).collect();
+        let engine = Engine::new(cfg.rank, mesh.streams, hosts, cfg.spin, cfg.max_message)?;
+        Ok(Self::world(engine))
+    }
+
+    /// A world of one rank (no sockets).
+    pub fn singleton() -> Communicator {
+        let host = crate::mesh::hostname();
+        let engine = Engine::new(0, vec![None], vec![host], std::time::Duration::ZERO, 0);
+        match engine {
+            Ok(e) => Self::world(e),
+            // Creating an epoll instance can only fail when the process is out of file
+            // descriptors; a singleton without one still works for self-sends.
+            Err(_) => unreachable_singleton(),
+        }
+    }
+
+    fn world(engine: Engine) -> Communicator {
+        let size = engine.size;
+        let rank = engine.rank;
+        let shared = Arc::new(Shared { engine, finalized: AtomicBool::new(false) });
+        let group: Arc<[usize]> = (0..size).collect::<Vec<_>>().into();
+        let index = (0..size).map(|r| (r, r)).collect();
+        Communicator {
+            inner: Arc::new(CommInner {
+                shared,
+                ctx: 0,
+                group,
+                index,
+                rank,
+                coll_seq: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// This process's rank in the communicator.
+    pub fn rank(&self) -> usize {
+        self.inner.rank
+    }
+
+    /// Number of ranks in the communicator.
+    pub fn size(&self) -> usize {
+        self.inner.group.len()
+    }
+
+    /// The name of the host this rank runs on.
+    pub fn processor_name(&self) -> String {
+        self.inner.engine().host(self.inner.engine().rank).to_owned()
+    }
+
+    /// The world rank of communicator rank `r`.
+    pub fn world_rank(&self, r: usize) -> Result<usize> {
+        self.inner.group.get(r).copied().ok_or(Error::InvalidRank { rank: r, size: self.size() })
+    }
+
+    /// The host of communicator rank `r`, as that rank reported it.
+    pub fn host_of(&self, r: usize) -> Result<String> {
+        Ok(self.inner.engine().host(self.world_rank(r)?).to_owned())
+    }
+
+    fn ctx(&self, plane: Plane) -> u32 {
+        self.inner.ctx + plane as u32
+    }
+
+    fn watch(&self, plane: Plane, src_world: Option<usize>) -> Watch {
+        match (plane, src_world) {
+            (Plane::User, Some(s)) => Watch::One(s),
+            _ => Watch::Group(self.inner.group.clone()),
+        }
+    }
+
+    fn src_world(&self, src: Option<usize>) -> Result<Option<usize>> {
+        src.map(|s| self.world_rank(s)).transpose()
+    }
+
+    fn engine(&self) -> &Engine {
+        self.inner.engine()
+    }
+
+    // ---------------------------------------------------------------- byte-level primitives
+
+    fn post_send(&self, plane: Plane, payload: Payload, dest: usize, tag: Tag) -> Result<ReqId> {
+        let dw = self.world_rank(dest)?;
+        let ctx = self.ctx(plane);
+        self.engine().with_state(|st| {
+            let id = st.new_req();
+            match st.post_send(dw, ctx, tag, payload, Some(id)) {
+                Ok(()) => Ok(id),
+                Err(e) => {
+                    st.cancel(id);
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn post_recv(
+        &self,
+        plane: Plane,
+        sink: Sink,
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<ReqId> {
+        let sw = self.src_world(src)?;
+        let ctx = self.ctx(plane);
+        let watch = self.watch(plane, sw);
+        Ok(self.engine().with_state(|st| {
+            let id = st.new_req();
+            st.post_recv(Posted { req: id, ctx, src: sw, tag, sink, watch });
+            id
+        }))
+    }
+
+    pub(crate) fn send_bytes(
+        &self,
+        plane: Plane,
+        data: &[u8],
+        dest: usize,
+        tag: Tag,
+    ) -> Result<()> {
+        let id = self.post_send(plane, Payload::Borrowed(RawBuf::from_slice(data)), dest, tag)?;
+        let hold = Hold { engine: self.engine(), id };
+        self.engine().wait_req(id, || format!("send to rank {dest} (tag {tag})"))?;
+        std::mem::forget(hold);
+        Ok(())
+    }
+
+    pub(crate) fn recv_bytes_into(
+        &self,
+        plane: Plane,
+        buf: &mut [u8],
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<Status> {
+        let id = self.post_recv(plane, Sink::User(RawBuf::from_mut(buf)), src, tag)?;
+        let hold = Hold { engine: self.engine(), id };
+        let c = self.engine().wait_req(id, || describe_recv(src, tag))?;
+        std::mem::forget(hold);
+        Ok(self.inner.status(c.info))
+    }
+
+    pub(crate) fn recv_bytes(
+        &self,
+        plane: Plane,
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<(AlignedBuf, Status)> {
+        let id = self.post_recv(plane, Sink::Alloc, src, tag)?;
+        let hold = Hold { engine: self.engine(), id };
+        let c = self.engine().wait_req(id, || describe_recv(src, tag))?;
+        std::mem::forget(hold);
+        let status = self.inner.status(c.info);
+        Ok((c.data.unwrap_or_default(), status))
+    }
+
+    // ---------------------------------------------------------------- numeric slices
+
+    /// Sends a slice of plain numbers (any [`Pod`] type) to `dest`, without copying or encoding
+    /// it. Returns when the data has been handed to the network (the buffer may be reused).
+    pub fn send<T: Pod>(&self, buf: &[T], dest: usize, tag: Tag) -> Result<()> {
+        self.send_bytes(Plane::User, bytemuck::cast_slice(buf), dest, tag)
+    }
+
+    /// Receives a message of `T`s from `src` with `tag` into a new vector.
+    pub fn recv<T: Pod>(&self, src: usize, tag: Tag) -> Result<(Vec<T>, Status)> {
+        self.recv_from(Some(src), Some(tag))
+    }
+
+    /// Receives the next message of `T`s from any source with any tag.
+    pub fn recv_any<T: Pod>(&self) -> Result<(Vec<T>, Status)> {
+        self.recv_from(None, None)
+    }
+
+    /// Receives a message of `T`s; `None` matches any source or any tag.
+    pub fn recv_from<T: Pod>(
+        &self,
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<(Vec<T>, Status)> {
+        let (buf, status) = self.recv_bytes(Plane::User, src, tag)?;
+        Ok((into_vec(buf, &status)?, status))
+    }
+
+    /// Receives a message from `src` with `tag` into `buf` (the message may be shorter than the
+    /// buffer; a longer one is an [`Error::Truncated`]). Bytes go straight from the socket into
+    /// `buf` when the receive is posted before the message arrives.
+    pub fn recv_into<T: Pod>(&self, buf: &mut [T], src: usize, tag: Tag) -> Result<Status> {
+        self.recv_into_from(buf, Some(src), Some(tag))
+    }
+
+    /// [`recv_into`](Self::recv_into) with `None` for any source or any tag.
+    pub fn recv_into_from<T: Pod>(
+        &self,
+        buf: &mut [T],
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<Status> {
+        self.recv_bytes_into(Plane::User, bytemuck::cast_slice_mut(buf), src, tag)
+    }
+
+    /// Sends `send` to `dest` and receives from `src` at the same time (no deadlock when two
+    /// ranks exchange with each other).
+    pub fn sendrecv<S: Pod, R: Pod>(
+        &self,
+        send: &[S],
+        dest: usize,
+        send_tag: Tag,
+        src: usize,
+        recv_tag: Tag,
+    ) -> Result<(Vec<R>, Status)> {
+        let r = self.irecv::<R>(src, recv_tag)?;
+        self.send(send, dest, send_tag)?;
+        r.wait()
+    }
+
+    /// Like [`sendrecv`](Self::sendrecv), receiving into `recv`.
+    pub fn sendrecv_into<S: Pod, R: Pod>(
+        &self,
+        send: &[S],
+        dest: usize,
+        send_tag: Tag,
+        recv: &mut [R],
+        src: usize,
+        recv_tag: Tag,
+    ) -> Result<Status> {
+        self.scope(|s| {
+            let r = s.irecv_into(recv, src, recv_tag)?;
+            self.send(send, dest, send_tag)?;
+            r.wait()
+        })
+    }
+
+    /// Starts a send and returns at once. The data that could not be written immediately is
+    /// copied, so `buf` is free when this returns; use [`scope`](Self::scope) to send large
+    /// buffers without that copy.
+    pub fn isend<T: Pod>(&self, buf: &[T], dest: usize, tag: Tag) -> Result<Request<'static, ()>> {
+        let bytes: &[u8] = bytemuck::cast_slice(buf);
+        let id =
+            self.post_send(Plane::User, Payload::Borrowed(RawBuf::from_slice(bytes)), dest, tag)?;
+        // Whatever is still queued now stops borrowing `buf`.
+        self.engine().with_state(|st| st.detach_send(id));
+        Ok(Request::new(self.inner.clone(), id, finish_unit))
+    }
+
+    /// Starts a receive into a new vector and returns at once.
+    pub fn irecv<T: Pod>(
+        &self,
+        src: usize,
+        tag: Tag,
+    ) -> Result<Request<'static, (Vec<T>, Status)>> {
+        self.irecv_from(Some(src), Some(tag))
+    }
+
+    /// [`irecv`](Self::irecv) with `None` for any source or any tag.
+    pub fn irecv_from<T: Pod>(
+        &self,
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<Request<'static, (Vec<T>, Status)>> {
+        let id = self.post_recv(Plane::User, Sink::Alloc, src, tag)?;
+        Ok(Request::new(self.inner.clone(), id, finish_vec::<T>))
+    }
+
+    /// Runs `f` with a [`Scope`] whose nonblocking operations borrow buffers without copying.
+    ///
+    /// ```
+    /// rmpi_transport::local::run(2, |world| {
+    ///     let peer = 1 - world.rank();
+    ///     let out = vec![world.rank() as f64; 1 << 16];
+    ///     let mut inb = vec![0.0f64; 1 << 16];
+    ///     world.scope(|s| {
+    ///         let r = s.irecv_into(&mut inb, peer, 0)?;
+    ///         let w = s.isend(&out, peer, 0)?;
+    ///         w.wait()?;
+    ///         r.wait()
+    ///     })?;
+    ///     assert!(inb.iter().all(|x| *x == peer as f64));
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), rmpi_transport::Error>(())
+    /// ```
+    pub fn scope<'env, R>(&'env self, f: impl for<'s> FnOnce(&'s Scope<'s, 'env>) -> R) -> R {
+        self.scope_on(Plane::User, f)
+    }
+
+    pub(crate) fn scope_on<'env, R>(
+        &'env self,
+        plane: Plane,
+        f: impl for<'s> FnOnce(&'s Scope<'s, 'env>) -> R,
+    ) -> R {
+        let ids = Rc::new(RefCell::new(Vec::new()));
+        let _guard = ScopeGuard { comm: self.inner.clone(), ids: ids.clone() };
+        let s = Scope {
+            comm: self.inner.clone(),
+            ctx: self.ctx(plane),
+            ids,
+            _scope: PhantomData,
+            _env: PhantomData,
+        };
+        f(&s)
+    }
+
+    /// Waits until a message matching `src` and `tag` (`None`: any) has arrived and returns its
+    /// envelope without receiving it.
+    pub fn probe(&self, src: Option<usize>, tag: Option<Tag>) -> Result<Status> {
+        let sw = self.src_world(src)?;
+        let ctx = self.ctx(Plane::User);
+        let watch = self.watch(Plane::User, sw);
+        let info = self.engine().wait(
+            None,
+            || describe_recv(src, tag),
+            |st| {
+                if let Some(i) = st.probe(ctx, sw, tag) {
+                    return Some(Ok(i));
+                }
+                st.watch_error(&watch).map(Err)
+            },
+        )?;
+        Ok(self.inner.status(Some(info)))
+    }
+
+    /// Like [`probe`](Self::probe) but returns at once: `None` when nothing matching has arrived.
+    pub fn iprobe(&self, src: Option<usize>, tag: Option<Tag>) -> Result<Option<Status>> {
+        let sw = self.src_world(src)?;
+        let ctx = self.ctx(Plane::User);
+        let info = self.engine().with_state(|st| st.probe(ctx, sw, tag));
+        Ok(info.map(|i| self.inner.status(Some(i))))
+    }
+
+    // ---------------------------------------------------------------- serde values
+
+    /// Sends any `serde` value (encoded with bincode).
+    pub fn send_obj<T: Serialize + ?Sized>(&self, value: &T, dest: usize, tag: Tag) -> Result<()> {
+        let bytes = encode(value)?;
+        self.send_bytes(Plane::User, &bytes, dest, tag)
+    }
+
+    /// Receives a `serde` value from `src` with `tag`.
+    pub fn recv_obj<T: DeserializeOwned>(&self, src: usize, tag: Tag) -> Result<T> {
+        self.recv_obj_from(Some(src), Some(tag)).map(|(v, _)| v)
+    }
+
+    /// Receives a `serde` value from any source with any tag.
+    pub fn recv_obj_any<T: DeserializeOwned>(&self) -> Result<(T, Status)> {
+        self.recv_obj_from(None, None)
+    }
+
+    /// Receives a `serde` value; `None` matches any source or any tag.
+    pub fn recv_obj_from<T: DeserializeOwned>(
+        &self,
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<(T, Status)> {
+        self.recv_obj_on(Plane::User, src, tag)
+    }
+
+    pub(crate) fn send_obj_on<T: Serialize + ?Sized>(
+        &self,
+        plane: Plane,
+        value: &T,
+        dest: usize,
+        tag: Tag,
+    ) -> Result<()> {
+        let bytes = encode(value)?;
+        self.send_bytes(plane, &bytes, dest, tag)
+    }
+
+    pub(crate) fn recv_obj_on<T: DeserializeOwned>(
+        &self,
+        plane: Plane,
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<(T, Status)> {
+        let (buf, status) = self.recv_bytes(plane, src, tag)?;
+        Ok((decode(buf.as_bytes(), status.source)?, status))
+    }
+
+    // ---------------------------------------------------------------- communicators
+
+    /// A new communicator with the same members and a private context: its traffic never mixes
+    /// with this one's. Collective: every member must call it.
+    pub fn dup(&self) -> Result<Communicator> {
+        let me = self.rank();
+        Ok(self.split(Some(0), me as i64)?.unwrap_or_else(|| self.clone()))
+    }
+
+    /// Splits the communicator: members passing the same `color` form a new communicator, ordered
+    /// by `key` (ties by old rank). `None` as the color (MPI_UNDEFINED) joins none and returns
+    /// `None`. Collective: every member must call it.
+    ///
+    /// ```
+    /// let evens = rmpi_transport::local::run(4, |world| {
+    ///     let c = world.split(Some((world.rank() % 2) as u32), 0)?.unwrap();
+    ///     Ok((c.rank(), c.size()))
+    /// })?;
+    /// assert_eq!(evens, vec![(0, 2), (0, 2), (1, 2), (1, 2)]);
+    /// # Ok::<(), rmpi_transport::Error>(())
+    /// ```
+    pub fn split(&self, color: Option<u32>, key: i64) -> Result<Option<Communicator>> {
+        const TAG: Tag = 1;
+        let engine = self.engine();
+        let proposal = (color, key, engine.next_ctx.load(Ordering::SeqCst));
+        // Gather (color, key, next free context) at rank 0, which forms the groups.
+        let answer: Option<(u32, Vec<usize>)> = if self.rank() == 0 {
+            let mut all = vec![proposal];
+            for r in 1..self.size() {
+                let (p, _): ((Option<u32>, i64, u32), _) =
+                    self.recv_obj_on(Plane::Internal, Some(r), Some(TAG))?;
+                all.push(p);
+            }
+            let base = all.iter().map(|p| p.2).max().unwrap_or(4);
+            let mut groups: HashMap<u32, Vec<(i64, usize)>> = HashMap::new();
+            for (r, (c, k, _)) in all.iter().enumerate() {
+                if let Some(c) = c {
+                    groups.entry(*c).or_default().push((*k, r));
+                }
+            }
+            let mut mine = None;
+            let mut replies: Vec<Option<(u32, Vec<usize>)>> = vec![None; self.size()];
+            for (_, mut members) in groups {
+                members.sort();
+                let ranks: Vec<usize> = members.iter().map(|m| m.1).collect();
+                for r in &ranks {
+                    replies[*r] = Some((base, ranks.clone()));
+                }
+            }
+            for (r, reply) in replies.into_iter().enumerate() {
+                if r == 0 {
+                    mine = reply.clone();
+                }
+                // Every rank learns the new base, even those that join nothing.
+                let msg = (base, reply.map(|x| x.1));
+                if r != 0 {
+                    self.send_obj_on(Plane::Internal, &msg, r, TAG)?;
+                }
+            }
+            engine.next_ctx.fetch_max(base + 4, Ordering::SeqCst);
+            mine
+        } else {
+            self.send_obj_on(Plane::Internal, &proposal, 0, TAG)?;
+            let ((base, members), _): ((u32, Option<Vec<usize>>), _) =
+                self.recv_obj_on(Plane::Internal, Some(0), Some(TAG))?;
+            engine.next_ctx.fetch_max(base + 4, Ordering::SeqCst);
+            members.map(|m| (base, m))
+        };
+        let Some((base, members)) = answer else { return Ok(None) };
+        let group: Vec<usize> = members.iter().map(|r| self.inner.group[*r]).collect();
+        let index: HashMap<usize, usize> = group.iter().enumerate().map(|(i, w)| (*w, i)).collect();
+        let me_world = self.inner.group[self.rank()];
+        let rank = index.get(&me_world).copied().ok_or(Error::Mismatch {
+            rank: self.rank(),
+            msg: "split: this rank is missing from its own group".into(),
+        })?;
+        Ok(Some(Communicator {
+            inner: Arc::new(CommInner {
+                shared: self.inner.shared.clone(),
+                ctx: base,
+                group: group.into(),
+                index,
+                rank,
+                coll_seq: AtomicU64::new(0),
+            }),
+        }))
+    }
+
+    /// Ends this process's part in the job: delivers every message already sent, says goodbye to
+    /// every peer and waits for theirs. Every communicator of this process is unusable afterwards.
+    /// Dropping the last handle of every communicator does the same (without reporting errors).
+    pub fn finalize(self) -> Result<()> {
+        self.inner.shared.finalize()
+    }
+
+    /// Ends the whole job at once: this process exits with `code`, and the launcher ends the
+    /// other ranks (their connections to this one fail, too).
+    pub fn abort(&self, code: i32) -> ! {
+        tracing::error!(rank = self.rank(), "abort({code})");
+        std::process::exit(code)
+    }
+
+    // ---------------------------------------------------------------- for collectives
+
+    /// A point-to-point channel on this communicator's collective context. Its traffic never
+    /// matches user messages, and any of its waits fails as soon as any member of the communicator
+    /// is lost. Meant for collective algorithms (the `rmpi-collectives` crate).
+    pub fn collective_channel(&self) -> Channel<'_> {
+        Channel { comm: self, plane: Plane::Collective }
+    }
+
+    /// The next sequence number of a collective call on this communicator (0, 1, 2, ...). Every
+    /// member calls collectives in the same order, so the numbers agree across ranks.
+    pub fn next_collective_seq(&self) -> u64 {
+        self.inner.coll_seq.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+#[cold]
+fn unreachable_singleton() -> Communicator {
+    // Without an epoll instance there is nothing sensible to return; exit with a clear message
+    // rather than panic.
+    eprintln!("rmpi: cannot create an epoll instance (out of file descriptors?)");
+    std::process::exit(70)
+}
+
+/// Point-to-point operations on one plane of a communicator; see
+/// [`Communicator::collective_channel`].
+#[derive(Clone, Copy)]
+pub struct Channel<'c> {
+    comm: &'c Communicator,
+    plane: Plane,
+}
+
+impl std::fmt::Debug for Channel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel").field("plane", &self.plane).finish()
+    }
+}
+
+impl<'c> Channel<'c> {
+    /// The communicator this channel belongs to.
+    pub fn comm(&self) -> &'c Communicator {
+        self.comm
+    }
+
+    /// Blocking send of a slice.
+    pub fn send<T: Pod>(&self, buf: &[T], dest: usize, tag: Tag) -> Result<()> {
+        self.comm.send_bytes(self.plane, bytemuck::cast_slice(buf), dest, tag)
+    }
+
+    /// Blocking receive into `buf` from `src`; `tag: None` accepts any tag (the status says which).
+    pub fn recv_into<T: Pod>(&self, buf: &mut [T], src: usize, tag: Option<Tag>) -> Result<Status> {
+        self.comm.recv_bytes_into(self.plane, bytemuck::cast_slice_mut(buf), Some(src), tag)
+    }
+
+    /// Blocking receive of a new vector from `src`.
+    pub fn recv<T: Pod>(&self, src: usize, tag: Option<Tag>) -> Result<(Vec<T>, Status)> {
+        let (buf, status) = self.comm.recv_bytes(self.plane, Some(src), tag)?;
+        Ok((into_vec(buf, &status)?, status))
+    }
+
+    /// Blocking send of a serde value.
+    pub fn send_obj<T: Serialize + ?Sized>(&self, value: &T, dest: usize, tag: Tag) -> Result<()> {
+        self.comm.send_obj_on(self.plane, value, dest, tag)
+    }
+
+    /// Blocking receive of a serde value from `src`.
+    pub fn recv_obj<T: DeserializeOwned>(
+        &self,
+        src: usize,
+        tag: Option<Tag>,
+    ) -> Result<(T, Status)> {
+        self.comm.recv_obj_on(self.plane, Some(src), tag)
+    }
+
+    /// Runs `f` with a scope whose nonblocking operations are on this channel.
+    pub fn scope<R>(&self, f: impl for<'s> FnOnce(&'s Scope<'s, 'c>) -> R) -> R {
+        self.comm.scope_on(self.plane, f)
+    }
+}
+
+impl<'scope> Scope<'scope, '_> {
+    /// Starts a send that borrows `buf` until it completes (or the scope ends).
+    pub fn isend<T: Pod>(
+        &'scope self,
+        buf: &'scope [T],
+        dest: usize,
+        tag: Tag,
+    ) -> Result<Request<'scope, ()>> {
+        let dw = self.world(dest)?;
+        let bytes: &[u8] = bytemuck::cast_slice(buf);
+        let ctx = self.ctx;
+        let id = self.comm.engine().with_state(|st| {
+            let id = st.new_req();
+            match st.post_send(dw, ctx, tag, Payload::Borrowed(RawBuf::from_slice(bytes)), Some(id))
+            {
+                Ok(()) => Ok(id),
+                Err(e) => {
+                    st.cancel(id);
+                    Err(e)
+                }
+            }
+        })?;
+        self.track(id);
+        Ok(Request::new(self.comm.clone(), id, finish_unit))
+    }
+
+    /// Starts a receive straight into `buf`; `src`/`tag` `None` match any.
+    pub fn irecv_into<T: Pod>(
+        &'scope self,
+        buf: &'scope mut [T],
+        src: impl Into<Option<usize>>,
+        tag: impl Into<Option<Tag>>,
+    ) -> Result<Request<'scope, Status>> {
+        let src = src.into();
+        let sw = src.map(|s| self.world(s)).transpose()?;
+        let watch = if self.ctx % 4 == Plane::User as u32 {
+            match sw {
+                Some(s) => Watch::One(s),
+                None => Watch::Group(self.group()),
+            }
+        } else {
+            Watch::Group(self.group())
+        };
+        let sink = Sink::User(RawBuf::from_mut(bytemuck::cast_slice_mut(buf)));
+        let (ctx, tag) = (self.ctx, tag.into());
+        let id = self.comm.engine().with_state(|st| {
+            let id = st.new_req();
+            st.post_recv(Posted { req: id, ctx, src: sw, tag, sink, watch });
+            id
+        });
+        self.track(id);
+        Ok(Request::new(self.comm.clone(), id, finish_status))
+    }
+
+    fn world(&self, r: usize) -> Result<usize> {
+        self.comm
+            .group
+            .get(r)
+            .copied()
+            .ok_or(Error::InvalidRank { rank: r, size: self.comm.group.len() })
+    }
+
+    fn group(&self) -> Arc<[usize]> {
+        self.comm.group.clone()
+    }
+}
+
+fn describe_recv(src: Option<usize>, tag: Option<Tag>) -> String {
+    let s = src.map_or("any source".to_string(), |s| format!("rank {s}"));
+    let t = tag.map_or("any tag".to_string(), |t| format!("tag {t}"));
+    format!("receive from {s} with {t}")
+}
+
+fn into_vec<T: Pod>(buf: AlignedBuf, status: &Status) -> Result<Vec<T>> {
+    let sz = std::mem::size_of::<T>();
+    if sz == 0 || buf.len() % sz != 0 {
+        return Err(Error::ElementSize {
+            source_rank: status.source,
+            len: buf.len(),
+            elem_size: sz,
+        });
+    }
+    Ok(buf.into_vec())
+}
+
+fn finish_vec<T: Pod>(c: &CommInner, done: Completion) -> Result<(Vec<T>, Status)> {
+    let status = c.status(done.info);
+    Ok((into_vec(done.data.unwrap_or_default(), &status)?, status))
+}
+
+fn bincode_config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    bincode::serde::encode_to_vec(value, bincode_config()).map_err(|e| Error::Encode(e.to_string()))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], source_rank: usize) -> Result<T> {
+    let (v, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
+        .map_err(|e| Error::Decode { source_rank, msg: e.to_string() })?;
+    if used != bytes.len() {
+        return Err(Error::Decode {
+            source_rank,
+            msg: format!("{} trailing bytes after the value", bytes.len() - used),
+        });
+    }
+    Ok(v)
+}

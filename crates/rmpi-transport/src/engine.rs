@@ -1,0 +1,934 @@
+//! The progress engine: one per process, shared by every communicator.
+//!
+//! There is no progress thread. A thread that waits (a blocking call, `Request::wait`) makes
+//! progress itself: it writes queued frames, reads whatever has arrived on every connection,
+//! matches messages to posted receives, and re-checks its own condition. Before it sleeps it
+//! polls for a short while (`spin`), which keeps the one-way latency close to the wire's; when
+//! ranks outnumber cores `spin` is zero and waiters sleep in `epoll_wait` at once.
+//!
+//! Several threads may wait at once: one of them holds the poller and sleeps in `epoll_wait`;
+//! the others sleep on a condition variable and are woken when the poller has made progress.
+//!
+//! Matching follows MPI: a receive matches the earliest arrived message with its context, source
+//! and tag; an arriving message matches the earliest posted receive. Messages from one sender on
+//! one context are never reordered (one TCP stream per pair).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+
+use crate::buf::{AlignedBuf, RawBuf};
+use crate::error::{Error, Result};
+use crate::wire::{FrameHeader, FrameKind, HEADER_LEN};
+
+pub(crate) type ReqId = u64;
+
+/// Staging buffer per connection for small frames.
+const STAGING: usize = 64 * 1024;
+/// A payload remainder at least this large is read straight into its destination.
+const DIRECT_READ_MIN: usize = 16 * 1024;
+/// Bytes read from one connection per progress pass, so one busy peer cannot starve the others.
+const READ_BUDGET: usize = 8 << 20;
+/// At most this many buffers go into one `writev`.
+const MAX_IOV: usize = 64;
+/// Longest single sleep in `epoll_wait`; waits re-check their state at least this often.
+const MAX_SLEEP: Duration = Duration::from_millis(200);
+
+/// What a completed request yields.
+#[derive(Debug, Default)]
+pub(crate) struct Completion {
+    /// For receives: where the message came from.
+    pub(crate) info: Option<MsgInfo>,
+    /// For receives into engine-owned memory: the payload.
+    pub(crate) data: Option<AlignedBuf>,
+}
+
+/// Envelope of a received message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MsgInfo {
+    pub(crate) src: usize,
+    pub(crate) tag: u64,
+    pub(crate) len: usize,
+}
+
+/// Which peers' loss fails a pending receive.
+#[derive(Clone, Debug)]
+pub(crate) enum Watch {
+    /// Only the named source.
+    One(usize),
+    /// Any member of this group (world ranks): any-source receives and collectives.
+    Group(Arc<[usize]>),
+}
+
+impl Watch {
+    fn covers(&self, r: usize) -> bool {
+        match self {
+            Watch::One(x) => *x == r,
+            Watch::Group(g) => g.contains(&r),
+        }
+    }
+}
+
+/// Where a posted receive puts its message.
+#[derive(Debug)]
+pub(crate) enum Sink {
+    /// Caller memory.
+    User(RawBuf),
+    /// A fresh engine buffer handed over on completion.
+    Alloc,
+}
+
+/// A receive waiting for its message.
+#[derive(Debug)]
+pub(crate) struct Posted {
+    pub(crate) req: ReqId,
+    pub(crate) ctx: u32,
+    pub(crate) src: Option<usize>,
+    pub(crate) tag: Option<u64>,
+    pub(crate) sink: Sink,
+    pub(crate) watch: Watch,
+}
+
+impl Posted {
+    fn matches(&self, ctx: u32, src: usize, tag: u64) -> bool {
+        self.ctx == ctx && self.src.is_none_or(|s| s == src) && self.tag.is_none_or(|t| t == tag)
+    }
+}
+
+/// Data to send.
+#[derive(Debug)]
+pub(crate) enum Payload {
+    /// Caller memory, valid until the request completes or is cancelled.
+    Borrowed(RawBuf),
+    /// Engine-owned bytes.
+    Owned(bytes::Bytes),
+}
+
+impl Payload {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            // SAFETY: RawBuf contract: valid until the op leaves the queue.
+            Payload::Borrowed(r) => unsafe { r.bytes() },
+            Payload::Owned(b) => b,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TxOp {
+    hdr: [u8; HEADER_LEN],
+    payload: Payload,
+    /// Bytes of header + payload already written.
+    done: usize,
+    req: Option<ReqId>,
+}
+
+impl TxOp {
+    fn own_payload(&mut self) {
+        if let Payload::Borrowed(b) = self.payload {
+            // SAFETY: called while the borrowing request is still live.
+            self.payload = Payload::Owned(bytes::Bytes::copy_from_slice(unsafe { b.bytes() }));
+        }
+    }
+
+    fn total(&self) -> usize {
+        HEADER_LEN + self.payload.bytes().len()
+    }
+}
+
+/// Where an arriving payload goes.
+#[derive(Debug)]
+enum Dest {
+    /// Straight into a posted receive's memory.
+    User { req: ReqId, buf: RawBuf },
+    /// Into an engine buffer; `req` is set when a receive claimed the message mid-flight.
+    Owned { req: Option<(ReqId, Sink)>, buf: AlignedBuf },
+}
+
+#[derive(Debug)]
+enum Rx {
+    Header,
+    Payload { hdr: FrameHeader, dest: Dest, filled: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Link {
+    Open,
+    /// The peer said goodbye; it sends nothing more.
+    Closed,
+    /// The connection failed; the text is the cause.
+    Dead(String),
+}
+
+#[derive(Debug)]
+struct Conn {
+    stream: mio::net::TcpStream,
+    readable: bool,
+    writable: bool,
+    staging: Box<[u8]>,
+    lo: usize,
+    hi: usize,
+    rx: Rx,
+    tx: VecDeque<TxOp>,
+    link: Link,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Pending,
+    Done(Result<Completion>),
+}
+
+/// An arrived message nobody has asked for yet.
+#[derive(Debug)]
+struct Unexpected {
+    ctx: u32,
+    src: usize,
+    tag: u64,
+    buf: AlignedBuf,
+}
+
+/// Everything behind the state lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    me: usize,
+    conns: Vec<Option<Conn>>,
+    m: Matching,
+    max_message: u64,
+    hosts: Arc<[String]>,
+}
+
+/// The matching queues and request table.
+#[derive(Debug, Default)]
+struct Matching {
+    posted: VecDeque<Posted>,
+    unexpected: VecDeque<Unexpected>,
+    slots: HashMap<ReqId, Slot>,
+    next_req: ReqId,
+}
+
+struct Poller {
+    poll: Poll,
+    events: Events,
+}
+
+/// The engine of one rank.
+pub(crate) struct Engine {
+    pub(crate) rank: usize,
+    pub(crate) size: usize,
+    pub(crate) hosts: Arc<[String]>,
+    state: Mutex<State>,
+    poller: Mutex<Poller>,
+    cv: Condvar,
+    spin: Duration,
+    /// Next free context id base (multiple of 4), for communicator creation.
+    pub(crate) next_ctx: std::sync::atomic::AtomicU32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Engine {
+    /// Wraps established, handshaken connections (`None` at our own rank).
+    pub(crate) fn new(
+        rank: usize,
+        streams: Vec<Option<std::net::TcpStream>>,
+        hosts: Vec<String>,
+        spin: Duration,
+        max_message: u64,
+    ) -> Result<Engine> {
+        let size = streams.len();
+        let poll = Poll::new().map_err(|e| Error::io("creating the poller", e))?;
+        let mut conns = Vec::with_capacity(size);
+        for (r, s) in streams.into_iter().enumerate() {
+            let Some(s) = s else {
+                conns.push(None);
+                continue;
+            };
+            s.set_nonblocking(true).map_err(|e| Error::io("non-blocking socket", e))?;
+            let _ = s.set_nodelay(true);
+            let mut stream = mio::net::TcpStream::from_std(s);
+            poll.registry()
+                .register(&mut stream, Token(r), Interest::READABLE | Interest::WRITABLE)
+                .map_err(|e| Error::io(format!("registering the connection to rank {r}"), e))?;
+            conns.push(Some(Conn {
+                stream,
+                readable: true,
+                writable: true,
+                staging: vec![0u8; STAGING].into_boxed_slice(),
+                lo: 0,
+                hi: 0,
+                rx: Rx::Header,
+                tx: VecDeque::new(),
+                link: Link::Open,
+            }));
+        }
+        let hosts: Arc<[String]> = hosts.into();
+        Ok(Engine {
+            rank,
+            size,
+            hosts: hosts.clone(),
+            state: Mutex::new(State {
+                me: rank,
+                conns,
+                m: Matching::default(),
+                max_message,
+                hosts,
+            }),
+            poller: Mutex::new(Poller { poll, events: Events::with_capacity(256) }),
+            cv: Condvar::new(),
+            spin,
+            next_ctx: std::sync::atomic::AtomicU32::new(4),
+        })
+    }
+
+    pub(crate) fn host(&self, rank: usize) -> &str {
+        self.hosts.get(rank).map(String::as_str).unwrap_or("?")
+    }
+
+    /// Runs `f` on the state after making progress.
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut st = lock(&self.state);
+        st.progress();
+        f(&mut st)
+    }
+
+    /// Makes progress until `check` yields a value or `deadline` passes.
+    pub(crate) fn wait<R>(
+        &self,
+        deadline: Option<Instant>,
+        what: impl Fn() -> String,
+        mut check: impl FnMut(&mut State) -> Option<Result<R>>,
+    ) -> Result<R> {
+        let start = Instant::now();
+        let spin_end = start + self.spin;
+        let mut polls = 0u32;
+        loop {
+            {
+                let mut st = lock(&self.state);
+                st.progress();
+                if let Some(r) = check(&mut st) {
+                    return r;
+                }
+            }
+            let now = Instant::now();
+            let mut sleep = MAX_SLEEP;
+            if let Some(d) = deadline {
+                if now >= d {
+                    return Err(Error::Timeout { after: now - start, what: what() });
+                }
+                sleep = sleep.min(d - now);
+            }
+            let spinning = now < spin_end;
+            if spinning {
+                sleep = Duration::ZERO;
+            }
+            match self.poller.try_lock() {
+                Ok(mut p) => {
+                    let p = &mut *p;
+                    match p.poll.poll(&mut p.events, Some(sleep)) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(Error::io("epoll_wait", e)),
+                    }
+                    if !p.events.is_empty() {
+                        let mut st = lock(&self.state);
+                        for ev in p.events.iter() {
+                            if let Some(Some(c)) = st.conns.get_mut(ev.token().0) {
+                                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                                    c.readable = true;
+                                }
+                                if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                                    c.writable = true;
+                                }
+                            }
+                        }
+                        st.progress();
+                        drop(st);
+                        self.cv.notify_all();
+                    } else if spinning {
+                        polls += 1;
+                        if polls % 64 == 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                }
+                Err(_) => {
+                    // Another thread holds the poller; it wakes us when it has made progress.
+                    let st = lock(&self.state);
+                    let nap = sleep.max(Duration::from_micros(100)).min(Duration::from_millis(10));
+                    let _ = self.cv.wait_timeout(st, nap);
+                }
+            }
+        }
+    }
+
+    /// Waits for request `id` and takes its completion.
+    pub(crate) fn wait_req(&self, id: ReqId, what: impl Fn() -> String) -> Result<Completion> {
+        self.wait(None, what, |st| st.take_done(id))
+    }
+
+    /// Sends a goodbye to every peer, then drains until every peer has said goodbye or is gone.
+    pub(crate) fn finalize(&self) -> Result<()> {
+        // 1. everything queued goes out.
+        self.wait(
+            None,
+            || "flushing sends at finalize".into(),
+            |st| st.all_flushed().then_some(Ok(())),
+        )?;
+        // 2. goodbye.
+        {
+            let mut st = lock(&self.state);
+            let bye = FrameHeader { kind: FrameKind::Goodbye, context: 0, tag: 0, len: 0 };
+            for c in st.conns.iter_mut().flatten() {
+                if !matches!(c.link, Link::Dead(_)) {
+                    c.tx.push_back(TxOp {
+                        hdr: bye.encode(),
+                        payload: Payload::Owned(bytes::Bytes::new()),
+                        done: 0,
+                        req: None,
+                    });
+                }
+            }
+        }
+        self.wait(None, || "sending goodbyes".into(), |st| st.all_flushed().then_some(Ok(())))?;
+        // 3. drain until every peer has finished too.
+        self.wait(
+            None,
+            || "waiting for peers to finalize".into(),
+            |st| st.conns.iter().flatten().all(|c| c.link != Link::Open).then_some(Ok(())),
+        )?;
+        let st = lock(&self.state);
+        for c in st.conns.iter().flatten() {
+            let _ = c.stream.shutdown(Shutdown::Both);
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// A fresh request id with a pending slot.
+    pub(crate) fn new_req(&mut self) -> ReqId {
+        self.m.next_req += 1;
+        let id = self.m.next_req;
+        self.m.slots.insert(id, Slot::Pending);
+        id
+    }
+
+    /// Takes the result of a finished request, leaving pending ones alone.
+    pub(crate) fn take_done(&mut self, id: ReqId) -> Option<Result<Completion>> {
+        match self.m.slots.get(&id) {
+            Some(Slot::Done(_)) => match self.m.slots.remove(&id) {
+                Some(Slot::Done(r)) => Some(r),
+                _ => None,
+            },
+            Some(Slot::Pending) => None,
+            None => Some(Err(Error::io(
+                "request",
+                io::Error::new(io::ErrorKind::NotFound, "request already completed"),
+            ))),
+        }
+    }
+
+    pub(crate) fn is_done(&self, id: ReqId) -> bool {
+        matches!(self.m.slots.get(&id), Some(Slot::Done(_)))
+    }
+
+    fn peer_error(&self, r: usize) -> Option<Error> {
+        match self.conns.get(r).and_then(|c| c.as_ref()).map(|c| &c.link) {
+            Some(Link::Dead(cause)) => Some(self.lost(r, cause)),
+            _ => None,
+        }
+    }
+
+    fn lost(&self, r: usize, cause: &str) -> Error {
+        Error::PeerLost {
+            rank: r,
+            host: self.hosts.get(r).cloned().unwrap_or_else(|| "?".into()),
+            cause: cause.to_owned(),
+        }
+    }
+
+    /// The first dead peer among `watch`, as an error.
+    pub(crate) fn watch_error(&self, watch: &Watch) -> Option<Error> {
+        match watch {
+            Watch::One(r) => self.peer_error(*r),
+            Watch::Group(g) => g.iter().find_map(|r| self.peer_error(*r)),
+        }
+    }
+
+    fn all_flushed(&self) -> bool {
+        self.conns.iter().flatten().all(|c| c.tx.is_empty() || matches!(c.link, Link::Dead(_)))
+    }
+
+    /// Queues a message. Completes `req` (if any) once the last byte is written.
+    pub(crate) fn post_send(
+        &mut self,
+        dest: usize,
+        ctx: u32,
+        tag: u64,
+        payload: Payload,
+        req: Option<ReqId>,
+    ) -> Result<()> {
+        if dest == self.me {
+            let buf = AlignedBuf::from_bytes(payload.bytes());
+            self.deliver_local(ctx, tag, buf);
+            if let Some(id) = req {
+                self.m.complete(id, Ok(Completion::default()));
+            }
+            return Ok(());
+        }
+        if let Some(e) = self.peer_error(dest) {
+            return Err(e);
+        }
+        let Some(Some(c)) = self.conns.get_mut(dest) else {
+            return Err(Error::InvalidRank { rank: dest, size: self.conns.len() });
+        };
+        if c.link == Link::Closed {
+            // The peer finalized; it reads nothing more.
+            let host = self.hosts.get(dest).cloned().unwrap_or_default();
+            return Err(Error::PeerLost { rank: dest, host, cause: "it has finalized".into() });
+        }
+        let len = payload.bytes().len() as u64;
+        let hdr = FrameHeader { kind: FrameKind::Data, context: ctx, tag, len }.encode();
+        let was_idle = c.tx.is_empty();
+        c.tx.push_back(TxOp { hdr, payload, done: 0, req });
+        if was_idle && c.writable {
+            self.flush(dest);
+        }
+        Ok(())
+    }
+
+    fn deliver_local(&mut self, ctx: u32, tag: u64, buf: AlignedBuf) {
+        let me = self.me;
+        let len = buf.len();
+        match self.m.take_posted(ctx, me, tag) {
+            Some(p) => {
+                let info = MsgInfo { src: me, tag, len };
+                let r = fill_sink(p.sink, buf, info);
+                self.m.complete(p.req, r);
+            }
+            None => self.m.unexpected.push_back(Unexpected { ctx, src: me, tag, buf }),
+        }
+    }
+
+    /// Posts a receive, matching it against what has already arrived first.
+    pub(crate) fn post_recv(&mut self, p: Posted) {
+        // 1. A complete message that already arrived.
+        if let Some(i) = self.m.unexpected.iter().position(|u| p.matches(u.ctx, u.src, u.tag)) {
+            if let Some(u) = self.m.unexpected.remove(i) {
+                let info = MsgInfo { src: u.src, tag: u.tag, len: u.buf.len() };
+                let r = fill_sink(p.sink, u.buf, info);
+                self.m.complete(p.req, r);
+                return;
+            }
+        }
+        // 2. A message whose payload is arriving right now and that nobody has claimed.
+        for (r, c) in self.conns.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            if let Rx::Payload { hdr, dest: Dest::Owned { req: claim @ None, .. }, .. } = &mut c.rx
+            {
+                if p.matches(hdr.context, r, hdr.tag) {
+                    *claim = Some((p.req, p.sink));
+                    return;
+                }
+            }
+        }
+        // 3. Nothing yet: fail now if a peer it depends on is gone, else wait.
+        if let Some(e) = self.watch_error(&p.watch) {
+            self.m.complete(p.req, Err(e));
+            return;
+        }
+        self.m.posted.push_back(p);
+    }
+
+    /// The envelope of the first arrived message matching, without receiving it.
+    pub(crate) fn probe(&self, ctx: u32, src: Option<usize>, tag: Option<u64>) -> Option<MsgInfo> {
+        self.m
+            .unexpected
+            .iter()
+            .find(|u| {
+                u.ctx == ctx && src.is_none_or(|s| s == u.src) && tag.is_none_or(|t| t == u.tag)
+            })
+            .map(|u| MsgInfo { src: u.src, tag: u.tag, len: u.buf.len() })
+    }
+
+    /// Lets go of a request: a receive that has not matched is withdrawn (its message, when it
+    /// comes, is kept for a later receive); one that is arriving into caller memory is redirected
+    /// into an engine buffer; a send still reading caller memory copies what is left. After this
+    /// the engine holds no pointer into caller memory for `id`.
+    pub(crate) fn cancel(&mut self, id: ReqId) {
+        if let Some(i) = self.m.posted.iter().position(|p| p.req == id) {
+            self.m.posted.remove(i);
+            self.m.slots.remove(&id);
+            return;
+        }
+        for c in self.conns.iter_mut().flatten() {
+            if let Rx::Payload { dest, filled, hdr } = &mut c.rx {
+                let redirect = match dest {
+                    Dest::User { req, buf } if *req == id => {
+                        let mut own = AlignedBuf::zeroed(hdr.len as usize);
+                        // SAFETY: the request is still live, so its memory is.
+                        own.as_mut_bytes()[..*filled]
+                            .copy_from_slice(unsafe { &buf.bytes()[..*filled] });
+                        Some(own)
+                    }
+                    Dest::Owned { req: claim, .. } if claim.as_ref().is_some_and(|c| c.0 == id) => {
+                        *claim = None;
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(own) = redirect {
+                    *dest = Dest::Owned { req: None, buf: own };
+                }
+            }
+            for op in c.tx.iter_mut() {
+                if op.req == Some(id) {
+                    op.own_payload();
+                    op.req = None;
+                }
+            }
+        }
+        self.m.slots.remove(&id);
+    }
+
+    /// Makes a queued send stop borrowing caller memory (copies what it still holds).
+    pub(crate) fn detach_send(&mut self, id: ReqId) {
+        for c in self.conns.iter_mut().flatten() {
+            for op in c.tx.iter_mut().filter(|op| op.req == Some(id)) {
+                op.own_payload();
+            }
+        }
+    }
+
+    /// Does all the I/O that can be done without blocking.
+    fn progress(&mut self) {
+        for r in 0..self.conns.len() {
+            let (flush, read) = match &self.conns[r] {
+                Some(c) if !matches!(c.link, Link::Dead(_)) => {
+                    (c.writable && !c.tx.is_empty(), c.readable)
+                }
+                _ => continue,
+            };
+            if flush {
+                self.flush(r);
+            }
+            if read {
+                self.read(r);
+            }
+        }
+    }
+
+    fn flush(&mut self, r: usize) {
+        let Some(Some(c)) = self.conns.get_mut(r) else { return };
+        let mut failed = None;
+        while !c.tx.is_empty() {
+            let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            for op in c.tx.iter() {
+                if n + 2 > MAX_IOV {
+                    break;
+                }
+                let d = op.done;
+                if d < HEADER_LEN {
+                    iov[n] = IoSlice::new(&op.hdr[d..]);
+                    n += 1;
+                }
+                let p = op.payload.bytes();
+                let pd = d.saturating_sub(HEADER_LEN);
+                if pd < p.len() {
+                    iov[n] = IoSlice::new(&p[pd..]);
+                    n += 1;
+                }
+            }
+            match c.stream.write_vectored(&iov[..n]) {
+                Ok(0) => {
+                    failed = Some("the connection accepts no more data".to_string());
+                    break;
+                }
+                Ok(mut w) => {
+                    while w > 0 {
+                        let Some(op) = c.tx.front_mut() else { break };
+                        let left = op.total() - op.done;
+                        if w >= left {
+                            w -= left;
+                            if let Some(op) = c.tx.pop_front() {
+                                if let Some(id) = op.req {
+                                    self.m.complete(id, Ok(Completion::default()));
+                                }
+                            }
+                        } else {
+                            op.done += w;
+                            w = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.writable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(format!("sending failed: {e}"));
+                    break;
+                }
+            }
+        }
+        if let Some(cause) = failed {
+            self.kill(r, cause);
+        }
+    }
+
+    fn read(&mut self, r: usize) {
+        let mut budget = READ_BUDGET;
+        loop {
+            if let Err(cause) = self.parse(r) {
+                self.kill(r, cause);
+                return;
+            }
+            let Some(Some(c)) = self.conns.get_mut(r) else { return };
+            if budget == 0 || c.link != Link::Open {
+                return;
+            }
+            // Choose where the next bytes go.
+            let direct = match &mut c.rx {
+                Rx::Payload { dest, filled, hdr } if c.lo == c.hi => {
+                    let rem = hdr.len as usize - *filled;
+                    if rem >= DIRECT_READ_MIN {
+                        let slice: &mut [u8] = match dest {
+                            // SAFETY: the receive is live while it is the destination.
+                            Dest::User { buf, .. } => unsafe { buf.bytes_mut() },
+                            Dest::Owned { buf, .. } => buf.as_mut_bytes(),
+                        };
+                        Some((slice.as_mut_ptr(), *filled, rem))
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            };
+            let res = match direct {
+                Some((ptr, at, rem)) => {
+                    // SAFETY: ptr/at/rem describe the unfilled tail of the destination above.
+                    let tail = unsafe { std::slice::from_raw_parts_mut(ptr.add(at), rem) };
+                    c.stream.read(tail).map(|n| (n, true))
+                }
+                None => {
+                    if c.lo > 0 {
+                        c.staging.copy_within(c.lo..c.hi, 0);
+                        c.hi -= c.lo;
+                        c.lo = 0;
+                    }
+                    let hi = c.hi;
+                    c.stream.read(&mut c.staging[hi..]).map(|n| (n, false))
+                }
+            };
+            match res {
+                Ok((0, _)) => {
+                    self.eof(r);
+                    return;
+                }
+                Ok((n, true)) => {
+                    budget = budget.saturating_sub(n);
+                    if let Rx::Payload { filled, .. } = &mut c.rx {
+                        *filled += n;
+                    }
+                }
+                Ok((n, false)) => {
+                    budget = budget.saturating_sub(n);
+                    c.hi += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.readable = false;
+                    // Complete a payload that the direct read just finished.
+                    if let Err(cause) = self.parse(r) {
+                        self.kill(r, cause);
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.kill(r, format!("receiving failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Consumes staged bytes: headers, payload pieces, completed messages.
+    fn parse(&mut self, r: usize) -> std::result::Result<(), String> {
+        loop {
+            let max = self.max_message;
+            let Some(Some(c)) = self.conns.get_mut(r) else { return Ok(()) };
+            match &mut c.rx {
+                Rx::Header => {
+                    if c.hi - c.lo < HEADER_LEN {
+                        return Ok(());
+                    }
+                    let hdr = FrameHeader::decode(&c.staging[c.lo..c.hi], max)
+                        .map_err(|e| format!("protocol error: {e}"))?;
+                    c.lo += HEADER_LEN;
+                    if hdr.kind == FrameKind::Goodbye {
+                        c.link = Link::Closed;
+                        self.fail_posted_from(r, "it has finalized");
+                        return Ok(());
+                    }
+                    let len = usize::try_from(hdr.len).map_err(|_| "frame too long".to_string())?;
+                    let dest = match self.m.take_posted(hdr.context, r, hdr.tag) {
+                        Some(Posted { req, sink: Sink::User(buf), .. }) if len <= buf.len => {
+                            Dest::User { req, buf }
+                        }
+                        Some(p) => {
+                            Dest::Owned { req: Some((p.req, p.sink)), buf: AlignedBuf::zeroed(len) }
+                        }
+                        None => Dest::Owned { req: None, buf: AlignedBuf::zeroed(len) },
+                    };
+                    let Some(Some(c)) = self.conns.get_mut(r) else { return Ok(()) };
+                    c.rx = Rx::Payload { hdr, dest, filled: 0 };
+                }
+                Rx::Payload { hdr, dest, filled } => {
+                    let len = hdr.len as usize;
+                    let take = (len - *filled).min(c.hi - c.lo);
+                    if take > 0 {
+                        let into: &mut [u8] = match dest {
+                            // SAFETY: the receive is live while it is the destination.
+                            Dest::User { buf, .. } => unsafe { buf.bytes_mut() },
+                            Dest::Owned { buf, .. } => buf.as_mut_bytes(),
+                        };
+                        into[*filled..*filled + take]
+                            .copy_from_slice(&c.staging[c.lo..c.lo + take]);
+                        *filled += take;
+                        c.lo += take;
+                    }
+                    if *filled < len {
+                        return Ok(());
+                    }
+                    let Rx::Payload { hdr, dest, .. } = std::mem::replace(&mut c.rx, Rx::Header)
+                    else {
+                        return Ok(());
+                    };
+                    let info = MsgInfo { src: r, tag: hdr.tag, len };
+                    match dest {
+                        Dest::User { req, .. } => {
+                            self.m.complete(req, Ok(Completion { info: Some(info), data: None }))
+                        }
+                        Dest::Owned { req: Some((req, sink)), buf } => {
+                            let res = fill_sink(sink, buf, info);
+                            self.m.complete(req, res);
+                        }
+                        Dest::Owned { req: None, buf } => self.m.unexpected.push_back(Unexpected {
+                            ctx: hdr.context,
+                            src: r,
+                            tag: hdr.tag,
+                            buf,
+                        }),
+                    }
+                }
+            }
+        }
+    }
+
+    fn eof(&mut self, r: usize) {
+        let Some(Some(c)) = self.conns.get_mut(r) else { return };
+        if c.link == Link::Closed {
+            c.readable = false;
+            return;
+        }
+        self.kill(r, "connection closed without a goodbye (the process exited or crashed)".into());
+    }
+
+    /// Marks a peer dead and fails everything that depends on it.
+    fn kill(&mut self, r: usize, cause: String) {
+        let Some(Some(c)) = self.conns.get_mut(r) else { return };
+        if matches!(c.link, Link::Dead(_)) {
+            return;
+        }
+        tracing::warn!(rank = r, "peer lost: {cause}");
+        c.link = Link::Dead(cause.clone());
+        c.readable = false;
+        c.writable = false;
+        let _ = c.stream.shutdown(Shutdown::Both);
+        let tx: Vec<TxOp> = c.tx.drain(..).collect();
+        let rx = std::mem::replace(&mut c.rx, Rx::Header);
+        let host = self.hosts.get(r).cloned().unwrap_or_else(|| "?".into());
+        let err = || Error::PeerLost { rank: r, host: host.clone(), cause: cause.clone() };
+        let mut failed: Vec<(ReqId, Error)> = Vec::new();
+        for op in tx {
+            if let Some(id) = op.req {
+                failed.push((id, err()));
+            }
+        }
+        if let Rx::Payload { dest, .. } = rx {
+            match dest {
+                Dest::User { req, .. } | Dest::Owned { req: Some((req, _)), .. } => {
+                    failed.push((req, err()))
+                }
+                Dest::Owned { req: None, .. } => {}
+            }
+        }
+        let posted = std::mem::take(&mut self.m.posted);
+        for p in posted {
+            if p.watch.covers(r) {
+                failed.push((p.req, err()));
+            } else {
+                self.m.posted.push_back(p);
+            }
+        }
+        for (id, e) in failed {
+            self.m.complete(id, Err(e));
+        }
+    }
+
+    /// Fails receives that name `r` as their source: `r` will send nothing more.
+    fn fail_posted_from(&mut self, r: usize, cause: &str) {
+        let posted = std::mem::take(&mut self.m.posted);
+        for p in posted {
+            if p.src == Some(r) {
+                let e = self.lost(r, cause);
+                self.m.complete(p.req, Err(e));
+            } else {
+                self.m.posted.push_back(p);
+            }
+        }
+    }
+}
+
+impl Matching {
+    fn take_posted(&mut self, ctx: u32, src: usize, tag: u64) -> Option<Posted> {
+        let i = self.posted.iter().position(|p| p.matches(ctx, src, tag))?;
+        self.posted.remove(i)
+    }
+
+    fn complete(&mut self, id: ReqId, r: Result<Completion>) {
+        // A request that was let go of has no slot: its result is dropped.
+        if let Some(slot) = self.slots.get_mut(&id) {
+            *slot = Slot::Done(r);
+        }
+    }
+}
+
+/// Puts a complete engine buffer where its receive wants it.
+fn fill_sink(sink: Sink, buf: AlignedBuf, info: MsgInfo) -> Result<Completion> {
+    match sink {
+        Sink::Alloc => Ok(Completion { info: Some(info), data: Some(buf) }),
+        Sink::User(dst) => {
+            if buf.len() > dst.len {
+                return Err(Error::Truncated {
+                    source_rank: info.src,
+                    tag: info.tag,
+                    len: buf.len(),
+                    capacity: dst.len,
+                });
+            }
+            // SAFETY: the receive is live until completed, which happens right after this.
+            unsafe { dst.bytes_mut()[..buf.len()].copy_from_slice(buf.as_bytes()) };
+            Ok(Completion { info: Some(info), data: None })
+        }
+    }
+}

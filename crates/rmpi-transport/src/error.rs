@@ -1,0 +1,128 @@
+//! The error type of the transport.
+
+use std::io;
+use std::time::Duration;
+
+use crate::wire::WireError;
+
+/// Everything that can go wrong in the transport.
+///
+/// Each variant names what it can: the peer's rank and host, the environment variable, the
+/// operation that timed out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A launcher-provided environment variable is missing or malformed.
+    #[error("environment variable {var}: {msg}")]
+    Env {
+        /// The variable's name.
+        var: &'static str,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// The job could not be assembled (rendezvous or mesh set-up failed).
+    #[error("bootstrap of rank {rank}: {msg}")]
+    Bootstrap {
+        /// The rank that failed to join.
+        rank: usize,
+        /// Why.
+        msg: String,
+    },
+    /// A peer is gone: its connection closed without a goodbye or failed.
+    #[error("rank {rank} on {host} is unreachable: {cause}")]
+    PeerLost {
+        /// World rank of the lost peer.
+        rank: usize,
+        /// Its host name, as it reported it.
+        host: String,
+        /// The cause (EOF, connection reset, protocol error, ...).
+        cause: String,
+    },
+    /// A peer sent bytes that are not a valid frame.
+    #[error("malformed frame from rank {rank} on {host}: {source}")]
+    Protocol {
+        /// World rank of the sender.
+        rank: usize,
+        /// Its host name.
+        host: String,
+        /// What was wrong.
+        source: WireError,
+    },
+    /// A message is larger than the buffer it was received into.
+    #[error("message of {len} bytes from rank {source_rank} (tag {tag}) does not fit a {capacity}-byte receive buffer")]
+    Truncated {
+        /// Rank the message came from.
+        source_rank: usize,
+        /// Its tag.
+        tag: u64,
+        /// Its length in bytes.
+        len: usize,
+        /// The receive buffer's size in bytes.
+        capacity: usize,
+    },
+    /// A message's length is not a whole number of elements of the requested type.
+    #[error("message of {len} bytes from rank {source_rank} is not a whole number of {elem_size}-byte elements")]
+    ElementSize {
+        /// Rank the message came from.
+        source_rank: usize,
+        /// Its length in bytes.
+        len: usize,
+        /// Element size of the requested type.
+        elem_size: usize,
+    },
+    /// A serde value could not be encoded.
+    #[error("encoding a message: {0}")]
+    Encode(String),
+    /// A received message could not be decoded as the requested type.
+    #[error("decoding a message from rank {source_rank}: {msg}")]
+    Decode {
+        /// Rank the message came from.
+        source_rank: usize,
+        /// The decoder's complaint.
+        msg: String,
+    },
+    /// A rank argument is out of range for the communicator.
+    #[error("rank {rank} is out of range for a communicator of size {size}")]
+    InvalidRank {
+        /// The rank passed.
+        rank: usize,
+        /// The communicator's size.
+        size: usize,
+    },
+    /// A tag argument is out of the user range.
+    #[error("tag {0} is reserved (user tags are 0..=2^31-1)")]
+    InvalidTag(u64),
+    /// An operation did not complete before its deadline.
+    #[error("timed out after {after:?} {what}")]
+    Timeout {
+        /// The time waited.
+        after: Duration,
+        /// What was being waited for.
+        what: String,
+    },
+    /// A collective was called inconsistently across ranks.
+    #[error("collective mismatch on rank {rank}: {msg}")]
+    Mismatch {
+        /// The rank that noticed (communicator rank).
+        rank: usize,
+        /// What did not match.
+        msg: String,
+    },
+    /// A system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+}
+
+/// The transport's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

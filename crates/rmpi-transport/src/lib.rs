@@ -1,0 +1,41 @@
+//! The TCP transport of rmpi: bootstrap, handshake and tagged point-to-point messaging.
+//!
+//! Most users want the `rmpi` facade crate, which re-exports this crate's public API next to the
+//! collectives. This crate is organised as:
+//!
+//! * [`wire`]: every byte on the wire (handshake, rendezvous records, frame headers), as pure
+//!   encode/decode functions; specified in `docs/wire-protocol.md`.
+//! * [`env`]: the launcher/rank contract (environment variables) and [`BootConfig`].
+//! * [`token`]: the job token.
+//! * [`rendezvous`]: the server a launcher runs so ranks can find each other.
+//! * [`addr`]: choosing the address a rank advertises.
+//! * `mesh`: building the full mesh of connections.
+//! * `engine`: the progress engine (matching, framing, polling) shared by all communicators.
+//! * [`Communicator`]: groups of ranks and their point-to-point operations; [`Request`] and
+//!   [`Scope`] for nonblocking ones.
+//! * [`local`]: run `n` ranks as threads over loopback TCP, for tests.
+//!
+//! Data moves in two ways: slices of plain numbers ([`bytemuck::Pod`]) are sent as their bytes,
+//! with no per-element encoding and no copy on the send side; any `serde` type goes through
+//! bincode (`send_obj`/`recv_obj`). All ranks of a job are assumed to share byte order.
+
+#![warn(missing_docs)]
+
+pub mod addr;
+mod buf;
+mod comm;
+mod engine;
+pub mod env;
+mod error;
+pub mod local;
+mod mesh;
+pub mod rendezvous;
+mod request;
+pub mod token;
+pub mod wire;
+
+pub use bytemuck::Pod;
+pub use comm::{Channel, Communicator, Status, Tag};
+pub use env::BootConfig;
+pub use error::{Error, Result};
+pub use request::{Request, Scope};

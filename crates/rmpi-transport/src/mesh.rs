@@ -1,0 +1,251 @@
+//! Building the full mesh: listen, join the rendezvous, connect to lower ranks, accept higher.
+//!
+//! Every connection opens with a [`Hello`] each way. The accepting side refuses anything that is
+//! not a valid hello from an expected peer of this job, logs it with the peer's address, and
+//! goes on waiting for the real peers. Each rank does O(p) work.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::env::BootConfig;
+use crate::error::{Error, Result};
+use crate::rendezvous::{self, list};
+use crate::token::JobToken;
+use crate::wire::{Endpoint, Hello, HelloKind, HELLO_LEN};
+
+/// How long an accepted connection may take to send its hello.
+const PEER_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connected mesh: one stream per peer (`None` at our own rank) and every rank's endpoint.
+pub(crate) struct Mesh {
+    pub(crate) streams: Vec<Option<TcpStream>>,
+    pub(crate) endpoints: Vec<Endpoint>,
+}
+
+/// Joins the job described by `cfg`.
+pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
+    let deadline = Instant::now() + cfg.boot_timeout;
+    let (rank, size) = (cfg.rank, cfg.size);
+    let fail = |msg: String| Error::Bootstrap { rank, msg };
+    let listener = bind_listener(cfg)?;
+    let port = listener.local_addr().map_err(|e| Error::io("listener address", e))?.port();
+    let host = cfg.host_label.clone().unwrap_or_else(hostname);
+    let advertise = cfg.advertise.clone();
+    let (_me, endpoints) =
+        rendezvous::join(cfg.rendezvous, cfg.token, rank, size, deadline, |route_ip| {
+            let ip = advertise
+                .resolve(route_ip)
+                .map_err(|e| Error::Env { var: crate::env::IFACE, msg: e })?;
+            Ok(Endpoint { addr: SocketAddr::new(ip, port), host: host.clone() })
+        })?;
+
+    // Accept from higher ranks in the background while we connect to lower ones.
+    let expect_higher = size - rank - 1;
+    let (tx, rx) = mpsc::channel::<(usize, TcpStream)>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acceptor = if expect_higher > 0 {
+        let l = listener.try_clone().map_err(|e| Error::io("listener", e))?;
+        let (stop, token) = (stop.clone(), cfg.token);
+        Some(thread::spawn(move || accept_peers(l, stop, token, rank, size, tx)))
+    } else {
+        None
+    };
+
+    let mut streams: Vec<Option<TcpStream>> = (0..size).map(|_| None).collect();
+    for (j, ep) in endpoints.iter().enumerate().take(rank) {
+        let s = connect_peer(cfg.token, rank, size, j, ep, deadline).map_err(|e| {
+            fail(format!("connecting to rank {j} on {} ({}): {e}", ep.host, ep.addr))
+        })?;
+        streams[j] = Some(s);
+    }
+
+    let mut got = 0;
+    while got < expect_higher {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((j, s)) => {
+                if streams[j].is_some() {
+                    tracing::warn!(peer = ?s.peer_addr().ok(), "rank {rank}: refused a second connection claiming to be rank {j}");
+                    continue;
+                }
+                streams[j] = Some(s);
+                got += 1;
+            }
+            Err(_) => {
+                let missing: Vec<usize> =
+                    (rank + 1..size).filter(|j| streams[*j].is_none()).collect();
+                stop.store(true, Ordering::SeqCst);
+                let names: Vec<String> =
+                    missing.iter().map(|j| format!("{j} ({})", endpoints[*j].host)).collect();
+                return Err(fail(format!(
+                    "ranks {} never connected within {:?}: {}",
+                    list(&missing),
+                    cfg.boot_timeout,
+                    names.join(", ")
+                )));
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    if let Some(a) = acceptor {
+        // Wake the acceptor so it sees the stop flag, then let the listener go.
+        let mut wake = listener.local_addr().map_err(|e| Error::io("listener address", e))?;
+        wake.set_ip(if wake.is_ipv4() {
+            Ipv4Addr::LOCALHOST.into()
+        } else {
+            Ipv6Addr::LOCALHOST.into()
+        });
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
+        let _ = a.join();
+    }
+    Ok(Mesh { streams, endpoints })
+}
+
+fn bind_listener(cfg: &BootConfig) -> Result<TcpListener> {
+    let any: IpAddr = if cfg.rendezvous.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    match cfg.port_range {
+        None => TcpListener::bind(SocketAddr::new(any, 0))
+            .map_err(|e| Error::io(format!("rank {}: binding a listening socket", cfg.rank), e)),
+        Some((lo, hi)) => {
+            for port in lo..=hi {
+                if let Ok(l) = TcpListener::bind(SocketAddr::new(any, port)) {
+                    return Ok(l);
+                }
+            }
+            Err(Error::Bootstrap {
+                rank: cfg.rank,
+                msg: format!("no free port in RMPI_PORT_RANGE {lo}-{hi}"),
+            })
+        }
+    }
+}
+
+fn hello(token: JobToken, size: usize, rank: usize) -> [u8; HELLO_LEN] {
+    Hello { kind: HelloKind::Peer, token: *token.as_bytes(), size: size as u32, rank: rank as u32 }
+        .encode()
+}
+
+/// Checks a peer hello; `Ok(rank)` when it is one of ours.
+fn check_hello(b: &[u8], token: JobToken, size: usize) -> std::result::Result<usize, String> {
+    let h = Hello::decode(b).map_err(|e| e.to_string())?;
+    if h.kind != HelloKind::Peer {
+        return Err("not a peer hello".into());
+    }
+    if !token.matches(&h.token) {
+        return Err("wrong job token (a rank of another job?)".into());
+    }
+    if h.size as usize != size {
+        return Err(format!("world size {} differs from ours ({size})", h.size));
+    }
+    if h.rank as usize >= size {
+        return Err(format!("rank {} out of range", h.rank));
+    }
+    Ok(h.rank as usize)
+}
+
+fn connect_peer(
+    token: JobToken,
+    rank: usize,
+    size: usize,
+    j: usize,
+    ep: &Endpoint,
+    deadline: Instant,
+) -> std::result::Result<TcpStream, String> {
+    let mut s = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("deadline passed".into());
+        }
+        match TcpStream::connect_timeout(&ep.addr, left.min(Duration::from_secs(5))) {
+            Ok(s) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let _ = s.set_nodelay(true);
+    s.write_all(&hello(token, size, rank)).map_err(|e| format!("sending hello: {e}"))?;
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+    let _ = s.set_read_timeout(Some(left));
+    let mut b = [0u8; HELLO_LEN];
+    s.read_exact(&mut b).map_err(|e| format!("no hello back: {e}"))?;
+    let got = check_hello(&b, token, size)?;
+    if got != j {
+        return Err(format!("the peer says it is rank {got}, not {j}"));
+    }
+    let _ = s.set_read_timeout(None);
+    Ok(s)
+}
+
+fn accept_peers(
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+    token: JobToken,
+    rank: usize,
+    size: usize,
+    tx: mpsc::Sender<(usize, TcpStream)>,
+) {
+    loop {
+        let (mut s, peer) = match listener.accept() {
+            Ok(x) => x,
+            Err(e) => {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                tracing::warn!("rank {rank}: accept failed: {e}");
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let _ = s.set_read_timeout(Some(PEER_HELLO_TIMEOUT));
+            let mut b = [0u8; HELLO_LEN];
+            let res = s
+                .read_exact(&mut b)
+                .map_err(|e| format!("no hello: {e}"))
+                .and_then(|_| check_hello(&b, token, size))
+                .and_then(|j| {
+                    if j > rank {
+                        Ok(j)
+                    } else {
+                        Err(format!("rank {j} should not connect to rank {rank}"))
+                    }
+                });
+            match res {
+                Ok(j) => {
+                    if s.write_all(&hello(token, size, rank)).is_ok() {
+                        let _ = s.set_read_timeout(None);
+                        let _ = s.set_nodelay(true);
+                        let _ = tx.send((j, s));
+                    }
+                }
+                Err(why) => tracing::warn!(%peer, "rank {rank}: refused a connection: {why}"),
+            }
+        });
+    }
+}
+
+/// This machine's host name (for messages), or "localhost" if it cannot be read.
+pub(crate) fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for its length; gethostname NUL-terminates within it or truncates.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
