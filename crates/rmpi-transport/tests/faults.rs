@@ -1,0 +1,295 @@
+//! Bad input and lost peers. A "fake" rank speaks the wire protocol by hand (through the public
+//! `wire` module) so that it can misbehave: stray connections, wrong tokens, corrupt frames,
+//! absurd lengths, dying mid-message. The real rank must refuse, report and never hang.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rmpi_transport::rendezvous::RendezvousServer;
+use rmpi_transport::token::JobToken;
+use rmpi_transport::wire::{
+    Endpoint, FrameHeader, FrameKind, Hello, HelloKind, RendezvousReply, HELLO_LEN,
+};
+use rmpi_transport::{BootConfig, Communicator, Error};
+
+const T: Duration = Duration::from_secs(10);
+
+fn server(size: usize, token: JobToken, deadline: Duration) -> SocketAddr {
+    let s = RendezvousServer::bind("127.0.0.1:0".parse().unwrap(), size, token, deadline).unwrap();
+    let addr = s.local_addr();
+    s.spawn();
+    addr
+}
+
+fn config(rank: usize, size: usize, token: JobToken, rv: SocketAddr) -> BootConfig {
+    let mut c = BootConfig::new(rank, size, token, rv);
+    c.boot_timeout = Duration::from_secs(5);
+    c.host_label = Some(format!("real{rank}"));
+    c
+}
+
+fn hello(kind: HelloKind, token: &[u8; 16], size: usize, rank: usize) -> [u8; HELLO_LEN] {
+    Hello { kind, token: *token, size: size as u32, rank: rank as u32 }.encode()
+}
+
+/// Joins the rendezvous as `rank`, advertising `port`; returns the reply.
+fn fake_join(
+    rv: SocketAddr,
+    token: &[u8; 16],
+    size: usize,
+    rank: usize,
+    port: u16,
+) -> RendezvousReply {
+    let mut s = TcpStream::connect(rv).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut msg = hello(HelloKind::Rendezvous, token, size, rank).to_vec();
+    let mut ep = Vec::new();
+    Endpoint { addr: SocketAddr::from(([127, 0, 0, 1], port)), host: "fakehost".into() }
+        .encode_into(&mut ep);
+    msg.extend_from_slice(&(ep.len() as u32).to_le_bytes());
+    msg.extend_from_slice(&ep);
+    s.write_all(&msg).unwrap();
+    let mut l = [0u8; 4];
+    s.read_exact(&mut l).unwrap();
+    let mut body = vec![0u8; u32::from_le_bytes(l) as usize];
+    s.read_exact(&mut body).unwrap();
+    RendezvousReply::decode(&body, size as u32).unwrap()
+}
+
+fn table(r: RendezvousReply) -> Vec<Endpoint> {
+    match r {
+        RendezvousReply::Table(t) => t,
+        RendezvousReply::Failed(why) => panic!("rendezvous refused: {why}"),
+    }
+}
+
+/// Connects to `ep` as `rank` and completes the handshake.
+fn fake_connect(ep: &Endpoint, token: &[u8; 16], size: usize, rank: usize) -> TcpStream {
+    let mut s = TcpStream::connect(ep.addr).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(&hello(HelloKind::Peer, token, size, rank)).unwrap();
+    let mut b = [0u8; HELLO_LEN];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(Hello::decode(&b).unwrap().rank, 0);
+    s
+}
+
+fn frame(tag: u64, payload: &[u8]) -> Vec<u8> {
+    let mut f = FrameHeader { kind: FrameKind::Data, context: 0, tag, len: payload.len() as u64 }
+        .encode()
+        .to_vec();
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Whether the other side closed the connection without answering.
+fn refused(mut s: TcpStream) -> bool {
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+/// Starts real rank 0 of a 2-rank job in a thread running `body`, and returns the fake rank 1's
+/// view: the token, rank 0's endpoint, and the thread.
+fn real_rank0_with_fake_rank1<R: Send + 'static>(
+    body: impl FnOnce(Communicator) -> R + Send + 'static,
+) -> ([u8; 16], Endpoint, thread::JoinHandle<Result<R, Error>>, SocketAddr) {
+    let token = JobToken::generate();
+    let rv = server(2, token, T);
+    let cfg = config(0, 2, token, rv);
+    let h = thread::spawn(move || Communicator::join(&cfg).map(body));
+    let t = table(fake_join(rv, token.as_bytes(), 2, 1, 1));
+    (*token.as_bytes(), t[0].clone(), h, rv)
+}
+
+#[test]
+fn stray_and_foreign_connections_are_refused_and_the_job_goes_on() {
+    let (token, ep0, h, _) = real_rank0_with_fake_rank1(|w| {
+        let (v, st) = w.recv::<u32>(1, 7)?;
+        w.finalize()?;
+        Ok::<_, Error>((v, st.source))
+    });
+    // A port scanner: connect, close.
+    drop(TcpStream::connect(ep0.addr).unwrap());
+    // Something that is not rmpi at all.
+    let mut s = TcpStream::connect(ep0.addr).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n.....").unwrap();
+    assert!(refused(s), "an HTTP request must be refused");
+    // A rank of another job (wrong token).
+    let mut s = TcpStream::connect(ep0.addr).unwrap();
+    s.write_all(&hello(HelloKind::Peer, &[0xAB; 16], 2, 1)).unwrap();
+    assert!(refused(s), "a wrong token must be refused");
+    // Right token, wrong world size; out-of-range rank; a rank that must not connect to rank 0.
+    for (size, rank) in [(3, 1), (2, 5), (2, 0)] {
+        let mut s = TcpStream::connect(ep0.addr).unwrap();
+        s.write_all(&hello(HelloKind::Peer, &token, size, rank)).unwrap();
+        assert!(refused(s), "size {size} rank {rank} must be refused");
+    }
+    // A connection that says nothing is left to time out while the real peer gets in.
+    let _silent = TcpStream::connect(ep0.addr).unwrap();
+    // Now the real rank 1.
+    let mut s = fake_connect(&ep0, &token, 2, 1);
+    s.write_all(&frame(7, bytemuck::cast_slice(&[1u32, 2, 3]))).unwrap();
+    let bye = FrameHeader { kind: FrameKind::Goodbye, context: 0, tag: 0, len: 0 };
+    s.write_all(&bye.encode()).unwrap();
+    let (v, src) = h.join().unwrap().unwrap().unwrap();
+    assert_eq!((v, src), (vec![1, 2, 3], 1));
+    // Rank 0 said goodbye too, then closed.
+    let mut b = [0u8; 32];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(FrameHeader::decode(&b, 0).unwrap().kind, FrameKind::Goodbye);
+}
+
+#[test]
+fn rendezvous_refuses_wrong_tokens_and_duplicates() {
+    let token = JobToken::generate();
+    let rv = server(2, token, T);
+    assert!(matches!(
+        fake_join(rv, &[1; 16], 2, 0, 1),
+        RendezvousReply::Failed(w) if w.contains("token")
+    ));
+    assert!(matches!(
+        fake_join(rv, token.as_bytes(), 2, 7, 1),
+        RendezvousReply::Failed(w) if w.contains("out of range")
+    ));
+    // Garbage and silence do not disturb it.
+    TcpStream::connect(rv).unwrap().write_all(b"SSH-2.0-OpenSSH\r\n").unwrap();
+    let _quiet = TcpStream::connect(rv).unwrap();
+    let first = thread::spawn(move || fake_join(rv, token.as_bytes(), 2, 0, 1000));
+    thread::sleep(Duration::from_millis(200));
+    let dup = fake_join(rv, token.as_bytes(), 2, 0, 1001);
+    assert!(matches!(dup, RendezvousReply::Failed(w) if w.contains("already joined")));
+    let last = table(fake_join(rv, token.as_bytes(), 2, 1, 1002));
+    let first = table(first.join().unwrap());
+    assert_eq!(first, last);
+    assert_eq!(last[0].addr.port(), 1000);
+    assert_eq!(last[1].addr.port(), 1002);
+}
+
+#[test]
+fn a_rank_that_never_joins_is_named() {
+    let token = JobToken::generate();
+    let rv = server(3, token, Duration::from_secs(1));
+    let t = Instant::now();
+    let hs: Vec<_> = (0..2)
+        .map(|r| {
+            let cfg = config(r, 3, token, rv);
+            thread::spawn(move || Communicator::join(&cfg).map(|_| ()))
+        })
+        .collect();
+    for h in hs {
+        let e = h.join().unwrap().unwrap_err().to_string();
+        assert!(e.contains("never joined") && e.contains(": 2"), "{e}");
+    }
+    assert!(t.elapsed() < Duration::from_secs(8));
+}
+
+#[test]
+fn a_rank_that_never_connects_is_named() {
+    let token = JobToken::generate();
+    let rv = server(3, token, T);
+    let hs: Vec<_> = (0..2)
+        .map(|r| {
+            let mut cfg = config(r, 3, token, rv);
+            cfg.boot_timeout = Duration::from_secs(2);
+            thread::spawn(move || Communicator::join(&cfg).map(|_| ()))
+        })
+        .collect();
+    // Rank 2 joins the rendezvous with a listener nobody answers on, and never connects.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _t = fake_join(rv, token.as_bytes(), 3, 2, l.local_addr().unwrap().port());
+    for h in hs {
+        let e = h.join().unwrap().unwrap_err().to_string();
+        assert!(e.contains("ranks 2 never connected") && e.contains("fakehost"), "{e}");
+    }
+}
+
+fn expect_lost(e: Error, cause: &str) {
+    match &e {
+        Error::PeerLost { rank: 1, host, cause: c } => {
+            assert_eq!(host, "fakehost");
+            assert!(c.contains(cause), "cause {c:?} should mention {cause:?}");
+        }
+        other => panic!("expected PeerLost naming rank 1, got {other}"),
+    }
+    let msg = e.to_string();
+    assert!(msg.contains("rank 1") && msg.contains("fakehost"), "{msg}");
+}
+
+#[test]
+fn a_peer_that_dies_fails_pending_and_later_operations() {
+    let (token, ep0, h, _) = real_rank0_with_fake_rank1(|w| {
+        let t = Instant::now();
+        let pending = w.recv::<u8>(1, 0).unwrap_err();
+        let waited = t.elapsed();
+        let any = w.recv_any::<u8>().unwrap_err();
+        let send = w.send(&[1u8], 1, 0).unwrap_err();
+        (pending, waited, any, send)
+    });
+    let s = fake_connect(&ep0, &token, 2, 1);
+    thread::sleep(Duration::from_millis(300));
+    drop(s); // dies: no goodbye
+    let (pending, waited, any, send) = h.join().unwrap().unwrap();
+    assert!(waited < Duration::from_secs(3), "noticed after {waited:?}");
+    expect_lost(pending, "without a goodbye");
+    expect_lost(any, "without a goodbye");
+    expect_lost(send, "without a goodbye");
+}
+
+#[test]
+fn a_peer_that_dies_mid_send_fails_the_send() {
+    let (token, ep0, h, _) =
+        real_rank0_with_fake_rank1(|w| w.send(&vec![0u8; 64 << 20], 1, 0).unwrap_err());
+    let mut s = fake_connect(&ep0, &token, 2, 1);
+    let mut b = vec![0u8; 1 << 20];
+    s.read_exact(&mut b).unwrap();
+    drop(s);
+    let e = h.join().unwrap().unwrap();
+    assert!(matches!(e, Error::PeerLost { rank: 1, .. }), "{e}");
+}
+
+#[test]
+fn corrupt_frames_are_protocol_errors() {
+    let mut bad_magic = frame(0, &[]);
+    bad_magic[0] ^= 0xff;
+    let mut bad_kind = frame(0, &[]);
+    bad_kind[2] = 9;
+    let absurd =
+        FrameHeader { kind: FrameKind::Data, context: 0, tag: 0, len: 1 << 62 }.encode().to_vec();
+    for (name, bytes, cause) in [
+        ("bad magic", bad_magic, "corrupt frame header"),
+        ("bad kind", bad_kind, "unknown frame kind"),
+        ("absurd length", absurd, "exceeds the limit"),
+    ] {
+        let (token, ep0, h, _) = real_rank0_with_fake_rank1(|w| w.recv::<u8>(1, 0).unwrap_err());
+        let mut s = fake_connect(&ep0, &token, 2, 1);
+        s.write_all(&bytes).unwrap();
+        let e = h.join().unwrap().unwrap();
+        eprintln!("{name}: {e}");
+        expect_lost(e, cause);
+        drop(s);
+    }
+}
+
+#[test]
+fn the_message_limit_is_configurable() {
+    let token = JobToken::generate();
+    let rv = server(2, token, T);
+    let mut cfg = config(0, 2, token, rv);
+    cfg.max_message = 1024;
+    let h = thread::spawn(move || {
+        let w = Communicator::join(&cfg).unwrap();
+        let small = w.recv::<u8>(1, 0).map(|(v, _)| v.len());
+        let big = w.recv::<u8>(1, 0).unwrap_err();
+        (small, big)
+    });
+    let t = table(fake_join(rv, token.as_bytes(), 2, 1, 1));
+    let mut s = fake_connect(&t[0], token.as_bytes(), 2, 1);
+    s.write_all(&frame(0, &[7u8; 1024])).unwrap();
+    s.write_all(&frame(0, &[7u8; 1025])).unwrap();
+    let (small, big) = h.join().unwrap();
+    assert_eq!(small.unwrap(), 1024);
+    expect_lost(big, "1025 exceeds the limit of 1024");
+}

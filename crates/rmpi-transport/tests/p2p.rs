@@ -1,0 +1,327 @@
+//! Point-to-point semantics over real loopback TCP, ranks as threads.
+
+use std::time::{Duration, Instant};
+
+use rmpi_transport::local::{self, LocalOptions};
+use rmpi_transport::{Communicator, Error};
+use serde::{Deserialize, Serialize};
+
+#[test]
+fn matching_order_is_preserved_per_sender_and_tag() {
+    local::run(2, |w| {
+        if w.rank() == 0 {
+            for i in 0..1000u32 {
+                w.send(&[i], 1, u64::from(i % 3))?;
+            }
+        } else {
+            // Per tag, messages arrive in the order they were sent.
+            for tag in [2u64, 0, 1] {
+                let mut last = None;
+                for _ in 0..(1000 / 3 + u32::from(tag == 0)) {
+                    let (v, st) = w.recv::<u32>(0, tag)?;
+                    assert_eq!(st.tag, tag);
+                    assert_eq!(v[0] % 3, tag as u32);
+                    assert!(last.is_none_or(|l| l < v[0]), "out of order: {last:?} then {}", v[0]);
+                    last = Some(v[0]);
+                }
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn any_source_any_tag_and_status() {
+    let n = 5;
+    local::run(n, |w| {
+        if w.rank() == 0 {
+            let mut seen = vec![false; n];
+            for _ in 1..n {
+                let (v, st) = w.recv_any::<u64>()?;
+                assert_eq!(v, vec![st.source as u64 * 100; st.source]);
+                assert_eq!(st.tag, 40 + st.source as u64);
+                assert_eq!(st.len, 8 * st.source);
+                assert_eq!(st.count::<u64>(), Some(st.source));
+                assert!(!seen[st.source]);
+                seen[st.source] = true;
+            }
+            assert!(seen[1..].iter().all(|s| *s));
+        } else {
+            let r = w.rank();
+            w.send(&vec![r as u64 * 100; r], 0, 40 + r as u64)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn zero_length_and_self_messages() {
+    local::run(2, |w| {
+        let me = w.rank();
+        w.send::<f64>(&[], 1 - me, 5)?;
+        let (v, st) = w.recv::<f64>(1 - me, 5)?;
+        assert!(v.is_empty());
+        assert_eq!(st.len, 0);
+        // A message to oneself.
+        w.send(&[me as i32, 7], me, 9)?;
+        let (v, st) = w.recv::<i32>(me, 9)?;
+        assert_eq!((v, st.source), (vec![me as i32, 7], me));
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn large_messages_cross_both_ways_at_once() {
+    // 80 MiB each way, both ranks sending before receiving: progress while sending must read.
+    const N: usize = 10 << 20; // f64 elements
+    local::run(2, |w| {
+        let me = w.rank();
+        let out: Vec<f64> = (0..N).map(|i| (i * (me + 1)) as f64).collect();
+        w.send(&out, 1 - me, 1)?;
+        let (v, st) = w.recv::<f64>(1 - me, 1)?;
+        assert_eq!(st.len, N * 8);
+        let other = 2 - me;
+        assert!(v.iter().enumerate().all(|(i, x)| *x == (i * other) as f64));
+        // Again straight into a caller buffer, posted first.
+        let mut inb = vec![0.0f64; N];
+        w.sendrecv_into(&out, 1 - me, 2, &mut inb, 1 - me, 2)?;
+        assert!(inb.iter().enumerate().all(|(i, x)| *x == (i * other) as f64));
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Config {
+    name: String,
+    steps: Vec<u32>,
+    inner: Option<Box<Config>>,
+    weights: std::collections::BTreeMap<String, f64>,
+}
+
+#[test]
+fn serde_values_round_trip() {
+    let cfg = Config {
+        name: "run-\u{1f680}".into(),
+        steps: vec![1, 2, 3],
+        inner: Some(Box::new(Config {
+            name: "inner".into(),
+            steps: vec![],
+            inner: None,
+            weights: Default::default(),
+        })),
+        weights: [("a".to_string(), 0.5), ("b".to_string(), -1.0)].into_iter().collect(),
+    };
+    let expected = cfg.clone();
+    local::run(3, move |w| {
+        match w.rank() {
+            0 => {
+                w.send_obj(&cfg, 1, 3)?;
+                w.send_obj("a plain string", 2, 4)?;
+            }
+            1 => assert_eq!(w.recv_obj::<Config>(0, 3)?, expected),
+            _ => {
+                let (s, st): (String, _) = w.recv_obj_any()?;
+                assert_eq!((s.as_str(), st.source, st.tag), ("a plain string", 0, 4));
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn wrong_type_and_truncation_are_errors() {
+    local::run(2, |w| {
+        if w.rank() == 0 {
+            w.send(&[1u8, 2, 3], 1, 0)?;
+            w.send(&[1.0f64; 10], 1, 1)?;
+            w.send_obj(&42u8, 1, 2)?;
+            w.send(&[5u32], 1, 3)?;
+        } else {
+            let e = w.recv::<f64>(0, 0).unwrap_err();
+            assert!(matches!(e, Error::ElementSize { len: 3, elem_size: 8, .. }), "{e}");
+            let mut small = [0.0f64; 4];
+            let e = w.recv_into(&mut small, 0, 1).unwrap_err();
+            assert!(matches!(e, Error::Truncated { len: 80, capacity: 32, .. }), "{e}");
+            let e = w.recv_obj::<String>(0, 2).unwrap_err();
+            assert!(matches!(e, Error::Decode { source_rank: 0, .. }), "{e}");
+            // The connection is still fine afterwards.
+            assert_eq!(w.recv::<u32>(0, 3)?.0, vec![5]);
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn nonblocking_and_probe() {
+    local::run(3, |w| {
+        let me = w.rank();
+        if me == 0 {
+            let reqs: Vec<_> = (1..3).map(|r| w.irecv::<u16>(r, 8)).collect::<Result<_, _>>()?;
+            let mut got = rmpi_transport::Request::wait_all(reqs)?;
+            got.sort_by_key(|(_, st)| st.source);
+            assert_eq!(got[0].0, vec![1u16; 1000]);
+            assert_eq!(got[1].0, vec![2u16; 1000]);
+            // Probe then receive exactly what was probed.
+            let st = w.probe(None, Some(9))?;
+            let mut buf = vec![0i64; st.count::<i64>().unwrap()];
+            let st2 = w.recv_into(&mut buf, st.source, 9)?;
+            assert_eq!(st, st2);
+            assert_eq!(buf, vec![st.source as i64; 3]);
+            let (v, _) = w.recv::<i64>(3 - st.source, 9)?;
+            assert_eq!(v, vec![(3 - st.source) as i64; 3]);
+            assert!(w.iprobe(None, None)?.is_none());
+        } else {
+            let data = vec![me as u16; 1000];
+            let r = w.isend(&data, 0, 8)?;
+            drop(data); // isend does not borrow: the buffer may go at once
+            r.wait()?;
+            w.send(&[me as i64; 3], 0, 9)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn dropped_requests_lose_no_message() {
+    local::run(2, |w| {
+        if w.rank() == 1 {
+            // A receive posted and dropped before its message arrives...
+            let r = w.irecv::<u8>(0, 1)?;
+            drop(r);
+            w.send(&[0u8], 0, 99)?; // tell rank 0 to go on
+                                    // ...does not swallow the message: a later receive gets it.
+            let (v, _) = w.recv::<u8>(0, 1)?;
+            assert_eq!(v, vec![42]);
+            // Same inside a scope whose request is never waited on.
+            let mut buf = vec![0u32; 1 << 20];
+            w.scope(|s| s.irecv_into(&mut buf, 0, 2).map(drop))?;
+            w.send(&[0u8], 0, 99)?;
+            let (v, _) = w.recv::<u32>(0, 2)?;
+            assert_eq!(v.len(), 1 << 20);
+            assert!(v.iter().all(|x| *x == 3));
+        } else {
+            w.recv::<u8>(1, 99)?;
+            w.send(&[42u8], 1, 1)?;
+            w.recv::<u8>(1, 99)?;
+            w.send(&vec![3u32; 1 << 20], 1, 2)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn dup_and_split_isolate_traffic() {
+    local::run(4, |w| {
+        let d = w.dup()?;
+        let me = w.rank();
+        let half = w.split(Some((me / 2) as u32), -(me as i64))?.expect("every rank has a color");
+        assert_eq!(half.size(), 2);
+        // key = -rank reverses the order within each half.
+        assert_eq!(half.rank(), 1 - me % 2);
+        let none = w.split(if me == 0 { None } else { Some(1) }, 0)?;
+        assert_eq!(none.is_none(), me == 0);
+        if me == 0 {
+            // Same destination, same tag, three communicators.
+            w.send(&[1u8], 1, 5)?;
+            d.send(&[2u8], 1, 5)?;
+            half.send(&[3u8], 0, 5)?; // rank 1 is rank 0 of the reversed half
+        } else if me == 1 {
+            // Receive in the opposite order: each comes from its own communicator.
+            assert_eq!(half.recv::<u8>(1, 5)?.0, vec![3]);
+            assert_eq!(d.recv::<u8>(0, 5)?.0, vec![2]);
+            assert_eq!(w.recv::<u8>(0, 5)?.0, vec![1]);
+            assert!(w.iprobe(None, None)?.is_none());
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn communicators_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Communicator>();
+    // Two threads of one rank talk to two threads of another at once.
+    local::run(2, |w| {
+        let peer = 1 - w.rank();
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2u64)
+                .map(|t| {
+                    let w = w.clone();
+                    s.spawn(move || -> Result<(), Error> {
+                        for i in 0..200u64 {
+                            w.send(&[i * 10 + t], peer, t)?;
+                            let (v, _) = w.recv::<u64>(peer, t)?;
+                            assert_eq!(v, vec![i * 10 + t]);
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().expect("thread")?;
+            }
+            Ok(())
+        })
+    })
+    .unwrap();
+}
+
+#[test]
+fn finalize_delivers_what_was_sent() {
+    // Rank 0 sends and finalizes at once; rank 1 reads late.
+    local::run(2, |w| {
+        if w.rank() == 0 {
+            w.send(&vec![9u8; 5 << 20], 1, 0)?;
+            for i in 0..100u32 {
+                let r = w.isend(&[i], 1, 1)?;
+                drop(r);
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(w.recv::<u8>(0, 0)?.0.iter().all(|b| *b == 9));
+            for i in 0..100u32 {
+                assert_eq!(w.recv::<u32>(0, 1)?.0, vec![i]);
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn sixty_four_ranks_come_up() {
+    let t = Instant::now();
+    let out = local::run_with(
+        64,
+        &LocalOptions { spin: Some(Duration::ZERO), ..Default::default() },
+        |w| {
+            // A ring pass proves every pair we use is connected.
+            let (n, me) = (w.size(), w.rank());
+            w.send(&[me as u32], (me + 1) % n, 0)?;
+            let (v, _) = w.recv::<u32>((me + n - 1) % n, 0)?;
+            Ok(v[0])
+        },
+    )
+    .unwrap();
+    assert_eq!(out, (0..64u32).map(|r| (r + 63) % 64).collect::<Vec<_>>());
+    eprintln!("64 ranks: up, ring and finalize in {:?}", t.elapsed());
+}
+
+#[test]
+fn singleton_world_talks_to_itself() {
+    let w = Communicator::singleton();
+    assert_eq!((w.rank(), w.size()), (0, 1));
+    w.send(&[1.0f32, 2.0], 0, 3).unwrap();
+    assert_eq!(w.recv::<f32>(0, 3).unwrap().0, vec![1.0, 2.0]);
+    assert!(matches!(w.send(&[1u8], 1, 0), Err(Error::InvalidRank { rank: 1, size: 1 })));
+    w.finalize().unwrap();
+}
