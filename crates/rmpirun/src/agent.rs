@@ -1,0 +1,456 @@
+//! The node agent: starts this host's ranks, forwards their output and exit status as
+//! [`Event`]s, and ends them all when told to or when its control stream closes.
+//!
+//! On a remote host it runs as `rmpirun --node-agent` with its control stream on stdin/stdout (the
+//! SSH session); for local ranks [`run_agent`] runs inside `rmpirun` on an in-memory stream.
+//! Each rank is the leader of its own process group (the group is what gets killed, so children
+//! of a rank go too) and has `PR_SET_PDEATHSIG` = SIGKILL as a second safety net.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::protocol::{
+    read_frame, write_frame, Command, Event, ExitStatus, FrameError, JobSpec, Stream,
+    PROTOCOL_VERSION,
+};
+
+/// Longest piece of a line forwarded as one event; longer lines are split.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Time ranks get between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_millis(1000);
+
+/// How long a rank's output is still read after the rank itself exited (a child of the rank may
+/// hold the pipe open).
+const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
+
+/// Agent failure.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The control stream broke.
+    #[error("control stream: {0}")]
+    Frame(#[from] FrameError),
+}
+
+/// Runs an agent on a control stream until told to stop or the stream closes. Every rank it
+/// started is gone when this returns.
+pub async fn run_agent<R, W>(
+    mut input: R,
+    output: W,
+    ssh_client: Option<String>,
+) -> Result<(), AgentError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel::<Event>();
+    let writer = tokio::spawn(write_events(rx, output));
+    let _ =
+        tx.send(Event::Hello { version: PROTOCOL_VERSION, pid: std::process::id(), ssh_client });
+
+    let mut ranks = Ranks::default();
+    let mut stdin_tx: Option<mpsc::UnboundedSender<Vec<u8>>> = None;
+    let result = loop {
+        match read_frame::<_, Command>(&mut input).await {
+            Ok(Some(Command::Start(spec))) => {
+                stdin_tx = ranks.start(&spec, &tx);
+            }
+            Ok(Some(Command::Stdin(data))) => {
+                if let Some(s) = &stdin_tx {
+                    let _ = s.send(data);
+                }
+            }
+            Ok(Some(Command::StdinEof)) => stdin_tx = None,
+            Ok(Some(Command::Kill)) | Ok(None) => break Ok(()),
+            Err(e) => break Err(AgentError::Frame(e)),
+        }
+    };
+    drop(stdin_tx);
+    ranks.end_all().await;
+    let _ = tx.send(Event::Done);
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    result
+}
+
+async fn write_events<W: AsyncWrite + Unpin>(mut rx: mpsc::UnboundedReceiver<Event>, mut out: W) {
+    while let Some(ev) = rx.recv().await {
+        if write_frame(&mut out, &ev).await.is_err() {
+            // The launcher is gone; keep draining so senders never block, the control stream's
+            // end will stop the agent.
+            while rx.recv().await.is_some() {}
+            return;
+        }
+    }
+    let _ = out.shutdown().await;
+}
+
+/// The ranks this agent started.
+#[derive(Default)]
+struct Ranks {
+    /// Process group ids (= leader pids) of started ranks.
+    groups: Vec<i32>,
+    tasks: JoinSet<()>,
+}
+
+impl Ranks {
+    /// Starts every rank of `spec`; returns the stdin feed of the rank that gets stdin.
+    fn start(
+        &mut self,
+        spec: &JobSpec,
+        tx: &mpsc::UnboundedSender<Event>,
+    ) -> Option<mpsc::UnboundedSender<Vec<u8>>> {
+        let mut stdin_feed = None;
+        let cwd = match resolve_cwd(spec) {
+            Ok(c) => c,
+            Err(error) => {
+                for &rank in &spec.ranks {
+                    let _ = tx.send(Event::SpawnFailed {
+                        rank,
+                        error: error.clone(),
+                        not_found: false,
+                    });
+                }
+                return None;
+            }
+        };
+        let local_size = spec.ranks.len().to_string();
+        for (local_rank, &rank) in spec.ranks.iter().enumerate() {
+            let Some(program) = spec.argv.first() else {
+                let _ = tx.send(Event::SpawnFailed {
+                    rank,
+                    error: "no program given".into(),
+                    not_found: false,
+                });
+                return None;
+            };
+            let program = resolve_program(program, cwd.as_deref());
+            let mut cmd = tokio::process::Command::new(&program);
+            cmd.args(&spec.argv[1..])
+                .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("RMPI_RANK", rank.to_string())
+                .env("RMPI_LOCAL_RANK", local_rank.to_string())
+                .env("RMPI_LOCAL_SIZE", &local_size)
+                .env("RMPI_HOST", &spec.host)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0);
+            if let Some(dir) = &cwd {
+                cmd.current_dir(dir);
+            }
+            let wants_stdin = spec.forward_stdin_to == Some(rank);
+            cmd.stdin(if wants_stdin { Stdio::piped() } else { Stdio::null() });
+            set_parent_death_signal(&mut cmd);
+            let mut child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Event::SpawnFailed {
+                        rank,
+                        error: format!("cannot start {}: {e}", program.display()),
+                        not_found: e.kind() == std::io::ErrorKind::NotFound,
+                    });
+                    return stdin_feed;
+                }
+            };
+            let pid = child.id().unwrap_or(0);
+            if let Ok(p) = i32::try_from(pid) {
+                if p > 0 {
+                    self.groups.push(p);
+                }
+            }
+            let _ = tx.send(Event::Started { rank, pid });
+            if let Some(stdin) = child.stdin.take() {
+                let (stx, srx) = mpsc::unbounded_channel();
+                tokio::spawn(feed_stdin(stdin, srx));
+                stdin_feed = Some(stx);
+            }
+            let out = child
+                .stdout
+                .take()
+                .map(|s| tokio::spawn(forward_lines(s, rank, Stream::Stdout, tx.clone())));
+            let err = child
+                .stderr
+                .take()
+                .map(|s| tokio::spawn(forward_lines(s, rank, Stream::Stderr, tx.clone())));
+            let tx = tx.clone();
+            self.tasks.spawn(async move {
+                let status = match child.wait().await {
+                    Ok(st) => status_of(st),
+                    Err(_) => ExitStatus::Code(255),
+                };
+                for reader in [out, err].into_iter().flatten() {
+                    let abort = reader.abort_handle();
+                    if tokio::time::timeout(OUTPUT_DRAIN, reader).await.is_err() {
+                        abort.abort();
+                    }
+                }
+                let _ = tx.send(Event::Exited { rank, status });
+            });
+        }
+        stdin_feed
+    }
+
+    /// SIGTERM to every rank's group, SIGKILL after the grace period, and waits for the exits
+    /// to be reported.
+    async fn end_all(&mut self) {
+        signal_groups(&self.groups, libc::SIGTERM);
+        let deadline = tokio::time::Instant::now() + KILL_GRACE;
+        while !self.tasks.is_empty() {
+            if tokio::time::timeout_at(deadline, self.tasks.join_next()).await.is_err() {
+                break;
+            }
+        }
+        // Children of ranks may outlive their leader: kill the groups in any case.
+        signal_groups(&self.groups, libc::SIGKILL);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !self.tasks.is_empty() {
+            if tokio::time::timeout_at(deadline, self.tasks.join_next()).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+fn signal_groups(groups: &[i32], sig: i32) {
+    for &g in groups {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
+        unsafe {
+            libc::kill(-g, sig);
+        }
+    }
+}
+
+fn resolve_cwd(spec: &JobSpec) -> Result<Option<PathBuf>, String> {
+    let Some(dir) = &spec.cwd else { return Ok(None) };
+    let path = PathBuf::from(dir);
+    if path.is_dir() {
+        return Ok(Some(path));
+    }
+    if spec.cwd_required {
+        return Err(format!("working directory {dir} does not exist"));
+    }
+    Ok(std::env::var_os("HOME").map(PathBuf::from))
+}
+
+/// A relative program path with a `/` is taken relative to the rank's working directory.
+fn resolve_program(program: &str, cwd: Option<&Path>) -> PathBuf {
+    let p = PathBuf::from(program);
+    match cwd {
+        Some(dir) if p.is_relative() && program.contains('/') => dir.join(p),
+        _ => p,
+    }
+}
+
+fn set_parent_death_signal(cmd: &mut tokio::process::Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
+    // functions (prctl, getppid).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other("launcher exited during spawn"));
+            }
+            Ok(())
+        });
+    }
+}
+
+fn status_of(st: std::process::ExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => ExitStatus::Code(c),
+        (None, Some(s)) => ExitStatus::Signal(s),
+        (None, None) => ExitStatus::Code(255),
+    }
+}
+
+async fn feed_stdin(
+    mut stdin: tokio::process::ChildStdin,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    while let Some(data) = rx.recv().await {
+        if stdin.write_all(&data).await.is_err() {
+            // The rank closed its stdin: drop further input.
+            while rx.recv().await.is_some() {}
+            return;
+        }
+    }
+}
+
+/// Reads a stream line by line and sends each complete line (a final unterminated line gets a
+/// newline) as one event.
+async fn forward_lines<S: AsyncRead + Unpin>(
+    stream: S,
+    rank: u32,
+    which: Stream,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut line = Vec::new();
+    while let Ok(buf) = reader.fill_buf().await {
+        if buf.is_empty() {
+            break;
+        }
+        let room = MAX_LINE - line.len();
+        let (take, complete) = match buf.iter().take(room).position(|&b| b == b'\n') {
+            Some(pos) => (pos + 1, true),
+            None => (buf.len().min(room), line.len() + buf.len() >= MAX_LINE),
+        };
+        line.extend_from_slice(&buf[..take]);
+        reader.consume(take);
+        if complete {
+            let data = std::mem::take(&mut line);
+            if tx.send(Event::Output { rank, stream: which, data }).is_err() {
+                return;
+            }
+        }
+    }
+    if !line.is_empty() {
+        line.push(b'\n');
+        let _ = tx.send(Event::Output { rank, stream: which, data: line });
+    }
+}
+
+/// Entry point of `rmpirun --node-agent`: the control stream is stdin/stdout.
+pub fn agent_main() -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rmpirun agent: cannot start runtime: {e}");
+            return 1;
+        }
+    };
+    let ssh_client = std::env::var("SSH_CONNECTION")
+        .ok()
+        .and_then(|c| c.split_whitespace().next().map(str::to_string));
+    let code = rt.block_on(async {
+        match run_agent(tokio::io::stdin(), tokio::io::stdout(), ssh_client).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("rmpirun agent: {e}");
+                1
+            }
+        }
+    });
+    // stdin may still be read by a blocking thread; do not wait for it.
+    std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn next(rx: &mut (impl AsyncRead + Unpin)) -> Event {
+        tokio::time::timeout(Duration::from_secs(10), read_frame::<_, Event>(rx))
+            .await
+            .expect("event in time")
+            .expect("frame")
+            .expect("not eof")
+    }
+
+    fn spec(argv: &[&str], ranks: Vec<u32>) -> JobSpec {
+        JobSpec {
+            host: "test".into(),
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            cwd: None,
+            cwd_required: false,
+            env: vec![("RMPI_SIZE".into(), "2".into())],
+            ranks,
+            forward_stdin_to: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_ranks_forwards_lines_and_status() {
+        let (mut ctl, agent_in) = tokio::io::duplex(1 << 16);
+        let (agent_out, mut events) = tokio::io::duplex(1 << 16);
+        let agent = tokio::spawn(run_agent(agent_in, agent_out, None));
+        assert!(matches!(next(&mut events).await, Event::Hello { version: PROTOCOL_VERSION, .. }));
+        let script = "printf 'a%s\\n' $RMPI_RANK; printf 'partial'; echo err >&2; exit $RMPI_RANK";
+        write_frame(&mut ctl, &Command::Start(spec(&["sh", "-c", script], vec![0, 1])))
+            .await
+            .unwrap();
+        let mut out = std::collections::BTreeMap::new();
+        let mut exits = std::collections::BTreeMap::new();
+        while exits.len() < 2 {
+            match next(&mut events).await {
+                Event::Output { rank, stream, data } => {
+                    out.entry((rank, stream)).or_insert_with(Vec::new).push(data)
+                }
+                Event::Exited { rank, status } => {
+                    exits.insert(rank, status);
+                }
+                Event::Started { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(out[&(1, Stream::Stdout)], vec![b"a1\n".to_vec(), b"partial\n".to_vec()]);
+        assert_eq!(out[&(0, Stream::Stderr)], vec![b"err\n".to_vec()]);
+        assert_eq!(exits[&0], ExitStatus::Code(0));
+        assert_eq!(exits[&1], ExitStatus::Code(1));
+        drop(ctl);
+        assert!(matches!(next(&mut events).await, Event::Done));
+        agent.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn closing_the_control_stream_kills_rank_groups() {
+        let (mut ctl, agent_in) = tokio::io::duplex(1 << 16);
+        let (agent_out, mut events) = tokio::io::duplex(1 << 16);
+        let agent = tokio::spawn(run_agent(agent_in, agent_out, None));
+        next(&mut events).await;
+        // The rank ignores SIGTERM and has a child: both must be gone after the agent returns.
+        let script = "trap '' TERM; sleep 300 & echo $!; wait";
+        write_frame(&mut ctl, &Command::Start(spec(&["sh", "-c", script], vec![0]))).await.unwrap();
+        let mut pids = Vec::new();
+        while pids.len() < 2 {
+            match next(&mut events).await {
+                Event::Started { pid, .. } => pids.push(pid as i32),
+                Event::Output { data, .. } => {
+                    pids.push(String::from_utf8_lossy(&data).trim().parse().unwrap())
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let t0 = std::time::Instant::now();
+        drop(ctl);
+        loop {
+            match next(&mut events).await {
+                Event::Exited { status, .. } => assert_eq!(status, ExitStatus::Signal(9)),
+                Event::Done => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        agent.await.unwrap().unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(3));
+        for pid in pids {
+            assert!(!crate::procs::is_running(pid), "pid {pid} survived");
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_reported() {
+        let (mut ctl, agent_in) = tokio::io::duplex(1 << 16);
+        let (agent_out, mut events) = tokio::io::duplex(1 << 16);
+        let agent = tokio::spawn(run_agent(agent_in, agent_out, None));
+        next(&mut events).await;
+        write_frame(&mut ctl, &Command::Start(spec(&["/nonexistent/app"], vec![0]))).await.unwrap();
+        match next(&mut events).await {
+            Event::SpawnFailed { rank: 0, error, not_found: true } => {
+                assert!(error.contains("/nonexistent/app"), "{error}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        write_frame(&mut ctl, &Command::Kill).await.unwrap();
+        assert!(matches!(next(&mut events).await, Event::Done));
+        agent.await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,122 @@
+//! `main` of the `rmpirun` binary: parses the command line, places the ranks and runs the job
+//! (or, as `rmpirun --node-agent`, runs a node agent).
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::cli::{normalize_args, parse_exports, Cli};
+use crate::hostfile::{parse_host_list, read_hostfile, HostEntry};
+use crate::job::{run_job, JobConfig, EXIT_LAUNCH};
+use crate::mapping::map_ranks;
+use crate::output::message;
+use crate::ssh::SshSettings;
+
+/// The hidden first argument that turns `rmpirun` into a node agent.
+pub const AGENT_FLAG: &str = "--node-agent";
+
+/// Runs `rmpirun` with this process's arguments; returns the exit status.
+pub fn main() -> i32 {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == AGENT_FLAG) {
+        return crate::agent::agent_main();
+    }
+    let cli = Cli::parse_from(normalize_args(args));
+    let cfg = match job_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            message(&e);
+            return EXIT_LAUNCH;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            message(&format!("cannot start the runtime: {e}"));
+            return EXIT_LAUNCH;
+        }
+    };
+    // Ranks are forked from this (the main) thread, so their parent-death signal fires only when
+    // rmpirun itself ends.
+    rt.block_on(run_job(cfg))
+}
+
+/// Turns the command line into a job: hosts, placement, environment, settings.
+fn job_config(cli: &Cli) -> Result<JobConfig, String> {
+    let hosts = select_hosts(cli)?;
+    let slots: usize = hosts.iter().map(|h| h.slots).sum();
+    let np = cli.np.unwrap_or(slots);
+    if np == 0 {
+        return Err("-n must be at least 1".into());
+    }
+    if np > 65_535 {
+        return Err(format!("-n {np}: at most 65535 ranks"));
+    }
+    let placement =
+        map_ranks(&hosts, np, cli.map_by, cli.oversubscribe).map_err(|e| e.to_string())?;
+    let exports = parse_exports(&cli.export)?;
+    let (cwd, cwd_required) = match &cli.wdir {
+        Some(d) => (Some(d.clone()), true),
+        None => {
+            let here = std::env::current_dir()
+                .map_err(|e| format!("cannot read the current directory: {e}"))?;
+            (Some(here.to_string_lossy().into_owned()), false)
+        }
+    };
+    let timeout = match cli.timeout {
+        None => None,
+        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+        Some(t) => return Err(format!("--timeout {t}: must be a positive number of seconds")),
+    };
+    let ssh =
+        SshSettings::new(cli.ssh.as_deref(), cli.connect_timeout).map_err(|e| e.to_string())?;
+    Ok(JobConfig {
+        hosts,
+        placement,
+        argv: cli.command.clone(),
+        exports,
+        cwd,
+        cwd_required,
+        tag_output: cli.tag_output,
+        output_dir: cli.output_filename.clone(),
+        timeout,
+        boot_timeout: Duration::from_secs(cli.boot_timeout.max(1)),
+        ssh,
+        verbose: cli.verbose,
+    })
+}
+
+/// Hosts from `--hostfile` and/or `-H`; without either, this machine with one slot per CPU.
+fn select_hosts(cli: &Cli) -> Result<Vec<HostEntry>, String> {
+    let listed = if cli.hosts.is_empty() {
+        None
+    } else {
+        Some(parse_host_list(&cli.hosts.join(",")).map_err(|e| e.to_string())?)
+    };
+    match (&cli.hostfile, listed) {
+        (Some(path), None) => read_hostfile(path).map_err(|e| e.to_string()),
+        (None, Some(list)) => Ok(list),
+        (Some(path), Some(list)) => {
+            // -H picks hosts out of the hostfile, keeping the hostfile's slots.
+            let file = read_hostfile(path).map_err(|e| e.to_string())?;
+            list.iter()
+                .map(|want| {
+                    file.iter().find(|h| h.name == want.name).cloned().ok_or_else(|| {
+                        format!("-H {}: not in hostfile {}", want.name, path.display())
+                    })
+                })
+                .collect()
+        }
+        (None, None) => {
+            let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            Ok(vec![HostEntry {
+                name: "localhost".into(),
+                user: None,
+                port: None,
+                slots: cpus,
+                max_slots: None,
+            }])
+        }
+    }
+}

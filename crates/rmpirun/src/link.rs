@@ -1,0 +1,274 @@
+//! The launcher's connection to one host's agent: an SSH session (remote hosts) or an in-process
+//! agent (this machine). A link starts the agent, sends it the job, relays [`Command`]s to it and
+//! reports everything it hears as [`LinkEvent`]s.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::agent::run_agent;
+use crate::hostfile::HostEntry;
+use crate::protocol::{read_frame, write_frame, Command, Event, JobSpec, PROTOCOL_VERSION};
+use crate::ssh::{SshSettings, HAVE_BINARY, NEED_BINARY};
+
+/// What a link reports to the job.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// The ssh client runs with this pid.
+    Spawned { pid: u32 },
+    /// The agent runs and has been sent the job.
+    Up,
+    /// An event from the agent.
+    Agent(Event),
+    /// A line from ssh's stderr (ssh's own messages, or output of the remote login).
+    Stderr(String),
+    /// The link is gone; `reason` says how it ended.
+    Down { reason: String },
+}
+
+/// The agent binary shipped to remote hosts.
+#[derive(Debug)]
+pub struct AgentBinary {
+    /// The bytes of this very `rmpirun` executable.
+    pub bytes: Vec<u8>,
+    /// Hex content id (truncated SHA-256).
+    pub hash: String,
+}
+
+impl AgentBinary {
+    /// Reads the running executable.
+    pub fn current() -> std::io::Result<Self> {
+        use sha2::Digest;
+        let bytes = std::fs::read("/proc/self/exe")?;
+        let digest = sha2::Sha256::digest(&bytes);
+        let hash = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(AgentBinary { bytes, hash })
+    }
+}
+
+/// Everything one link needs.
+pub struct LinkSpec {
+    /// Index of the host (used to tag events).
+    pub index: usize,
+    /// The host.
+    pub host: HostEntry,
+    /// The job part for this host; `RMPI_RENDEZVOUS` is added by the link.
+    pub job: JobSpec,
+    /// Port of the rendezvous server.
+    pub rendezvous_port: u16,
+    /// The launcher's address as reachable from this host, if known in advance.
+    pub route: Option<IpAddr>,
+    /// `None`: run the agent in this process. `Some`: over SSH with this binary.
+    pub remote: Option<(Arc<SshSettings>, Arc<AgentBinary>)>,
+    /// Print the ssh command line.
+    pub verbose: bool,
+}
+
+/// Tagged event sender shared by all links.
+pub type EventSender = mpsc::UnboundedSender<(usize, LinkEvent)>;
+
+/// Starts a link; returns the sender for commands to its agent. Dropping that sender (or sending
+/// [`Command::Kill`]) ends the agent's ranks.
+pub fn spawn_link(spec: LinkSpec, events: EventSender) -> mpsc::UnboundedSender<Command> {
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let index = spec.index;
+        let reason = match spec.remote.clone() {
+            None => run_local(spec, ctl_rx, &events).await,
+            Some((ssh, bin)) => run_remote(spec, &ssh, &bin, ctl_rx, &events).await,
+        };
+        let _ = events.send((index, LinkEvent::Down { reason }));
+    });
+    ctl_tx
+}
+
+async fn run_local(
+    spec: LinkSpec,
+    ctl_rx: mpsc::UnboundedReceiver<Command>,
+    events: &EventSender,
+) -> String {
+    let (ctl_w, agent_in) = tokio::io::duplex(1 << 16);
+    let (agent_out, ev_r) = tokio::io::duplex(1 << 18);
+    let agent = tokio::spawn(run_agent(agent_in, agent_out, None));
+    let reason = drive(spec, ev_r, ctl_w, ctl_rx, events).await;
+    match agent.await {
+        Ok(Ok(())) => reason,
+        Ok(Err(e)) => format!("local agent: {e}"),
+        Err(e) => format!("local agent: {e}"),
+    }
+}
+
+async fn run_remote(
+    spec: LinkSpec,
+    ssh: &SshSettings,
+    bin: &AgentBinary,
+    ctl_rx: mpsc::UnboundedReceiver<Command>,
+    events: &EventSender,
+) -> String {
+    let index = spec.index;
+    let remote = match ssh.bootstrap_command(bin.bytes.len() as u64, &bin.hash) {
+        Ok(r) => r,
+        Err(e) => return e.to_string(),
+    };
+    let argv = ssh.argv(&spec.host, &remote);
+    if spec.verbose {
+        let shown: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        crate::output::message(&format!("{}: {}", spec.host.display_name(), shown.join(" ")));
+    }
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Own process group: a Ctrl-C on the terminal reaches rmpirun only, which then ends the
+        // job in order instead of losing every SSH link at once.
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return format!("cannot run {}: {e}", argv[0].to_string_lossy()),
+    };
+    if let Some(pid) = child.id() {
+        let _ = events.send((index, LinkEvent::Spawned { pid }));
+    }
+    let stderr_task = child.stderr.take().map(|err| {
+        let events = events.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(err).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = events.send((index, LinkEvent::Stderr(line)));
+            }
+        })
+    });
+    let (Some(stdout), Some(mut stdin)) = (child.stdout.take(), child.stdin.take()) else {
+        return "ssh pipes missing".into();
+    };
+    let mut reader = BufReader::new(stdout);
+    let boot_limit = Duration::from_secs(ssh.connect_timeout + 30);
+    let reason =
+        match tokio::time::timeout(boot_limit, wait_for_marker(&mut reader, index, events)).await {
+            Err(_) => Some(format!("no answer from the remote shell within {boot_limit:?}")),
+            Ok(Err(e)) => Some(e),
+            Ok(Ok(need)) => {
+                if need {
+                    match stdin.write_all(&bin.bytes).await.and(stdin.flush().await) {
+                        Ok(()) => None,
+                        Err(e) => Some(format!("sending the agent binary: {e}")),
+                    }
+                } else {
+                    None
+                }
+            }
+        };
+    let mut reason = match reason {
+        Some(r) => r,
+        None => drive(spec, reader, stdin, ctl_rx, events).await,
+    };
+    // The agent's stdout is closed: ssh is ending (or must be made to).
+    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+        Ok(Ok(st)) if !st.success() => reason = format!("{reason} (ssh exit status {st})"),
+        Ok(_) => {}
+        Err(_) => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+    if let Some(t) = stderr_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+    }
+    reason
+}
+
+/// Reads the remote shell's stdout up to the bootstrap marker; other lines (printed by login
+/// scripts) are reported as stderr lines. Returns whether the binary must be sent.
+async fn wait_for_marker<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    index: usize,
+    events: &EventSender,
+) -> Result<bool, String> {
+    loop {
+        let mut line = Vec::new();
+        let n = (&mut *reader)
+            .take(64 * 1024)
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(|e| format!("reading from ssh: {e}"))?;
+        if n == 0 {
+            return Err("ssh ended before the agent started".into());
+        }
+        let text = String::from_utf8_lossy(&line);
+        match text.trim_end() {
+            NEED_BINARY => return Ok(true),
+            HAVE_BINARY => return Ok(false),
+            other => {
+                let _ = events.send((index, LinkEvent::Stderr(other.to_string())));
+            }
+        }
+    }
+}
+
+/// Talks to a running agent: waits for its hello, sends the job, relays commands and events.
+/// Returns why the link ended.
+async fn drive<R, W>(
+    mut spec: LinkSpec,
+    mut from_agent: R,
+    mut to_agent: W,
+    mut ctl_rx: mpsc::UnboundedReceiver<Command>,
+    events: &EventSender,
+) -> String
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let index = spec.index;
+    let hello =
+        tokio::time::timeout(Duration::from_secs(60), read_frame::<_, Event>(&mut from_agent))
+            .await;
+    let ssh_client = match hello {
+        Ok(Ok(Some(Event::Hello { version, ssh_client, .. }))) if version == PROTOCOL_VERSION => {
+            ssh_client
+        }
+        Ok(Ok(Some(Event::Hello { version, .. }))) => {
+            return format!("agent speaks protocol {version}, expected {PROTOCOL_VERSION}")
+        }
+        Ok(Ok(Some(other))) => return format!("agent sent {other:?} before its hello"),
+        Ok(Ok(None)) => return "agent ended before saying hello".into(),
+        Ok(Err(e)) => return format!("agent: {e}"),
+        Err(_) => return "agent did not say hello within 60 s".into(),
+    };
+    let route = spec.route.or_else(|| ssh_client.and_then(|c| c.parse::<IpAddr>().ok()));
+    let Some(route) = route else {
+        return "cannot find an address of this machine that the host can reach".into();
+    };
+    let rendezvous = SocketAddr::new(route, spec.rendezvous_port);
+    spec.job.env.push(("RMPI_RENDEZVOUS".into(), rendezvous.to_string()));
+    if let Err(e) = write_frame(&mut to_agent, &Command::Start(spec.job)).await {
+        return format!("sending the job: {e}");
+    }
+    let _ = events.send((index, LinkEvent::Up));
+    tokio::spawn(async move {
+        while let Some(cmd) = ctl_rx.recv().await {
+            if write_frame(&mut to_agent, &cmd).await.is_err() {
+                break;
+            }
+        }
+        // Dropping `to_agent` closes the agent's control stream: it ends its ranks.
+    });
+    loop {
+        match read_frame::<_, Event>(&mut from_agent).await {
+            Ok(Some(ev)) => {
+                let done = matches!(ev, Event::Done);
+                let _ = events.send((index, LinkEvent::Agent(ev)));
+                if done {
+                    return "agent finished".into();
+                }
+            }
+            Ok(None) => return "connection closed".into(),
+            Err(e) => return format!("connection broken: {e}"),
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The `rmpirun` binary; see the library crate for the modules.
+
+fn main() {
+    std::process::exit(rmpirun::launcher::main());
+}
