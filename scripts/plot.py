@@ -1,0 +1,586 @@
+#!/usr/bin/env python3
+"""Turn the raw outputs of scripts/compare.sh into medians, CSV, markdown tables and plots.
+
+Input (--raw DIR), as written by compare.sh:
+  meta.env                       key=value facts about the run (date, versions, load, rounds)
+  rmpi/TEST_P_rR.txt             rmpi's OSU-style table for TEST on P ranks, round R
+  ompi/TEST_P_rR.txt             the same from ompi_bench under Open MPI
+  nptcp/np_rR.out                NetPIPE output: bytes, Mbit/s, one-way seconds
+  */*.missing, */*.failed        a run that could not happen or exited non-zero
+
+Output (--out DIR): one CSV per test and rank count, results.md (every table), plots.gp
+(a gnuplot script compare.sh runs to draw the PNGs), and, with --doc FILE, the block between
+the GENERATED markers of docs/performance.md is replaced by the summary tables.
+
+Only the Python standard library is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BEGIN_MARK = "<!-- BEGIN GENERATED RESULTS (scripts/compare.sh) -->"
+END_MARK = "<!-- END GENERATED RESULTS -->"
+
+P2P = ["latency", "bw"]
+COLLECTIVES = [
+    "bcast",
+    "reduce",
+    "allreduce",
+    "gather",
+    "scatter",
+    "barrier",
+    "allgather",
+    "alltoall",
+    "reduce_scatter",
+    "scan",
+]
+# Within this relative difference two medians are reported as "about the same".
+SAME_BAND = 0.05
+RAW_NAME = re.compile(r"^(?P<test>[a-z_]+)_(?P<np>\d+)_r(?P<round>\d+)\.txt$")
+
+
+@dataclass
+class Series:
+    """Per-size values of one implementation for one test, one list entry per round."""
+
+    rounds: list[dict[int, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def sizes(self) -> set[int]:
+        """Every size seen in any round."""
+        return {s for r in self.rounds for s in r}
+
+    def values(self, size: int) -> list[float]:
+        """The values measured for `size`, one per round that has it."""
+        return [r[size] for r in self.rounds if size in r]
+
+    def median(self, size: int) -> float | None:
+        """Median over rounds, or None when no round measured `size`."""
+        vals = self.values(size)
+        return statistics.median(vals) if vals else None
+
+
+def parse_osu_table(path: Path) -> dict[int, float]:
+    """Read an OSU-style table: '#' lines are headers; rows are 'SIZE VALUE [...]'.
+
+    A row with a single number (osu_barrier prints no size) is size 0. Lines that are not
+    numeric rows (launcher chatter) are skipped.
+    """
+    table: dict[int, float] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split()
+        try:
+            if len(fields) == 1:
+                table[0] = float(fields[0])
+            else:
+                table[int(fields[0])] = float(fields[1])
+        except ValueError:
+            continue
+    return table
+
+
+def parse_nptcp(path: Path) -> tuple[dict[int, float], dict[int, float]]:
+    """Read NetPIPE's -o file: bytes, Mbit/s, one-way time in seconds.
+
+    Returns (one-way latency in microseconds, throughput in MB/s = 1e6 bytes/s) by size.
+    """
+    lat: dict[int, float] = {}
+    bw: dict[int, float] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        try:
+            size, mbit, secs = int(fields[0]), float(fields[1]), float(fields[2])
+        except ValueError:
+            continue
+        lat[size] = secs * 1e6
+        bw[size] = mbit / 8.0
+    return lat, bw
+
+
+def read_meta(raw: Path) -> dict[str, str]:
+    """meta.env as a dict (later keys win)."""
+    meta: dict[str, str] = {}
+    path = raw / "meta.env"
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                meta[key.strip()] = value.strip()
+    return meta
+
+
+def collect(raw: Path) -> dict[tuple[str, int], dict[str, Series]]:
+    """All measurements, keyed by (test, ranks) then implementation."""
+    data: dict[tuple[str, int], dict[str, Series]] = {}
+    for impl in ("rmpi", "ompi"):
+        folder = raw / impl
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            stem = path.name.rsplit(".", 1)[0]
+            m = RAW_NAME.match(stem + ".txt")
+            if not m:
+                continue
+            key = (m["test"], int(m["np"]))
+            series = data.setdefault(key, {}).setdefault(impl, Series())
+            if path.suffix == ".txt":
+                table = parse_osu_table(path)
+                if table:
+                    series.rounds.append(table)
+                else:
+                    series.notes.append(f"round {m['round']}: no rows")
+            elif path.suffix in (".missing", ".failed"):
+                series.notes.append(f"round {m['round']}: {path.suffix[1:]}")
+    nptcp = raw / "nptcp"
+    if nptcp.is_dir():
+        for path in sorted(nptcp.glob("np_r*.out")):
+            lat, bw = parse_nptcp(path)
+            if lat:
+                data.setdefault(("latency", 2), {}).setdefault("nptcp", Series()).rounds.append(lat)
+                data.setdefault(("bw", 2), {}).setdefault("nptcp", Series()).rounds.append(bw)
+    return data
+
+
+def human_size(size: int) -> str:
+    """Bytes as B / KiB / MiB."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} B"
+
+
+def fmt(value: float | None) -> str:
+    """A measurement with a sensible number of digits; None is shown as a dash."""
+    if value is None:
+        return "—"
+    if value < 100:
+        return f"{value:.2f}"
+    if value < 10000:
+        return f"{value:.1f}"
+    return f"{value:.0f}"
+
+
+def verdict(ours: float | None, theirs: float | None, higher_is_better: bool) -> tuple[str, str]:
+    """(ratio ours/theirs, plain words) for one comparison."""
+    if ours is None or theirs is None or theirs <= 0 or ours <= 0:
+        return "—", "pending" if ours is None else "—"
+    ratio = ours / theirs
+    worse = ratio < 1 if higher_is_better else ratio > 1
+    factor = max(ratio, 1 / ratio)
+    if abs(ratio - 1) <= SAME_BAND:
+        words = "about the same"
+    elif worse:
+        words = f"{factor:.2f}× slower"
+    else:
+        words = f"{factor:.2f}× faster"
+    return f"{ratio:.2f}", words
+
+
+def ours_cell(series: Series | None, size: int) -> str:
+    """rmpi's median, or 'pending' when rmpi has no result."""
+    if series is None or not series.values(size):
+        return "pending"
+    return fmt(series.median(size))
+
+
+def busbw(size: int, usec: float | None, ranks: int) -> float | None:
+    """Allreduce bus bandwidth in MB/s: (size/time) * 2(p-1)/p."""
+    if usec is None or usec <= 0:
+        return None
+    return size / usec * 2 * (ranks - 1) / ranks
+
+
+@dataclass
+class Report:
+    """Everything plot.py writes, built from the collected data."""
+
+    data: dict[tuple[str, int], dict[str, Series]]
+    meta: dict[str, str]
+    out: Path
+    plot_inputs: list[str] = field(default_factory=list)
+
+    def series(self, test: str, ranks: int, impl: str) -> Series | None:
+        """One implementation's series, if it was run."""
+        return self.data.get((test, ranks), {}).get(impl)
+
+    def sizes(self, test: str, ranks: int) -> list[int]:
+        """Sizes measured by anyone for this test (NPtcp only adds sizes rmpi/ompi also have)."""
+        impls = self.data.get((test, ranks), {})
+        found: set[int] = set()
+        for name, s in impls.items():
+            if name != "nptcp":
+                found |= s.sizes()
+        return sorted(found)
+
+    # ------------------------------------------------------------------ CSV
+    def write_csv(self, test: str, ranks: int) -> Path | None:
+        """One CSV row per size: medians, min/max over rounds and ratio for each side."""
+        sizes = self.sizes(test, ranks)
+        if not sizes:
+            return None
+        impls = ["rmpi", "ompi"] + (["nptcp"] if test in P2P else [])
+        unit = "MBps" if test == "bw" else "us"
+        header = ["size_bytes"]
+        for impl in impls:
+            header += [f"{impl}_median_{unit}", f"{impl}_min_{unit}", f"{impl}_max_{unit}",
+                       f"{impl}_rounds"]
+        header.append("ratio_rmpi_over_ompi")
+        if test == "allreduce":
+            header += ["rmpi_busbw_MBps", "ompi_busbw_MBps"]
+        path = self.out / f"{test}_{ranks}.csv"
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            for size in sizes:
+                row: list[str] = [str(size)]
+                for impl in impls:
+                    s = self.series(test, ranks, impl)
+                    vals = s.values(size) if s else []
+                    if vals:
+                        row += [f"{statistics.median(vals):.3f}", f"{min(vals):.3f}",
+                                f"{max(vals):.3f}", str(len(vals))]
+                    else:
+                        row += ["", "", "", "0"]
+                ours = self.median(test, ranks, "rmpi", size)
+                theirs = self.median(test, ranks, "ompi", size)
+                row.append(f"{ours / theirs:.4f}" if ours and theirs else "")
+                if test == "allreduce":
+                    for value in (busbw(size, ours, ranks), busbw(size, theirs, ranks)):
+                        row.append(f"{value:.3f}" if value is not None else "")
+                writer.writerow(row)
+        self.plot_inputs.append(path.name)
+        return path
+
+    def median(self, test: str, ranks: int, impl: str, size: int) -> float | None:
+        """Median of one implementation at one size, or None."""
+        s = self.series(test, ranks, impl)
+        return s.median(size) if s else None
+
+    # ------------------------------------------------------------------ markdown
+    def latency_table(self) -> list[str]:
+        """Point-to-point latency, 2 ranks, with NPtcp as the raw TCP floor."""
+        lines = [
+            "| size | rmpi (µs) | Open MPI (µs) | NPtcp (µs) | rmpi/Open MPI | rmpi vs Open MPI "
+            "| rmpi/NPtcp | Open MPI/NPtcp |",
+            "| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+        ]
+        ours_s = self.series("latency", 2, "rmpi")
+        for size in self.sizes("latency", 2):
+            ours = self.median("latency", 2, "rmpi", size)
+            ompi = self.median("latency", 2, "ompi", size)
+            raw = self.median("latency", 2, "nptcp", size)
+            ratio, words = verdict(ours, ompi, higher_is_better=False)
+            vs_raw = f"{ours / raw:.2f}" if ours and raw else "—"
+            ompi_raw = f"{ompi / raw:.2f}" if ompi and raw else "—"
+            lines.append(
+                f"| {human_size(size)} | {ours_cell(ours_s, size)} | {fmt(ompi)} | {fmt(raw)} "
+                f"| {ratio} | {words} | {vs_raw} | {ompi_raw} |"
+            )
+        return lines
+
+    def bw_table(self) -> list[str]:
+        """Streaming bandwidth (window of 64), with NPtcp's ping-pong rate for reference."""
+        lines = [
+            "| size | rmpi (MB/s) | Open MPI (MB/s) | rmpi/Open MPI | rmpi vs Open MPI "
+            "| NPtcp ping-pong (MB/s) |",
+            "| ---: | ---: | ---: | ---: | --- | ---: |",
+        ]
+        ours_s = self.series("bw", 2, "rmpi")
+        for size in self.sizes("bw", 2):
+            ours = self.median("bw", 2, "rmpi", size)
+            ompi = self.median("bw", 2, "ompi", size)
+            raw = self.median("bw", 2, "nptcp", size)
+            ratio, words = verdict(ours, ompi, higher_is_better=True)
+            lines.append(
+                f"| {human_size(size)} | {ours_cell(ours_s, size)} | {fmt(ompi)} | {ratio} "
+                f"| {words} | {fmt(raw)} |"
+            )
+        return lines
+
+    def coll_table(self, test: str, ranks: int) -> list[str]:
+        """One collective at one rank count, all sizes."""
+        busbw_cols = test == "allreduce"
+        head = "| size | rmpi (µs) | Open MPI (µs) | rmpi/Open MPI | rmpi vs Open MPI |"
+        rule = "| ---: | ---: | ---: | ---: | --- |"
+        if busbw_cols:
+            head += " rmpi busbw (MB/s) | Open MPI busbw (MB/s) |"
+            rule += " ---: | ---: |"
+        lines = [head, rule]
+        ours_s = self.series(test, ranks, "rmpi")
+        for size in self.sizes(test, ranks):
+            ours = self.median(test, ranks, "rmpi", size)
+            ompi = self.median(test, ranks, "ompi", size)
+            ratio, words = verdict(ours, ompi, higher_is_better=False)
+            line = (f"| {human_size(size) if test != 'barrier' else '—'} "
+                    f"| {ours_cell(ours_s, size)} | {fmt(ompi)} | {ratio} | {words} |")
+            if busbw_cols:
+                line += f" {fmt(busbw(size, ours, ranks))} | {fmt(busbw(size, ompi, ranks))} |"
+            lines.append(line)
+        return lines
+
+    def headline(self) -> list[str]:
+        """Small-message latency and peak bandwidth of the three contenders."""
+        def at(test: str, impl: str, size: int) -> float | None:
+            return self.median(test, 2, impl, size)
+
+        def peak(impl: str) -> tuple[float | None, int | None]:
+            s = self.series("bw", 2, impl)
+            if not s or not s.rounds:
+                return None, None
+            best = max(s.sizes(), key=lambda z: s.median(z) or 0.0)
+            return s.median(best), best
+
+        lines = [
+            "| measure | rmpi | Open MPI (TCP) | NPtcp (raw TCP) | rmpi vs Open MPI |",
+            "| --- | ---: | ---: | ---: | --- |",
+        ]
+        for size in (0, 8):
+            ours, ompi, raw = (at("latency", i, size) for i in ("rmpi", "ompi", "nptcp"))
+            if ompi is None and ours is None:
+                continue
+            lines.append(
+                f"| one-way latency, {human_size(size)} (µs) | {fmt(ours) if ours else 'pending'} "
+                f"| {fmt(ompi)} | {fmt(raw)} | {verdict(ours, ompi, False)[1]} |"
+            )
+        cells = []
+        for impl in ("rmpi", "ompi", "nptcp"):
+            value, size = peak(impl)
+            cells.append(f"{fmt(value)} at {human_size(size)}" if value and size is not None
+                         else ("pending" if impl == "rmpi" else "—"))
+        ours_peak, ompi_peak = peak("rmpi")[0], peak("ompi")[0]
+        lines.append(
+            f"| peak bandwidth (MB/s) | {cells[0]} | {cells[1]} | {cells[2]} "
+            f"| {verdict(ours_peak, ompi_peak, True)[1]} |"
+        )
+        for size in (8, 65536, 4 << 20):
+            ours = self.median("allreduce", 2, "rmpi", size)
+            ompi = self.median("allreduce", 2, "ompi", size)
+            if ompi is None and ours is None:
+                continue
+            lines.append(
+                f"| allreduce, 2 ranks, {human_size(size)} (µs) "
+                f"| {fmt(ours) if ours else 'pending'} | {fmt(ompi)} | — "
+                f"| {verdict(ours, ompi, False)[1]} |"
+            )
+        return lines
+
+    def coll_summary(self) -> list[str]:
+        """Every collective at a few sizes: 'rmpi vs Open MPI' per cell."""
+        sizes = [8, 65536, 1 << 20, 16 << 20]
+        lines = [
+            "| collective | ranks | " + " | ".join(human_size(s) for s in sizes) + " |",
+            "| --- | ---: |" + " --- |" * len(sizes),
+        ]
+        for ranks in sorted({np for (t, np) in self.data if t in COLLECTIVES}):
+            for test in COLLECTIVES:
+                if (test, ranks) not in self.data:
+                    continue
+                wanted = [0] if test == "barrier" else sizes
+                cells = []
+                for size in wanted:
+                    ours = self.median(test, ranks, "rmpi", size)
+                    ompi = self.median(test, ranks, "ompi", size)
+                    if ours is None and ompi is None:
+                        cells.append("—")
+                        continue
+                    cells.append(f"{fmt(ours) if ours else 'pending'} vs {fmt(ompi)} µs"
+                                 f" ({verdict(ours, ompi, False)[1]})")
+                if test == "barrier":
+                    cells += [""] * (len(sizes) - 1)
+                lines.append(f"| {test} | {ranks} | " + " | ".join(cells) + " |")
+        return lines
+
+    def run_facts(self) -> list[str]:
+        """Where and how the numbers were taken."""
+        m = self.meta
+        loads = [f"{k.removeprefix('load_')}: {v}" for k, v in m.items() if k.startswith("load_")]
+        facts = [
+            f"- Run: {m.get('date_utc', '?')} UTC, {m.get('host_cores', '?')} cores "
+            f"({m.get('host_cpu', '?')}), Linux {m.get('kernel', '?')}, commit "
+            f"{m.get('git_commit', '?')}.",
+            f"- {m.get('ompi_version', 'Open MPI ?')}; {m.get('rustc_version', 'rustc ?')}.",
+            f"- Rounds: {m.get('rounds', '?')} of {m.get('rounds_requested', '?')} requested"
+            f"{' (quick mode: sizes up to 1 MiB)' if m.get('quick') == '1' else ''}; "
+            f"whole script {m.get('runtime_s', '?')} s before the report step.",
+            f"- Load average (1/5/15 min) — {'; '.join(loads) if loads else 'not recorded'}.",
+        ]
+        if m.get("ours_ok") != "1":
+            facts.append(f"- rmpi: **missing** ({m.get('ours_note', 'not built')}); its columns "
+                         "say pending.")
+        notes = []
+        for (test, ranks), impls in sorted(self.data.items()):
+            for impl, s in impls.items():
+                bad = [n for n in s.notes if "failed" in n or "no rows" in n]
+                if bad:
+                    notes.append(f"{impl} {test} on {ranks} ranks ({', '.join(bad)})")
+        if notes:
+            facts.append("- Runs that failed: " + "; ".join(notes) + ".")
+        return facts
+
+    def all_tables(self) -> list[str]:
+        """results.md: every table."""
+        out = ["# rmpi vs Open MPI vs raw TCP: all measured tables", "",
+               "Generated by `scripts/compare.sh` (see [../performance.md](../performance.md)). "
+               "Medians over rounds; ratio = rmpi / Open MPI.", ""]
+        out += self.run_facts() + [""]
+        if ("latency", 2) in self.data:
+            out += ["## Latency, 2 ranks (`osu_latency`)", ""] + self.latency_table() + [""]
+        if ("bw", 2) in self.data:
+            out += ["## Bandwidth, 2 ranks (`osu_bw`)", ""] + self.bw_table() + [""]
+        for ranks in sorted({np for (t, np) in self.data if t in COLLECTIVES}):
+            for test in COLLECTIVES:
+                if (test, ranks) in self.data:
+                    out += [f"## {test}, {ranks} ranks (`osu_{test}`)", ""]
+                    out += self.coll_table(test, ranks) + [""]
+        return out
+
+    def doc_block(self) -> list[str]:
+        """The summary spliced into docs/performance.md."""
+        out = ["", "### Run", ""] + self.run_facts() + [""]
+        out += ["### Headline", ""] + self.headline() + [""]
+        if ("latency", 2) in self.data:
+            out += ["### Latency, 2 ranks", ""] + self.latency_table() + [""]
+        if ("bw", 2) in self.data:
+            out += ["### Bandwidth, 2 ranks", ""] + self.bw_table() + [""]
+        if any(t in COLLECTIVES for (t, _) in self.data):
+            out += ["### Collectives (median latency, rmpi vs Open MPI)", ""]
+            out += self.coll_summary() + [""]
+            for ranks in (2, 4):
+                if ("allreduce", ranks) in self.data:
+                    out += [f"### Allreduce, {ranks} ranks, with bus bandwidth", ""]
+                    out += self.coll_table("allreduce", ranks) + [""]
+        out += ["Every table (all sizes, all collectives): [perf/results.md](perf/results.md). "
+                "CSV files and plots: [perf/](perf/).", ""]
+        return out
+
+    # ------------------------------------------------------------------ gnuplot
+    def gnuplot_script(self) -> str:
+        """A gnuplot script drawing PNGs from the CSV files (columns with data only)."""
+        def has(test: str, ranks: int, impl: str) -> bool:
+            s = self.series(test, ranks, impl)
+            return bool(s and s.rounds)
+
+        colour = {"rmpi": "#d62728", "ompi": "#1f77b4", "nptcp": "#2ca02c"}
+        title = {"rmpi": "rmpi", "ompi": "Open MPI (TCP)", "nptcp": "NPtcp (raw TCP)"}
+        # CSV column of each implementation's median (see write_csv: 4 columns per side,
+        # then the ratio and, for allreduce, the two bus bandwidths at columns 11 and 12)
+        column = {"rmpi": 2, "ompi": 6, "nptcp": 10}
+
+        def curves(csv_name: str, test: str, ranks: int, impls: list[str]) -> str:
+            parts = []
+            for impl in impls:
+                if has(test, ranks, impl):
+                    parts.append(
+                        f"'{csv_name}' using (($1>0)?$1:NaN):{column[impl]} with linespoints "
+                        f"lw 2 pt 7 ps 0.5 lc rgb '{colour[impl]}' title '{title[impl]}'"
+                    )
+            return ", \\\n     ".join(parts)
+
+        lines = [
+            "# generated by scripts/plot.py; run from docs/perf/",
+            "set datafile separator comma",
+            "set terminal pngcairo size 900,600 font 'sans,10'",
+            "set grid",
+            "set key top left",
+            "set logscale x 2",
+            "set format x '%.0b%B'",
+            "set xlabel 'message size (bytes)'",
+        ]
+        if ("latency", 2) in self.data:
+            c = curves("latency_2.csv", "latency", 2, ["rmpi", "ompi", "nptcp"])
+            if c:
+                lines += ["set output 'latency_2.png'", "set logscale y",
+                          "set ylabel 'one-way latency (µs)'",
+                          "set title 'Point-to-point latency, 2 ranks, loopback (median)'",
+                          f"plot {c}", "unset logscale y"]
+        if ("bw", 2) in self.data:
+            c = curves("bw_2.csv", "bw", 2, ["rmpi", "ompi", "nptcp"])
+            if c:
+                lines += ["set output 'bw_2.png'", "set logscale y",
+                          "set ylabel 'bandwidth (MB/s)'",
+                          "set title 'Bandwidth, 2 ranks (osu\\_bw window 64; NPtcp ping-pong)'",
+                          f"plot {c}", "unset logscale y"]
+        for ranks in (2, 4):
+            panels = [t for t in COLLECTIVES if t != "barrier" and (t, ranks) in self.data]
+            panels = [t for t in panels if curves(f"{t}_{ranks}.csv", t, ranks, ["rmpi", "ompi"])]
+            if not panels:
+                continue
+            lines += [f"set output 'collectives_{ranks}.png'",
+                      "set terminal pngcairo size 1500,1200 font 'sans,9'",
+                      "set logscale y", "set ylabel 'latency (µs)'", "unset title",
+                      f"set multiplot layout 3,3 title 'Collectives, {ranks} ranks, loopback "
+                      "TCP (median latency)'"]
+            for test in panels:
+                name = test.replace("_", "\\_")
+                lines += [f"set title '{name}'",
+                          f"plot {curves(f'{test}_{ranks}.csv', test, ranks, ['rmpi', 'ompi'])}"]
+            lines += ["unset multiplot", "unset logscale y",
+                      "set terminal pngcairo size 900,600 font 'sans,10'"]
+        busbw_plots = []
+        for ranks in (2, 4):
+            for impl, col, dash in (("rmpi", 11, 1), ("ompi", 12, 2)):
+                if has("allreduce", ranks, impl):
+                    busbw_plots.append(
+                        f"'allreduce_{ranks}.csv' using 1:{col} with linespoints lw 2 pt 7 "
+                        f"ps 0.5 dt {dash} lc rgb '{colour[impl]}' "
+                        f"title '{title[impl]}, {ranks} ranks'"
+                    )
+        if busbw_plots:
+            lines += ["set output 'allreduce_busbw.png'", "set logscale y",
+                      "set ylabel 'bus bandwidth (MB/s) = size/t * 2(p-1)/p'",
+                      "set title 'Allreduce bus bandwidth (MPI\\_DOUBLE, MPI\\_SUM)'",
+                      "plot " + ", \\\n     ".join(busbw_plots)]
+        lines.append("set output")
+        return "\n".join(lines) + "\n"
+
+
+def splice_doc(doc: Path, block: list[str]) -> None:
+    """Replace the text between the GENERATED markers of `doc` with `block`."""
+    text = doc.read_text()
+    start, end = text.find(BEGIN_MARK), text.find(END_MARK)
+    if start < 0 or end < start:
+        raise SystemExit(f"plot.py: {doc} has no '{BEGIN_MARK}' ... '{END_MARK}' block")
+    new = text[: start + len(BEGIN_MARK)] + "\n" + "\n".join(block) + "\n" + text[end:]
+    doc.write_text(new)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: parse arguments, write everything, report what was written."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--raw", type=Path, required=True, help="raw output directory")
+    ap.add_argument("--out", type=Path, required=True, help="where CSV/markdown/plots go")
+    ap.add_argument("--doc", type=Path, help="docs/performance.md to refresh")
+    args = ap.parse_args(argv)
+    if not args.raw.is_dir():
+        print(f"plot.py: raw directory {args.raw} does not exist", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = Report(collect(args.raw), read_meta(args.raw), args.out)
+    if not report.data:
+        print(f"plot.py: no results under {args.raw}", file=sys.stderr)
+        return 1
+    for test, ranks in sorted(report.data):
+        report.write_csv(test, ranks)
+    (args.out / "results.md").write_text("\n".join(report.all_tables()))
+    (args.out / "plots.gp").write_text(report.gnuplot_script())
+    if args.doc:
+        splice_doc(args.doc, report.doc_block())
+    print(f"plot.py: wrote {len(report.plot_inputs)} CSV files, results.md, plots.gp"
+          f"{' and ' + str(args.doc) if args.doc else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
