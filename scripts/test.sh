@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs rmpi's whole test suite. Run as root on Debian/Ubuntu it first installs what the
+# multi-host and EC2 tests need (openssh, iproute2, python3-venv + moto); as another user it uses
+# what is there and the tests that need root say so and skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(openssh-server openssh-client iproute2 procps python3-venv python3-pip)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+# The EC2 tests run against a real EC2 API emulator (moto), in a virtualenv under target/.
+if [ -x scripts/setup-moto.sh ]; then
+  scripts/setup-moto.sh
+fi
+
+# Release mode: the multi-rank tests move hundreds of MiB and start dozens of processes.
+cargo test --release --workspace --no-fail-fast "$@"
