@@ -1,0 +1,105 @@
+//! A small rmpi rank program used by rmpirun's tests and measurements.
+//!
+//! `mesh_check` joins the job (rendezvous + full mesh), passes a token around the ring, sums all
+//! ranks at rank 0 and sends the sum back to everyone, checks it, prints one line and finalizes.
+//! `mesh_check --hang` prints `ready RANK PID` after joining and then sleeps (for kill tests);
+//! `mesh_check --crash R` makes rank R abort (SIGABRT) after joining. When a peer is lost, a rank
+//! prints the error and sleeps, so only the launcher ends it.
+
+use std::time::Duration;
+
+use rmpi_transport::Communicator;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let hang = args.iter().any(|a| a == "--hang");
+    let crash: Option<usize> = args
+        .iter()
+        .position(|a| a == "--crash")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok());
+    let comm = match Communicator::init() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mesh_check: init failed: {e}");
+            std::process::exit(2);
+        }
+    };
+    let (rank, size) = (comm.rank(), comm.size());
+    if let Err(e) = ring(&comm) {
+        stall(rank, &e.to_string());
+    }
+    if hang {
+        println!("ready {rank} {}", std::process::id());
+        std::thread::sleep(Duration::from_secs(300));
+        return;
+    }
+    if crash == Some(rank) {
+        std::thread::sleep(Duration::from_millis(100));
+        std::process::abort();
+    }
+    match sum_all(&comm) {
+        Ok(sum) => {
+            let want = (size * (size - 1) / 2) as u64;
+            if sum != want {
+                eprintln!("rank {rank}: sum {sum}, expected {want}");
+                std::process::exit(1);
+            }
+            println!("rank {rank}/{size} on {}: sum {sum} ok", comm.processor_name());
+        }
+        Err(e) => stall(rank, &e.to_string()),
+    }
+    if let Err(e) = comm.finalize() {
+        eprintln!("rank {rank}: finalize: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Sends a counter once around the ring; every rank adds one.
+fn ring(comm: &Communicator) -> rmpi_transport::Result<()> {
+    let (rank, size) = (comm.rank(), comm.size());
+    if size == 1 {
+        return Ok(());
+    }
+    let next = (rank + 1) % size;
+    let prev = (rank + size - 1) % size;
+    if rank == 0 {
+        comm.send(&[1u64], next, 1)?;
+        let (v, _) = comm.recv::<u64>(prev, 1)?;
+        if v.first() != Some(&(size as u64)) {
+            eprintln!("ring came back with {v:?}, expected {size}");
+            std::process::exit(1);
+        }
+    } else {
+        let (v, _) = comm.recv::<u64>(prev, 1)?;
+        comm.send(&[v.first().copied().unwrap_or(0) + 1], next, 1)?;
+    }
+    Ok(())
+}
+
+/// Reduce to rank 0, then broadcast back.
+fn sum_all(comm: &Communicator) -> rmpi_transport::Result<u64> {
+    let (rank, size) = (comm.rank(), comm.size());
+    if rank == 0 {
+        let mut sum = 0u64;
+        for src in 1..size {
+            let (v, _) = comm.recv::<u64>(src, 2)?;
+            sum += v.first().copied().unwrap_or(0);
+        }
+        for dst in 1..size {
+            comm.send(&[sum], dst, 3)?;
+        }
+        Ok(sum)
+    } else {
+        comm.send(&[rank as u64], 0, 2)?;
+        let (v, _) = comm.recv::<u64>(0, 3)?;
+        Ok(v.first().copied().unwrap_or(0))
+    }
+}
+
+/// Reports a lost peer and waits to be ended by the launcher.
+fn stall(rank: usize, err: &str) -> ! {
+    eprintln!("rank {rank}: {err}");
+    std::thread::sleep(Duration::from_secs(300));
+    std::process::exit(3);
+}

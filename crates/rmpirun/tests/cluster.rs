@@ -1,0 +1,327 @@
+//! Multi-host tests: real `sshd`s in network namespaces, the real `ssh` client, real rank
+//! programs. They need root, iproute2 and openssh; without them each test prints SKIPPED.
+
+mod support;
+
+use std::io::Write;
+use std::sync::MutexGuard;
+use std::time::Duration;
+
+use support::netns::{unavailable, Cluster, Options, SERIAL};
+use support::{mesh_check, run, start};
+
+/// The cluster for a test, or `None` (after printing why) when it cannot be built here.
+fn cluster(tag: u8, opts: Options) -> Option<(MutexGuard<'static, ()>, Cluster)> {
+    if let Some(why) = unavailable() {
+        // Written to the real stderr (not the captured one) so it shows in every test run.
+        let _ = writeln!(std::io::stderr(), "SKIPPED rmpirun cluster test (tag {tag}): {why}");
+        return None;
+    }
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    Some((guard, Cluster::new(tag, opts)))
+}
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn collective_32_ranks_over_4_hosts_and_per_host_port() {
+    let mut opts = Options::hosts(4);
+    opts.port_2222 = vec![4];
+    let Some((_g, c)) = cluster(1, opts) else { return };
+    let hostfile = c.hostfile(
+        "# four hosts, four spellings\nh1 slots=8\nroot@h2:8\n\nh3 slots=8 max_slots=8\n\
+         h4 slots=8 port=2222 # sshd on 2222 only\n",
+    );
+    let mesh = mesh_check();
+    let out = run(
+        c.rmpirun(&["-n", "32", "--hostfile", hostfile.to_str().unwrap(), mesh.to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    for r in 0..32 {
+        let want = format!("rank {r}/32 on h{}: sum 496 ok", r / 8 + 1);
+        assert!(out.stdout.lines().any(|l| l == want), "missing `{want}` in {}", out.stdout);
+    }
+    assert_eq!(out.stdout.lines().count(), 32);
+    c.assert_no_orphans(Duration::from_secs(3));
+    eprintln!("32 ranks over 4 hosts: {:?}", out.elapsed);
+
+    // 32 ranks on one host go through one SSH connection, so a stock sshd (MaxStartups 10,
+    // MaxSessions 10) is no limit.
+    let one = c.hostfile("h2 slots=32\n");
+    let out = run(
+        c.rmpirun(&["-np", "32", "-f", one.to_str().unwrap(), "sh", "-c", "echo $RMPI_LOCAL_RANK"]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    let mut locals: Vec<u32> = out.stdout.lines().map(|l| l.parse().unwrap()).collect();
+    locals.sort_unstable();
+    assert_eq!(locals, (0..32).collect::<Vec<_>>());
+    c.assert_no_orphans(Duration::from_secs(3));
+}
+
+#[test]
+fn arguments_environment_and_paths_are_quoted() {
+    let mut opts = Options::hosts(2);
+    opts.port_2222 = vec![2];
+    let Some((_g, c)) = cluster(2, opts) else { return };
+    let hostfile = c.hostfile("h1\nh2 port=2222\n");
+    let pwned = c.dir.path().join("pwned");
+    let inject = format!("$(touch {})", pwned.display());
+    let backtick = format!("`touch {}`", pwned.display());
+    let wdir = c.dir.path().join("work dir; $(x)");
+    std::fs::create_dir(&wdir).unwrap();
+    let out = run(
+        c.rmpirun(&[
+            "-n",
+            "2",
+            "--tag-output",
+            "--hostfile",
+            hostfile.to_str().unwrap(),
+            "-x",
+            "RMPIRUN_T=v a'l $(id)",
+            "--wdir",
+            wdir.to_str().unwrap(),
+            "sh",
+            "-c",
+            "printf '<%s>\\n' \"$@\" \"$RMPIRUN_T\" \"$PWD\" \"$RMPI_HOST\"",
+            "sh",
+            "a b",
+            &inject,
+            &backtick,
+            "it's",
+            "; echo no",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    for (rank, host) in [(0, "h1"), (1, "h2")] {
+        let lines: Vec<&str> =
+            out.stdout.lines().filter_map(|l| l.strip_prefix(&format!("[{rank}] "))).collect();
+        let want = [
+            "<a b>".to_string(),
+            format!("<{inject}>"),
+            format!("<{backtick}>"),
+            "<it's>".into(),
+            "<; echo no>".into(),
+            "<v a'l $(id)>".into(),
+            format!("<{}>", wdir.display()),
+            format!("<{host}>"),
+        ];
+        assert_eq!(lines, want, "rank {rank}: {}", out.stdout);
+    }
+    assert!(!pwned.exists(), "an argument was run by a shell");
+    c.assert_no_orphans(Duration::from_secs(3));
+}
+
+#[test]
+fn host_down_or_unreachable_fails_fast_and_names_the_host() {
+    let Some((_g, mut c)) = cluster(3, Options::hosts(2)) else { return };
+    c.stop_sshd(2);
+    let hostfile = c.hostfile("h1 slots=2\nh2 slots=2\n");
+    let out = run(
+        c.rmpirun(&["-n", "4", "--hostfile", hostfile.to_str().unwrap(), "sleep", "300"]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 1, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("h2"), "{}", out.stderr);
+    assert!(out.stderr.contains("Connection refused"), "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(6), "took {:?}", out.elapsed);
+    c.assert_no_orphans(Duration::from_secs(3));
+
+    // An address where nothing answers: ssh's own timeout, quoted.
+    let hostfile = c.hostfile("h1 slots=2\nghost slots=2\n");
+    let out = run(
+        c.rmpirun(&[
+            "-n",
+            "4",
+            "--connect-timeout",
+            "2",
+            "--hostfile",
+            hostfile.to_str().unwrap(),
+            "sleep",
+            "300",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 1, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("ghost"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("timed out") || out.stderr.contains("No route to host"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.elapsed < Duration::from_secs(10), "took {:?}", out.elapsed);
+    c.assert_no_orphans(Duration::from_secs(3));
+}
+
+#[test]
+fn unknown_host_key_and_missing_program_fail_without_prompt() {
+    let mut opts = Options::hosts(2);
+    opts.unknown_key = vec![2];
+    let Some((_g, c)) = cluster(4, opts) else { return };
+    let hostfile = c.hostfile("h1\nh2\n");
+    let out = run(
+        c.rmpirun(&["-n", "2", "--hostfile", hostfile.to_str().unwrap(), "sleep", "300"]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 1, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("h2"), "{}", out.stderr);
+    assert!(out.stderr.contains("Host key verification failed"), "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(6), "took {:?}", out.elapsed);
+    c.assert_no_orphans(Duration::from_secs(3));
+
+    let hostfile = c.hostfile("h1 slots=2\n");
+    let out = run(
+        c.rmpirun(&["-n", "2", "--hostfile", hostfile.to_str().unwrap(), "/nonexistent/app"]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 127, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("on h1"), "{}", out.stderr);
+    assert!(out.stderr.contains("/nonexistent/app"), "{}", out.stderr);
+    c.assert_no_orphans(Duration::from_secs(3));
+}
+
+#[test]
+fn crashing_rank_ends_every_rank_on_every_host() {
+    let Some((_g, c)) = cluster(5, Options::hosts(4)) else { return };
+    let hostfile = c.hostfile("h1 slots=4\nh2 slots=4\nh3 slots=4\nh4 slots=4\n");
+    let mesh = mesh_check();
+    let out = run(
+        c.rmpirun(&[
+            "-n",
+            "16",
+            "--hostfile",
+            hostfile.to_str().unwrap(),
+            mesh.to_str().unwrap(),
+            "--crash",
+            "5",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 128 + 6, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("rank 5 on h2"), "{}", out.stderr);
+    assert!(out.stderr.contains("SIGABRT"), "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(15), "took {:?}", out.elapsed);
+    c.assert_no_orphans(Duration::from_secs(3));
+}
+
+/// Starts `ranks` hanging ranks over the cluster's hosts and waits until all joined.
+fn hanging_job(c: &Cluster, ranks: usize, hostfile: &str) -> support::Running {
+    let hostfile = c.hostfile(hostfile);
+    let mesh = mesh_check();
+    let n = ranks.to_string();
+    let job = start(c.rmpirun(&[
+        "-n",
+        &n,
+        "--hostfile",
+        hostfile.to_str().unwrap(),
+        mesh.to_str().unwrap(),
+        "--hang",
+    ]));
+    job.wait_for_lines(LIMIT, |l| l.iter().filter(|l| l.starts_with("ready ")).count() == ranks);
+    job
+}
+
+fn pid_of_rank(job: &support::Running, rank: usize) -> i32 {
+    let lines = job.lines.lock().unwrap();
+    let prefix = format!("ready {rank} ");
+    let line = lines.iter().find(|l| l.starts_with(&prefix)).expect("rank line");
+    line[prefix.len()..].trim().parse().expect("pid")
+}
+
+#[test]
+fn sigkilled_rank_ends_the_job_and_token_is_on_no_command_line() {
+    let Some((_g, c)) = cluster(6, Options::hosts(2)) else { return };
+    let job = hanging_job(&c, 8, "h1 slots=4\nh2 slots=4\n");
+    let victim = pid_of_rank(&job, 3);
+    let environ = std::fs::read(format!("/proc/{victim}/environ")).unwrap();
+    let token = environ
+        .split(|&b| b == 0)
+        .find_map(|v| v.strip_prefix(b"RMPI_TOKEN="))
+        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .expect("rank has RMPI_TOKEN");
+    assert_eq!(token.len(), 32);
+    let cmdlines = c.all_cmdlines();
+    assert!(cmdlines.iter().any(|l| l.contains("--node-agent")), "{cmdlines:#?}");
+    assert!(!cmdlines.iter().any(|l| l.contains(&token)), "token on a command line");
+
+    let t0 = std::time::Instant::now();
+    support::signal(victim, libc::SIGKILL);
+    let out = job.finish(LIMIT);
+    assert_eq!(out.code(), 137, "stderr: {}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("rank 3 on h1 (pid {victim}) killed by signal 9 (SIGKILL)")),
+        "{}",
+        out.stderr
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
+    c.assert_no_orphans(Duration::from_secs(2));
+}
+
+#[test]
+fn ctrl_c_ends_every_rank_everywhere() {
+    let Some((_g, c)) = cluster(7, Options::hosts(3)) else { return };
+    let job = hanging_job(&c, 12, "h1 slots=4\nh2 slots=4\nh3 slots=4\n");
+    let t0 = std::time::Instant::now();
+    support::signal(job.child.id() as i32, libc::SIGINT);
+    let out = job.finish(LIMIT);
+    assert_eq!(out.code(), 130, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
+    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
+    c.assert_no_orphans(Duration::from_secs(2));
+}
+
+#[test]
+fn dropped_ssh_link_ends_every_rank_everywhere() {
+    let Some((_g, c)) = cluster(8, Options::hosts(2)) else { return };
+    let job = hanging_job(&c, 4, "h1 slots=2\nh2 slots=2\n");
+    let ssh_to_h2 = c
+        .job_processes()
+        .into_iter()
+        .find(|(ns, _, cmd)| *ns == c.head_ns && cmd.starts_with("ssh ") && cmd.contains(" h2 "))
+        .expect("ssh client for h2");
+    let t0 = std::time::Instant::now();
+    support::signal(ssh_to_h2.1, libc::SIGKILL);
+    let out = job.finish(LIMIT);
+    assert_eq!(out.code(), 1, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("lost the connection to h2"), "{}", out.stderr);
+    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
+    c.assert_no_orphans(Duration::from_secs(2));
+}
+
+#[test]
+fn launcher_name_resolving_to_loopback_and_timeout() {
+    let mut opts = Options::hosts(1);
+    opts.head_sshd = true;
+    let Some((_g, c)) = cluster(9, opts) else { return };
+    // `head` is the launching machine and resolves to 127.0.0.1 there; `h1` resolves to
+    // 127.0.0.1 on h1. The mesh must still form.
+    let hostfile = c.hostfile("head slots=2\nh1 slots=2\n");
+    let mesh = mesh_check();
+    let out = run(
+        c.rmpirun(&["-n", "4", "--hostfile", hostfile.to_str().unwrap(), mesh.to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    assert_eq!(out.stdout.lines().filter(|l| l.ends_with("sum 6 ok")).count(), 4, "{}", out.stdout);
+    c.assert_no_orphans(Duration::from_secs(3));
+
+    let out = run(
+        c.rmpirun(&[
+            "-n",
+            "4",
+            "--timeout",
+            "1",
+            "--hostfile",
+            hostfile.to_str().unwrap(),
+            mesh.to_str().unwrap(),
+            "--hang",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 124, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("timed out"), "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(5), "took {:?}", out.elapsed);
+    c.assert_no_orphans(Duration::from_secs(2));
+}

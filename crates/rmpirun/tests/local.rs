@@ -1,0 +1,228 @@
+//! Local launches (no hostfile: no SSH): output forwarding, stdin, exit statuses, signals,
+//! timeouts, per-rank files, and that nothing is left running. These need no privileges.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{mesh_check, pids_with_env, rmpirun, run, start, unique_marker, wait_until_empty};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn rmpirun_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(rmpirun());
+    cmd.args(args).stdin(Stdio::null());
+    cmd
+}
+
+fn rmpirun_env(args: &[&str], key: &str, value: &str) -> Command {
+    let mut cmd = rmpirun_cmd(args);
+    cmd.env(key, value);
+    cmd
+}
+
+#[test]
+fn real_ranks_join_the_mesh_and_finish() {
+    let mesh = mesh_check();
+    let out = run(rmpirun_cmd(&["-n", "8", "--oversubscribe", mesh.to_str().unwrap()]), LIMIT);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    for r in 0..8 {
+        let want = format!("rank {r}/8 on localhost: sum 28 ok");
+        assert!(out.stdout.lines().any(|l| l == want), "missing {want}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn lines_are_whole_tagged_and_unterminated_lines_flushed() {
+    // Each rank writes 200 long lines in small pieces; no line may be mixed with another.
+    let script = "i=0; while [ $i -lt 200 ]; do printf 'r%s-' $RMPI_RANK; printf 'x%.0s' \
+                  1 2 3 4 5 6 7 8 9 10; printf '%s\\n' \"-$i\"; i=$((i+1)); done; printf tail";
+    let out = run(
+        rmpirun_cmd(&["-n", "4", "--oversubscribe", "--tag-output", "sh", "-c", script]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4 * 201);
+    for line in &lines {
+        let (tag, rest) = line.split_once(' ').expect("tag");
+        let rank = tag.trim_start_matches('[').trim_end_matches(']');
+        if rest == "tail" {
+            continue;
+        }
+        let want_prefix = format!("r{rank}-xxxxxxxxxx-");
+        assert!(rest.starts_with(&want_prefix), "mixed line: {line}");
+    }
+    for r in 0..4 {
+        assert!(lines.contains(&format!("[{r}] tail").as_str()));
+    }
+}
+
+#[test]
+fn stdin_goes_to_rank_0_only() {
+    let mut cmd = Command::new(rmpirun());
+    cmd.args(["-n", "2", "--oversubscribe", "--tag-output", "sh", "-c", "wc -l"])
+        .stdin(Stdio::piped());
+    let mut job = start(cmd);
+    {
+        use std::io::Write;
+        let mut stdin = job.child.stdin.take().unwrap();
+        stdin.write_all(b"one\ntwo\nthree\n").unwrap();
+    }
+    let out = job.finish(LIMIT);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    let mut lines: Vec<&str> = out.stdout.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, vec!["[0] 3", "[1] 0"]);
+}
+
+#[test]
+fn failing_rank_status_is_rmpiruns_and_others_are_ended() {
+    let marker = unique_marker("RMPIRUN_FAIL");
+    let script = "if [ $RMPI_RANK = 2 ]; then sleep 0.3; exit 7; fi; sleep 300";
+    let out = run(
+        rmpirun_env(
+            &["-n", "4", "--oversubscribe", "-x", &marker, "sh", "-c", script],
+            &marker,
+            "1",
+        ),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 7, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("rank 2 on localhost"), "{}", out.stderr);
+    assert!(out.stderr.contains("exited with status 7"), "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(3), "took {:?}", out.elapsed);
+    assert!(wait_until_empty(Duration::from_secs(2), || pids_with_env(&format!("{marker}=1")))
+        .is_empty());
+}
+
+#[test]
+fn signal_death_gives_128_plus_signal() {
+    let script = "if [ $RMPI_RANK = 1 ]; then kill -SEGV $$; fi; sleep 300";
+    let out = run(rmpirun_cmd(&["-n", "3", "--oversubscribe", "sh", "-c", script]), LIMIT);
+    assert_eq!(out.code(), 128 + 11, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("rank 1 on localhost"), "{}", out.stderr);
+    assert!(out.stderr.contains("killed by signal 11 (SIGSEGV)"), "{}", out.stderr);
+}
+
+#[test]
+fn ctrl_c_and_sigterm_leave_no_process_behind() {
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let marker = unique_marker("RMPIRUN_SIG");
+        let name = marker.clone();
+        // Each rank has a child that ignores SIGTERM, in the background.
+        let script = "trap '' TERM; sleep 300 & echo ready; wait";
+        let mut cmd = rmpirun_cmd(&["-n", "3", "--oversubscribe", "-x", &name, "sh", "-c", script]);
+        cmd.env(&name, "1");
+        let job = start(cmd);
+        job.wait_for_lines(LIMIT, |l| l.len() == 3);
+        let needle = format!("{marker}=1");
+        let rmpirun_pid = job.child.id() as i32;
+        let ranks = pids_with_env(&needle).into_iter().filter(|p| *p != rmpirun_pid).count();
+        assert_eq!(ranks, 6, "3 ranks and their 3 children");
+        let t0 = std::time::Instant::now();
+        support::signal(job.child.id() as i32, sig);
+        let out = job.finish(LIMIT);
+        assert_eq!(out.code(), code, "stderr: {}", out.stderr);
+        assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
+        let left = wait_until_empty(Duration::from_secs(1), || pids_with_env(&needle));
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+#[test]
+fn background_children_of_successful_ranks_are_ended() {
+    let marker = unique_marker("RMPIRUN_BG");
+    let out = run(
+        rmpirun_env(
+            &["-n", "2", "--oversubscribe", "-x", &marker, "sh", "-c", "sleep 300 &"],
+            &marker,
+            "1",
+        ),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    let left = wait_until_empty(Duration::from_secs(1), || pids_with_env(&format!("{marker}=1")));
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn timeout_is_reported() {
+    let out =
+        run(rmpirun_cmd(&["-n", "2", "--oversubscribe", "--timeout", "0.5", "sleep", "30"]), LIMIT);
+    assert_eq!(out.code(), 124, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("timed out after 0.5 s"), "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(3));
+}
+
+#[test]
+fn output_filename_writes_one_pair_per_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out = run(
+        rmpirun_cmd(&[
+            "-n",
+            "3",
+            "--oversubscribe",
+            "--output-filename",
+            out_dir.to_str().unwrap(),
+            "sh",
+            "-c",
+            "echo out $RMPI_RANK; echo err $RMPI_RANK >&2",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, "");
+    for r in 0..3 {
+        let o = std::fs::read_to_string(out_dir.join(format!("rank.{r}/stdout"))).unwrap();
+        let e = std::fs::read_to_string(out_dir.join(format!("rank.{r}/stderr"))).unwrap();
+        assert_eq!(o, format!("out {r}\n"));
+        assert_eq!(e, format!("err {r}\n"));
+    }
+}
+
+#[test]
+fn usage_errors_start_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "localhost slots=2\nbad line here=\n").unwrap();
+    let out = run(rmpirun_cmd(&["-n", "2", "--hostfile", hosts.to_str().unwrap(), "true"]), LIMIT);
+    assert_eq!(out.code(), 1);
+    assert!(out.stderr.contains(&format!("{}:2:", hosts.display())), "{}", out.stderr);
+
+    std::fs::write(&hosts, "localhost slots=2\n").unwrap();
+    let marker = dir.path().join("started");
+    let touch = format!("touch {}", marker.display());
+    let out = run(
+        rmpirun_cmd(&["-n", "3", "--hostfile", hosts.to_str().unwrap(), "sh", "-c", &touch]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 1);
+    assert!(out.stderr.contains("--oversubscribe"), "{}", out.stderr);
+    assert!(!marker.exists(), "a rank started");
+
+    let out = run(rmpirun_cmd(&["--help"]), LIMIT);
+    assert_eq!(out.code(), 0);
+    for flag in ["--hostfile", "--oversubscribe", "--tag-output", "--timeout", "-x", "--wdir"] {
+        assert!(out.stdout.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn localhost_in_a_hostfile_runs_without_ssh() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "localhost:2\n").unwrap();
+    let out = run(
+        rmpirun_env(
+            &["--hostfile", hosts.to_str().unwrap(), "sh", "-c", "echo $RMPI_SIZE"],
+            "RMPI_SSH",
+            "/nonexistent/ssh",
+        ),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, "2\n2\n");
+}
