@@ -54,7 +54,7 @@ while [ $# -gt 0 ]; do
     --out) [ $# -ge 2 ] || die "--out needs a directory"; OUT=$(realpath -m "$2"); DOC=""; shift ;;
     --no-build) BUILD=0 ;;
     --nice) [ $# -ge 2 ] || die "--nice needs a niceness"; NICE=$2; shift ;;
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
     esac
     shift
