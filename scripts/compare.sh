@@ -16,6 +16,8 @@
 #   --no-build       use the rmpi binaries already in the target dir instead of building them
 #   --nice N         run every benchmark process under `nice -n N` (e.g. -5 as root on a machine
 #                    shared with compile jobs; both sides and NPtcp get the same priority)
+# Environment: COMPARE_RUN_TIMEOUT (seconds one sweep may take, default 120; a sweep that times
+#   out is not run again in later rounds), CARGO_TARGET_DIR.
 #
 # Runs unattended as root on a fresh Debian 12: installs openmpi-bin, libopenmpi-dev,
 # netpipe-tcp, gnuplot-nox and python3 only when their commands are missing.
@@ -40,7 +42,8 @@ ONLY=""
 P2P_TESTS=(latency bw)
 COLL_TESTS=(bcast reduce allreduce gather scatter barrier allgather alltoall reduce_scatter scan)
 COLL_RANKS=(2 4)
-RUN_TIMEOUT=${COMPARE_RUN_TIMEOUT:-300}
+RUN_TIMEOUT=${COMPARE_RUN_TIMEOUT:-120}
+declare -A HUNG=() # "impl test np" that timed out once: not run again
 
 log() { printf '[compare %s +%ss] %s\n' "$(date -u +%H:%M:%S)" "$(($(date +%s) - START))" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -54,7 +57,7 @@ while [ $# -gt 0 ]; do
     --out) [ $# -ge 2 ] || die "--out needs a directory"; OUT=$(realpath -m "$2"); DOC=""; shift ;;
     --no-build) BUILD=0 ;;
     --nice) [ $# -ge 2 ] || die "--nice needs a niceness"; NICE=$2; shift ;;
-    -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
     esac
     shift
@@ -157,6 +160,14 @@ run_one() {
     else
         cmd=("${MPIRUN[@]}" -n "$np" "$WORK/ompi_bench" "$test" "${extra[@]}")
     fi
+    if [ -n "${HUNG["$impl $test $np"]:-}" ]; then
+        echo "timed out in an earlier round; not run again" >"$out.missing"
+        return 0
+    fi
+    if [ $(($(date +%s) - START)) -gt "$BUDGET" ]; then
+        echo "time budget of ${BUDGET}s used up" >"$out.missing"
+        return 0
+    fi
     local t0 rc=0
     t0=$(date +%s%N)
     timeout -k 10 "$RUN_TIMEOUT" "${PRIO[@]}" "${cmd[@]}" >"$out.txt" 2>"$out.err" </dev/null || rc=$?
@@ -164,6 +175,8 @@ run_one() {
     if [ "$rc" -ne 0 ]; then
         log "$impl $test -n $np round $round failed (exit $rc): $(tail -n 2 "$out.err" | tr '\n' ' ')"
         mv "$out.txt" "$out.failed"
+        # timeout(1) exits 124 (or 137 after -k): a hang is not worth waiting for again
+        if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then HUNG["$impl $test $np"]=1; fi
     fi
 }
 

@@ -141,8 +141,12 @@ def collect(raw: Path) -> dict[tuple[str, int], dict[str, Series]]:
                     series.rounds.append(table)
                 else:
                     series.notes.append(f"round {m['round']}: no rows")
-            elif path.suffix in (".missing", ".failed"):
-                series.notes.append(f"round {m['round']}: {path.suffix[1:]}")
+            elif path.suffix == ".failed":
+                series.notes.append(f"round {m['round']}: failed")
+            elif path.suffix == ".missing":
+                reason = path.read_text(errors="replace").strip().splitlines()
+                series.notes.append(f"round {m['round']}: skipped, "
+                                    f"{reason[0] if reason else 'no reason given'}")
     nptcp = raw / "nptcp"
     if nptcp.is_dir():
         for path in sorted(nptcp.glob("np_r*.out")):
@@ -473,11 +477,12 @@ class Report:
         notes = []
         for (test, ranks), impls in sorted(self.data.items()):
             for impl, s in impls.items():
-                bad = [n for n in s.notes if "failed" in n or "no rows" in n]
+                bad = [n for n in s.notes
+                       if "failed" in n or "no rows" in n or "budget" in n or "timed out" in n]
                 if bad:
                     notes.append(f"{impl} {test} on {ranks} ranks ({', '.join(bad)})")
         if notes:
-            facts.append("- Runs that failed: " + "; ".join(notes) + ".")
+            facts.append("- Runs that failed or were skipped: " + "; ".join(notes) + ".")
         return facts
 
     def all_tables(self) -> list[str]:
