@@ -16,6 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -224,6 +225,8 @@ pub(crate) struct Engine {
     state: Mutex<State>,
     poller: Mutex<Poller>,
     cv: Condvar,
+    /// Threads sleeping on `cv` (notifying costs a system call, so only when someone listens).
+    sleepers: AtomicUsize,
     spin: Duration,
     /// Next free context id base (multiple of 4), for communicator creation.
     pub(crate) next_ctx: std::sync::atomic::AtomicU32,
@@ -282,6 +285,7 @@ impl Engine {
             }),
             poller: Mutex::new(Poller { poll, events: Events::with_capacity(256) }),
             cv: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
             spin,
             next_ctx: std::sync::atomic::AtomicU32::new(4),
         })
@@ -350,7 +354,9 @@ impl Engine {
                         }
                         st.progress();
                         drop(st);
-                        self.cv.notify_all();
+                        if self.sleepers.load(Ordering::SeqCst) > 0 {
+                            self.cv.notify_all();
+                        }
                     } else if spinning {
                         polls += 1;
                         if polls % 64 == 0 {
@@ -362,7 +368,9 @@ impl Engine {
                     // Another thread holds the poller; it wakes us when it has made progress.
                     let st = lock(&self.state);
                     let nap = sleep.max(Duration::from_micros(100)).min(Duration::from_millis(10));
+                    self.sleepers.fetch_add(1, Ordering::SeqCst);
                     let _ = self.cv.wait_timeout(st, nap);
+                    self.sleepers.fetch_sub(1, Ordering::SeqCst);
                 }
             }
         }
@@ -713,11 +721,11 @@ impl State {
                 }
                 _ => None,
             };
-            let res = match direct {
+            let (res, asked) = match direct {
                 Some((ptr, at, rem)) => {
                     // SAFETY: ptr/at/rem describe the unfilled tail of the destination above.
                     let tail = unsafe { std::slice::from_raw_parts_mut(ptr.add(at), rem) };
-                    c.stream.read(tail).map(|n| (n, true))
+                    (c.stream.read(tail).map(|n| (n, true)), rem)
                 }
                 None => {
                     if c.lo > 0 {
@@ -726,23 +734,34 @@ impl State {
                         c.lo = 0;
                     }
                     let hi = c.hi;
-                    c.stream.read(&mut c.staging[hi..]).map(|n| (n, false))
+                    (c.stream.read(&mut c.staging[hi..]).map(|n| (n, false)), STAGING - hi)
                 }
             };
+            // A short read drained the socket: with edge-triggered polling, new data raises a
+            // new event, so there is no need to read again just to see EAGAIN.
+            if matches!(res, Ok((n, _)) if n > 0 && n < asked) {
+                c.readable = false;
+            }
             match res {
                 Ok((0, _)) => {
                     self.eof(r);
                     return;
                 }
-                Ok((n, true)) => {
+                Ok((n, direct)) => {
                     budget = budget.saturating_sub(n);
-                    if let Rx::Payload { filled, .. } = &mut c.rx {
-                        *filled += n;
+                    if direct {
+                        if let Rx::Payload { filled, .. } = &mut c.rx {
+                            *filled += n;
+                        }
+                    } else {
+                        c.hi += n;
                     }
-                }
-                Ok((n, false)) => {
-                    budget = budget.saturating_sub(n);
-                    c.hi += n;
+                    if !c.readable {
+                        if let Err(cause) = self.parse(r) {
+                            self.kill(r, cause);
+                        }
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     c.readable = false;
