@@ -1,0 +1,6 @@
+//! OSU-style ping-pong latency test of rmpi (2 ranks). Usage:
+//! `rmpirun -n 2 osu_latency [-m MIN:MAX] [-i ITERS] [-x WARMUP]`.
+
+fn main() -> std::process::ExitCode {
+    rmpi_benches::exit_code("osu_latency", rmpi_benches::rmpi_p2p(rmpi_benches::P2pTest::Latency))
+}
