@@ -201,6 +201,8 @@ pub(crate) struct State {
     m: Matching,
     max_message: u64,
     hosts: Arc<[String]>,
+    /// Set once finalize has closed the connections.
+    finalized: bool,
 }
 
 /// The matching queues and request table.
@@ -282,6 +284,7 @@ impl Engine {
                 m: Matching::default(),
                 max_message,
                 hosts,
+                finalized: false,
             }),
             poller: Mutex::new(Poller { poll, events: Events::with_capacity(256) }),
             cv: Condvar::new(),
@@ -307,6 +310,18 @@ impl Engine {
         &self,
         deadline: Option<Instant>,
         what: impl Fn() -> String,
+        check: impl FnMut(&mut State) -> Option<Result<R>>,
+    ) -> Result<R> {
+        self.wait_with(deadline, MAX_SLEEP, what, check)
+    }
+
+    /// [`wait`](Self::wait), re-checking at least every `max_sleep` even without events (for
+    /// conditions that no socket event announces).
+    pub(crate) fn wait_with<R>(
+        &self,
+        deadline: Option<Instant>,
+        max_sleep: Duration,
+        what: impl Fn() -> String,
         mut check: impl FnMut(&mut State) -> Option<Result<R>>,
     ) -> Result<R> {
         let start = Instant::now();
@@ -321,7 +336,7 @@ impl Engine {
                 }
             }
             let now = Instant::now();
-            let mut sleep = MAX_SLEEP;
+            let mut sleep = max_sleep;
             if let Some(d) = deadline {
                 if now >= d {
                     return Err(Error::Timeout { after: now - start, what: what() });
@@ -381,15 +396,18 @@ impl Engine {
         self.wait(None, what, |st| st.take_done(id))
     }
 
-    /// Sends a goodbye to every peer, then drains until every peer has said goodbye or is gone.
+    /// Ends this rank's part: writes everything queued, sends a goodbye to every peer, and waits
+    /// until each peer has either acknowledged every byte at the TCP level (so nothing is lost when
+    /// the socket closes), said goodbye itself, or gone. It does not wait for peers to finalize:
+    /// a rank leaving early (after an error, say) is never held hostage by the others; they see its
+    /// goodbye, and whatever they still expect from it fails with an error naming it.
     pub(crate) fn finalize(&self) -> Result<()> {
-        // 1. everything queued goes out.
-        self.wait(
+        self.wait_with(
             None,
+            Duration::from_millis(1),
             || "flushing sends at finalize".into(),
             |st| st.all_flushed().then_some(Ok(())),
         )?;
-        // 2. goodbye.
         {
             let mut st = lock(&self.state);
             let bye = FrameHeader { kind: FrameKind::Goodbye, context: 0, tag: 0, len: 0 };
@@ -404,19 +422,49 @@ impl Engine {
                 }
             }
         }
-        self.wait(None, || "sending goodbyes".into(), |st| st.all_flushed().then_some(Ok(())))?;
-        // 3. drain until every peer has finished too.
-        self.wait(
+        self.wait_with(
             None,
-            || "waiting for peers to finalize".into(),
-            |st| st.conns.iter().flatten().all(|c| c.link != Link::Open).then_some(Ok(())),
+            Duration::from_millis(1),
+            || "sending goodbyes".into(),
+            |st| st.all_flushed().then_some(Ok(())),
         )?;
-        let st = lock(&self.state);
+        {
+            let st = lock(&self.state);
+            for c in st.conns.iter().flatten() {
+                let _ = c.stream.shutdown(Shutdown::Write);
+            }
+        }
+        self.wait_with(
+            None,
+            Duration::from_millis(1),
+            || "peers to take our last bytes".into(),
+            |st| {
+                st.conns
+                    .iter()
+                    .flatten()
+                    .all(|c| c.link != Link::Open || unacked_bytes(&c.stream) == 0)
+                    .then_some(Ok(()))
+            },
+        )?;
+        let mut st = lock(&self.state);
+        st.finalized = true;
         for c in st.conns.iter().flatten() {
             let _ = c.stream.shutdown(Shutdown::Both);
         }
         Ok(())
     }
+}
+
+/// Bytes written to `s` that the peer's kernel has not acknowledged yet (`SIOCOUTQ`).
+fn unacked_bytes(s: &mio::net::TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (= SIOCOUTQ for TCP) writes one int through the pointer.
+    let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if rc != 0 {
+        return 0;
+    }
+    usize::try_from(n).unwrap_or(0)
 }
 
 impl State {
@@ -454,6 +502,10 @@ impl State {
         }
     }
 
+    fn after_finalize(&self) -> Error {
+        Error::Finalized { rank: self.me }
+    }
+
     fn lost(&self, r: usize, cause: &str) -> Error {
         Error::PeerLost {
             rank: r,
@@ -483,6 +535,9 @@ impl State {
         payload: Payload,
         req: Option<ReqId>,
     ) -> Result<()> {
+        if self.finalized {
+            return Err(self.after_finalize());
+        }
         if dest == self.me {
             let buf = AlignedBuf::from_bytes(payload.bytes());
             self.deliver_local(ctx, tag, buf);
@@ -548,7 +603,16 @@ impl State {
             }
         }
         // 3. Nothing yet: fail now if a peer it depends on is gone, else wait.
-        if let Some(e) = self.watch_error(&p.watch) {
+        let finished_source =
+            p.src.filter(|s| matches!(self.conns.get(*s), Some(Some(c)) if c.link == Link::Closed));
+        let err = if self.finalized {
+            Some(self.after_finalize())
+        } else if let Some(s) = finished_source {
+            Some(self.lost(s, "it has finalized"))
+        } else {
+            self.watch_error(&p.watch)
+        };
+        if let Some(e) = err {
             self.m.complete(p.req, Err(e));
             return;
         }
@@ -868,7 +932,14 @@ impl State {
         if matches!(c.link, Link::Dead(_)) {
             return;
         }
-        tracing::warn!(rank = r, "peer lost: {cause}");
+        let cause = if c.link == Link::Closed {
+            // It said goodbye; a reset afterwards is its socket closing, not a failure.
+            tracing::debug!(rank = r, "connection closed after goodbye: {cause}");
+            "it has finalized".to_string()
+        } else {
+            tracing::warn!(rank = r, "peer lost: {cause}");
+            cause
+        };
         c.link = Link::Dead(cause.clone());
         c.readable = false;
         c.writable = false;

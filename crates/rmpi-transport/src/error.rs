@@ -108,6 +108,12 @@ pub enum Error {
         /// What did not match.
         msg: String,
     },
+    /// The operation came after this rank finalized.
+    #[error("rank {rank} has already finalized")]
+    Finalized {
+        /// This rank.
+        rank: usize,
+    },
     /// A system call failed.
     #[error("{context}: {source}")]
     Io {

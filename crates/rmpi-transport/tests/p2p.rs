@@ -325,3 +325,38 @@ fn singleton_world_talks_to_itself() {
     assert!(matches!(w.send(&[1u8], 1, 0), Err(Error::InvalidRank { rank: 1, size: 1 })));
     w.finalize().unwrap();
 }
+
+#[test]
+fn a_rank_leaving_early_does_not_hang_the_others() {
+    // Rank 0 "fails" and drops its world without finalizing explicitly, while rank 1 waits for a
+    // message rank 0 will never send: rank 1 gets an error naming rank 0, and nobody hangs.
+    let t = Instant::now();
+    let out = local::run(3, |w| {
+        match w.rank() {
+            0 => {
+                w.send(&[1u8; 100], 2, 0)?;
+                drop(w);
+                Ok(String::new())
+            }
+            1 => Ok(w.recv::<u8>(0, 0).unwrap_err().to_string()),
+            _ => {
+                std::thread::sleep(Duration::from_millis(200));
+                // What rank 0 sent before leaving is still delivered.
+                Ok(format!("{}", w.recv::<u8>(0, 0)?.0.len()))
+            }
+        }
+    })
+    .unwrap();
+    assert!(out[1].contains("rank 0") && out[1].contains("finalized"), "{}", out[1]);
+    assert_eq!(out[2], "100");
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn operations_after_finalize_are_errors() {
+    let w = Communicator::singleton();
+    let w2 = w.clone();
+    w.finalize().unwrap();
+    assert!(matches!(w2.send(&[1u8], 0, 0), Err(Error::Finalized { rank: 0 })));
+    assert!(matches!(w2.recv::<u8>(0, 0), Err(Error::Finalized { rank: 0 })));
+}
