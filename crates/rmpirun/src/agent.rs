@@ -35,14 +35,20 @@ pub enum AgentError {
     /// The control stream broke.
     #[error("control stream: {0}")]
     Frame(#[from] FrameError),
+    /// Nothing came from the launcher for this long.
+    #[error("no word from rmpirun for {0:?}; ended every rank")]
+    Silent(Duration),
 }
 
 /// Runs an agent on a control stream until told to stop or the stream closes. Every rank it
 /// started is gone when this returns.
+///
+/// With a `watchdog`, hearing nothing from the launcher for that long counts as losing it.
 pub async fn run_agent<R, W>(
     mut input: R,
     output: W,
     ssh_client: Option<String>,
+    watchdog: Option<Duration>,
 ) -> Result<(), AgentError>
 where
     R: AsyncRead + Unpin,
@@ -52,11 +58,32 @@ where
     let writer = tokio::spawn(write_events(rx, output));
     let _ =
         tx.send(Event::Hello { version: PROTOCOL_VERSION, pid: std::process::id(), ssh_client });
+    let keepalive = watchdog.map(|_| {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::protocol::PING_INTERVAL);
+            loop {
+                tick.tick().await;
+                if tx.send(Event::Alive).is_err() {
+                    return;
+                }
+            }
+        })
+    });
 
     let mut ranks = Ranks::default();
     let mut stdin_tx: Option<mpsc::UnboundedSender<Vec<u8>>> = None;
     let result = loop {
-        match read_frame::<_, Command>(&mut input).await {
+        let next = read_frame::<_, Command>(&mut input);
+        let frame = match watchdog {
+            Some(limit) => match tokio::time::timeout(limit, next).await {
+                Ok(f) => f,
+                Err(_) => break Err(AgentError::Silent(limit)),
+            },
+            None => next.await,
+        };
+        match frame {
+            Ok(Some(Command::Ping)) => {}
             Ok(Some(Command::Start(spec))) => {
                 stdin_tx = ranks.start(&spec, &tx);
             }
@@ -71,6 +98,9 @@ where
         }
     };
     drop(stdin_tx);
+    if let Some(k) = keepalive {
+        k.abort();
+    }
     ranks.end_all().await;
     let _ = tx.send(Event::Done);
     drop(tx);
@@ -332,7 +362,8 @@ pub fn agent_main() -> i32 {
         .ok()
         .and_then(|c| c.split_whitespace().next().map(str::to_string));
     let code = rt.block_on(async {
-        match run_agent(tokio::io::stdin(), tokio::io::stdout(), ssh_client).await {
+        let watchdog = Some(crate::protocol::AGENT_WATCHDOG);
+        match run_agent(tokio::io::stdin(), tokio::io::stdout(), ssh_client, watchdog).await {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("rmpirun agent: {e}");
@@ -348,12 +379,18 @@ pub fn agent_main() -> i32 {
 mod tests {
     use super::*;
 
+    /// The next event other than a keep-alive.
     async fn next(rx: &mut (impl AsyncRead + Unpin)) -> Event {
-        tokio::time::timeout(Duration::from_secs(10), read_frame::<_, Event>(rx))
-            .await
-            .expect("event in time")
-            .expect("frame")
-            .expect("not eof")
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(10), read_frame::<_, Event>(rx))
+                .await
+                .expect("event in time")
+                .expect("frame")
+                .expect("not eof");
+            if !matches!(ev, Event::Alive) {
+                return ev;
+            }
+        }
     }
 
     fn spec(argv: &[&str], ranks: Vec<u32>) -> JobSpec {
@@ -372,7 +409,7 @@ mod tests {
     async fn runs_ranks_forwards_lines_and_status() {
         let (mut ctl, agent_in) = tokio::io::duplex(1 << 16);
         let (agent_out, mut events) = tokio::io::duplex(1 << 16);
-        let agent = tokio::spawn(run_agent(agent_in, agent_out, None));
+        let agent = tokio::spawn(run_agent(agent_in, agent_out, None, None));
         assert!(matches!(next(&mut events).await, Event::Hello { version: PROTOCOL_VERSION, .. }));
         let script = "printf 'a%s\\n' $RMPI_RANK; printf 'partial'; echo err >&2; exit $RMPI_RANK";
         write_frame(&mut ctl, &Command::Start(spec(&["sh", "-c", script], vec![0, 1])))
@@ -405,7 +442,7 @@ mod tests {
     async fn closing_the_control_stream_kills_rank_groups() {
         let (mut ctl, agent_in) = tokio::io::duplex(1 << 16);
         let (agent_out, mut events) = tokio::io::duplex(1 << 16);
-        let agent = tokio::spawn(run_agent(agent_in, agent_out, None));
+        let agent = tokio::spawn(run_agent(agent_in, agent_out, None, None));
         next(&mut events).await;
         // The rank ignores SIGTERM and has a child: both must be gone after the agent returns.
         let script = "trap '' TERM; sleep 300 & echo $!; wait";
@@ -437,10 +474,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn silent_launcher_trips_the_watchdog() {
+        let (mut ctl, agent_in) = tokio::io::duplex(1 << 16);
+        let (agent_out, mut events) = tokio::io::duplex(1 << 16);
+        let limit = Duration::from_millis(300);
+        let agent = tokio::spawn(run_agent(agent_in, agent_out, None, Some(limit)));
+        next(&mut events).await;
+        write_frame(&mut ctl, &Command::Start(spec(&["sleep", "300"], vec![0]))).await.unwrap();
+        assert!(matches!(next(&mut events).await, Event::Started { .. }));
+        // Pings keep it alive past the limit...
+        for _ in 0..4 {
+            tokio::time::sleep(limit / 2).await;
+            write_frame(&mut ctl, &Command::Ping).await.unwrap();
+        }
+        // ...silence (with the stream still open) ends the ranks.
+        let t0 = std::time::Instant::now();
+        assert!(matches!(
+            next(&mut events).await,
+            Event::Exited { status: ExitStatus::Signal(15), .. }
+        ));
+        assert!(t0.elapsed() >= limit / 2);
+        assert!(matches!(next(&mut events).await, Event::Done));
+        assert!(matches!(agent.await.unwrap(), Err(AgentError::Silent(_))));
+        drop(ctl);
+    }
+
+    #[tokio::test]
     async fn missing_program_is_reported() {
         let (mut ctl, agent_in) = tokio::io::duplex(1 << 16);
         let (agent_out, mut events) = tokio::io::duplex(1 << 16);
-        let agent = tokio::spawn(run_agent(agent_in, agent_out, None));
+        let agent = tokio::spawn(run_agent(agent_in, agent_out, None, None));
         next(&mut events).await;
         write_frame(&mut ctl, &Command::Start(spec(&["/nonexistent/app"], vec![0]))).await.unwrap();
         match next(&mut events).await {

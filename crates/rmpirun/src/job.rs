@@ -252,18 +252,24 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
                             }
                         }
                         Event::Done => st.finished = true,
-                        Event::Hello { .. } => {}
+                        Event::Hello { .. } | Event::Alive => {}
                     },
                     LinkEvent::Down { reason } => {
                         let was_finished = st.finished;
                         st.finished = true;
                         if !was_finished && (st.ranks_left > 0 || !st.up) {
-                            let what = if st.up { "lost the connection to" } else { "cannot start on" };
-                            let mut text = format!("{what} {}: {reason}", host_name(h));
-                            if !st.stderr_tail.is_empty() {
-                                text.push_str(": ");
-                                text.push_str(&st.stderr_tail.join(" / "));
-                            }
+                            let text = if st.up {
+                                format!("lost the connection to {}: {reason}", host_name(h))
+                            } else if st.stderr_tail.is_empty() {
+                                format!("cannot start on {}: {reason}", host_name(h))
+                            } else {
+                                // ssh's own words first: they say what went wrong.
+                                format!(
+                                    "cannot start on {}: {} ({reason})",
+                                    host_name(h),
+                                    st.stderr_tail.join(" / ")
+                                )
+                            };
                             remaining = remaining.saturating_sub(st.ranks_left);
                             st.ranks_left = 0;
                             fail = Some((text, EXIT_LAUNCH));

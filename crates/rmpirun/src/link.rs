@@ -12,7 +12,10 @@ use tokio::sync::mpsc;
 
 use crate::agent::run_agent;
 use crate::hostfile::HostEntry;
-use crate::protocol::{read_frame, write_frame, Command, Event, JobSpec, PROTOCOL_VERSION};
+use crate::protocol::{
+    read_frame, write_frame, Command, Event, JobSpec, AGENT_WATCHDOG, PING_INTERVAL,
+    PROTOCOL_VERSION,
+};
 use crate::ssh::{SshSettings, HAVE_BINARY, NEED_BINARY};
 
 /// What a link reports to the job.
@@ -93,7 +96,7 @@ async fn run_local(
 ) -> String {
     let (ctl_w, agent_in) = tokio::io::duplex(1 << 16);
     let (agent_out, ev_r) = tokio::io::duplex(1 << 18);
-    let agent = tokio::spawn(run_agent(agent_in, agent_out, None));
+    let agent = tokio::spawn(run_agent(agent_in, agent_out, None, None));
     let reason = drive(spec, ev_r, ctl_w, ctl_rx, events).await;
     match agent.await {
         Ok(Ok(())) => reason,
@@ -170,7 +173,17 @@ async fn run_remote(
     };
     // The agent's stdout is closed: ssh is ending (or must be made to).
     match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
-        Ok(Ok(st)) if !st.success() => reason = format!("{reason} (ssh exit status {st})"),
+        Ok(Ok(st)) if !st.success() => {
+            use std::os::unix::process::ExitStatusExt;
+            let how = match (st.code(), st.signal()) {
+                (Some(c), _) => format!("ssh exited with status {c}"),
+                (None, Some(s)) => {
+                    format!("ssh killed by signal {s} ({})", crate::procs::signal_name(s))
+                }
+                (None, None) => format!("ssh ended: {st}"),
+            };
+            reason = format!("{reason}; {how}");
+        }
         Ok(_) => {}
         Err(_) => {
             let _ = child.start_kill();
@@ -198,7 +211,7 @@ async fn wait_for_marker<R: AsyncRead + Unpin>(
             .await
             .map_err(|e| format!("reading from ssh: {e}"))?;
         if n == 0 {
-            return Err("ssh ended before the agent started".into());
+            return Err("the session ended before the agent started".into());
         }
         let text = String::from_utf8_lossy(&line);
         match text.trim_end() {
@@ -250,8 +263,17 @@ where
         return format!("sending the job: {e}");
     }
     let _ = events.send((index, LinkEvent::Up));
+    let ping = spec.remote.is_some();
     tokio::spawn(async move {
-        while let Some(cmd) = ctl_rx.recv().await {
+        let mut tick = tokio::time::interval(PING_INTERVAL);
+        loop {
+            let cmd = tokio::select! {
+                cmd = ctl_rx.recv() => match cmd {
+                    Some(c) => c,
+                    None => break,
+                },
+                _ = tick.tick(), if ping => Command::Ping,
+            };
             if write_frame(&mut to_agent, &cmd).await.is_err() {
                 break;
             }
@@ -259,7 +281,17 @@ where
         // Dropping `to_agent` closes the agent's control stream: it ends its ranks.
     });
     loop {
-        match read_frame::<_, Event>(&mut from_agent).await {
+        let next = read_frame::<_, Event>(&mut from_agent);
+        let frame = if ping {
+            match tokio::time::timeout(AGENT_WATCHDOG, next).await {
+                Ok(f) => f,
+                Err(_) => return format!("no word from the agent for {AGENT_WATCHDOG:?}"),
+            }
+        } else {
+            next.await
+        };
+        match frame {
+            Ok(Some(Event::Alive)) => {}
             Ok(Some(ev)) => {
                 let done = matches!(ev, Event::Done);
                 let _ = events.send((index, LinkEvent::Agent(ev)));

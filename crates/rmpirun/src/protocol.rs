@@ -44,7 +44,18 @@ pub enum Command {
     StdinEof,
     /// End every rank now (SIGTERM, then SIGKILL), report, and exit.
     Kill,
+    /// Keep-alive, sent every [`PING_INTERVAL`]: an agent that hears nothing for
+    /// [`AGENT_WATCHDOG`] takes the launcher for lost and ends its ranks.
+    Ping,
 }
+
+/// How often the launcher pings each remote agent.
+pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Silence after which a remote agent ends its ranks, and after which the launcher takes a remote
+/// agent for lost (the SSH link may be cut without the TCP connection closing, e.g. a partitioned
+/// network).
+pub const AGENT_WATCHDOG: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Which output stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -95,6 +106,8 @@ pub enum Event {
     Exited { rank: u32, status: ExitStatus },
     /// The agent has ended every rank and is about to exit.
     Done,
+    /// Keep-alive, sent every [`PING_INTERVAL`] by remote agents.
+    Alive,
 }
 
 /// Framing or encoding failure.

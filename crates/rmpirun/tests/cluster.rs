@@ -123,6 +123,7 @@ fn host_down_or_unreachable_fails_fast_and_names_the_host() {
         c.rmpirun(&["-n", "4", "--hostfile", hostfile.to_str().unwrap(), "sleep", "300"]),
         LIMIT,
     );
+    eprintln!("rmpirun said:\n{}", out.stderr);
     assert_eq!(out.code(), 1, "stderr: {}", out.stderr);
     assert!(out.stderr.contains("h2"), "{}", out.stderr);
     assert!(out.stderr.contains("Connection refused"), "{}", out.stderr);
@@ -144,6 +145,7 @@ fn host_down_or_unreachable_fails_fast_and_names_the_host() {
         ]),
         LIMIT,
     );
+    eprintln!("rmpirun said:\n{}", out.stderr);
     assert_eq!(out.code(), 1, "stderr: {}", out.stderr);
     assert!(out.stderr.contains("ghost"), "{}", out.stderr);
     assert!(
@@ -165,6 +167,7 @@ fn unknown_host_key_and_missing_program_fail_without_prompt() {
         c.rmpirun(&["-n", "2", "--hostfile", hostfile.to_str().unwrap(), "sleep", "300"]),
         LIMIT,
     );
+    eprintln!("rmpirun said:\n{}", out.stderr);
     assert_eq!(out.code(), 1, "stderr: {}", out.stderr);
     assert!(out.stderr.contains("h2"), "{}", out.stderr);
     assert!(out.stderr.contains("Host key verification failed"), "{}", out.stderr);
@@ -176,6 +179,7 @@ fn unknown_host_key_and_missing_program_fail_without_prompt() {
         c.rmpirun(&["-n", "2", "--hostfile", hostfile.to_str().unwrap(), "/nonexistent/app"]),
         LIMIT,
     );
+    eprintln!("rmpirun said:\n{}", out.stderr);
     assert_eq!(out.code(), 127, "stderr: {}", out.stderr);
     assert!(out.stderr.contains("on h1"), "{}", out.stderr);
     assert!(out.stderr.contains("/nonexistent/app"), "{}", out.stderr);
@@ -199,6 +203,7 @@ fn crashing_rank_ends_every_rank_on_every_host() {
         ]),
         LIMIT,
     );
+    eprintln!("rmpirun said:\n{}", out.stderr);
     assert_eq!(out.code(), 128 + 6, "stderr: {}", out.stderr);
     assert!(out.stderr.contains("rank 5 on h2"), "{}", out.stderr);
     assert!(out.stderr.contains("SIGABRT"), "{}", out.stderr);
@@ -249,6 +254,7 @@ fn sigkilled_rank_ends_the_job_and_token_is_on_no_command_line() {
     let t0 = std::time::Instant::now();
     support::signal(victim, libc::SIGKILL);
     let out = job.finish(LIMIT);
+    eprintln!("rmpirun said:\n{}", out.stderr);
     assert_eq!(out.code(), 137, "stderr: {}", out.stderr);
     assert!(
         out.stderr.contains(&format!("rank 3 on h1 (pid {victim}) killed by signal 9 (SIGKILL)")),
@@ -266,6 +272,7 @@ fn ctrl_c_ends_every_rank_everywhere() {
     let t0 = std::time::Instant::now();
     support::signal(job.child.id() as i32, libc::SIGINT);
     let out = job.finish(LIMIT);
+    eprintln!("rmpirun said:\n{}", out.stderr);
     assert_eq!(out.code(), 130, "stderr: {}", out.stderr);
     assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
     assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
@@ -284,6 +291,7 @@ fn dropped_ssh_link_ends_every_rank_everywhere() {
     let t0 = std::time::Instant::now();
     support::signal(ssh_to_h2.1, libc::SIGKILL);
     let out = job.finish(LIMIT);
+    eprintln!("rmpirun said:\n{}", out.stderr);
     assert_eq!(out.code(), 1, "stderr: {}", out.stderr);
     assert!(out.stderr.contains("lost the connection to h2"), "{}", out.stderr);
     assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
@@ -320,8 +328,30 @@ fn launcher_name_resolving_to_loopback_and_timeout() {
         ]),
         LIMIT,
     );
+    eprintln!("rmpirun said:\n{}", out.stderr);
     assert_eq!(out.code(), 124, "stderr: {}", out.stderr);
     assert!(out.stderr.contains("timed out"), "{}", out.stderr);
     assert!(out.elapsed < Duration::from_secs(5), "took {:?}", out.elapsed);
     c.assert_no_orphans(Duration::from_secs(2));
+}
+
+#[test]
+fn network_partition_ends_the_job_on_both_sides() {
+    let Some((_g, c)) = cluster(10, Options::hosts(2)) else { return };
+    let job = hanging_job(&c, 4, "h1 slots=2\nh2 slots=2\n");
+    // Cut h2 off the bridge: no FIN, no RST, just silence.
+    let t0 = std::time::Instant::now();
+    let status = std::process::Command::new("ip")
+        .args(["-n", &c.bridge_ns, "link", "set", "vh2", "down"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = job.finish(LIMIT);
+    eprintln!("rmpirun said:\n{}", out.stderr);
+    assert_eq!(out.code(), 1, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("lost the connection to h2"), "{}", out.stderr);
+    assert!(t0.elapsed() < Duration::from_secs(10), "took {:?}", t0.elapsed());
+    // The agent on h2 hears no keep-alive either and ends its ranks by itself.
+    c.assert_no_orphans(Duration::from_secs(8));
+    assert!(t0.elapsed() < Duration::from_secs(12), "took {:?}", t0.elapsed());
 }
