@@ -22,6 +22,17 @@ pub enum Format {
     Mpich,
 }
 
+impl Format {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rmpi => "rmpi",
+            Self::Openmpi => "openmpi",
+            Self::Mpich => "mpich",
+        }
+    }
+}
+
 /// Which address of an instance goes into the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum AddressKind {
@@ -114,14 +125,11 @@ impl Options {
     /// Checks option combinations that cannot be written.
     pub fn validate(&self) -> Result<()> {
         if self.format != Format::Rmpi && (self.user.is_some() || self.port.is_some()) {
-            return Err(Error::Usage(
-                format!(
-                "the {:?} hostfile format has no place for an SSH user or port; use --format rmpi \
+            return Err(Error::Usage(format!(
+                "the {} hostfile format has no place for an SSH user or port; use --format rmpi \
                  or set them in ~/.ssh/config",
-                self.format
-            )
-                .to_lowercase(),
-            ));
+                self.format.name()
+            )));
         }
         if let Some(user) = &self.user {
             if user.is_empty() || user.contains(|c: char| c.is_whitespace() || c == '@' || c == '#')
