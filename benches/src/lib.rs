@@ -11,6 +11,8 @@
 //!   and for a raw TCP socket.
 //! * [`p2p`]: ping-pong latency and windowed bandwidth loops and tables.
 //! * [`tcp`]: the raw-TCP baseline's second process.
+//! * [`coll`]: the collective tests (OSU timing: each call alone, barrier between calls,
+//!   per-rank averages reduced to rank 0).
 //! * [`error`]: the error type, [`BenchError`].
 //!
 //! Run a table program under the launcher, e.g.
@@ -18,6 +20,7 @@
 
 use std::process::ExitCode;
 
+pub mod coll;
 pub mod error;
 pub mod link;
 pub mod options;
