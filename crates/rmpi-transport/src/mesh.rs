@@ -249,3 +249,46 @@ pub(crate) fn hostname() -> String {
     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rendezvous::RendezvousServer;
+
+    #[test]
+    fn ranks_listen_inside_the_port_range_and_advertise_their_route() {
+        let token = JobToken::generate();
+        let server = RendezvousServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            3,
+            token,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let rv = server.local_addr();
+        let server = server.spawn();
+        let meshes: Vec<Mesh> = (0..3)
+            .map(|r| {
+                let mut cfg = BootConfig::new(r, 3, token, rv);
+                cfg.port_range = Some((47_310, 47_330));
+                thread::spawn(move || build(&cfg))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect();
+        server.join().unwrap().unwrap();
+        for m in &meshes {
+            assert_eq!(m.endpoints, meshes[0].endpoints);
+            assert_eq!(m.streams.iter().filter(|s| s.is_some()).count(), 2);
+        }
+        for e in &meshes[0].endpoints {
+            assert!((47_310..=47_330).contains(&e.addr.port()), "{e:?}");
+            // The route to a loopback rendezvous is loopback.
+            assert!(e.addr.ip().is_loopback(), "{e:?}");
+        }
+        // The connection from rank 2 to rank 0 lands on rank 0's advertised port.
+        let s = meshes[2].streams[0].as_ref().unwrap();
+        assert_eq!(s.peer_addr().unwrap().port(), meshes[0].endpoints[0].addr.port());
+    }
+}
