@@ -1,0 +1,395 @@
+//! Algorithm choice: the algorithms of each family, the size thresholds between them, and how a
+//! user forces one (environment variables `RMPI_ALGO_<OP>` or [`Settings`]).
+//!
+//! The thresholds were measured on loopback TCP; `docs/collectives.md` has the cost model and
+//! the numbers behind them.
+
+use std::sync::OnceLock;
+
+use rmpi_transport::{Error, Result};
+
+macro_rules! algo_enum {
+    ($(#[$doc:meta])* $name:ident, $env:literal, { $($(#[$vdoc:meta])* $v:ident => $s:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub enum $name {
+            /// Chosen by message size and communicator size.
+            #[default]
+            Auto,
+            $($(#[$vdoc])* $v,)*
+        }
+
+        impl $name {
+            /// The environment variable that forces this family's algorithm.
+            pub const ENV: &'static str = $env;
+
+            /// Parses a name as written in the environment variable (`auto` or an algorithm).
+            pub fn parse(s: &str) -> Option<Self> {
+                match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+                    "auto" | "" => Some($name::Auto),
+                    $($s => Some($name::$v),)*
+                    _ => None,
+                }
+            }
+
+            /// Every accepted name.
+            pub fn names() -> &'static [&'static str] {
+                &["auto", $($s),*]
+            }
+
+            /// The algorithm's name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $name::Auto => "auto",
+                    $($name::$v => $s,)*
+                }
+            }
+        }
+    };
+}
+
+algo_enum!(
+    /// Broadcast algorithms.
+    BcastAlgo, "RMPI_ALGO_BCAST", {
+        /// Binomial tree: ⌈log2 p⌉ rounds of the whole message.
+        Binomial => "binomial",
+        /// Binomial scatter then ring allgather (van de Geijn): ~2n bytes per rank.
+        ScatterAllgather => "scatter_allgather",
+    }
+);
+
+algo_enum!(
+    /// Reduce algorithms.
+    ReduceAlgo, "RMPI_ALGO_REDUCE", {
+        /// Binomial tree of whole-vector combines.
+        Binomial => "binomial",
+        /// Ring reduce-scatter then gather to the root (commutative operators only).
+        ReduceScatterGather => "reduce_scatter_gather",
+    }
+);
+
+algo_enum!(
+    /// Allreduce algorithms.
+    AllreduceAlgo, "RMPI_ALGO_ALLREDUCE", {
+        /// Recursive doubling: ⌈log2 p⌉ exchanges of the whole vector.
+        RecursiveDoubling => "recursive_doubling",
+        /// Ring reduce-scatter then ring allgather (commutative operators only).
+        Ring => "ring",
+        /// Recursive halving reduce-scatter then recursive doubling allgather (commutative only).
+        Rabenseifner => "rabenseifner",
+        /// Reduce to rank 0 then broadcast.
+        ReduceBcast => "reduce_bcast",
+    }
+);
+
+algo_enum!(
+    /// Allgather algorithms (also used by allgatherv: ring only).
+    AllgatherAlgo, "RMPI_ALGO_ALLGATHER", {
+        /// Bruck's algorithm: ⌈log2 p⌉ rounds, one extra local rotation.
+        Bruck => "bruck",
+        /// Ring: p-1 rounds of one block, straight into the output.
+        Ring => "ring",
+    }
+);
+
+algo_enum!(
+    /// Gather algorithms.
+    GatherAlgo, "RMPI_ALGO_GATHER", {
+        /// Binomial tree (intermediate ranks forward their subtree's blocks).
+        Binomial => "binomial",
+        /// Every rank sends straight to the root.
+        Linear => "linear",
+    }
+);
+
+algo_enum!(
+    /// Scatter algorithms.
+    ScatterAlgo, "RMPI_ALGO_SCATTER", {
+        /// Binomial tree (intermediate ranks forward their subtree's blocks).
+        Binomial => "binomial",
+        /// The root sends straight to every rank.
+        Linear => "linear",
+    }
+);
+
+algo_enum!(
+    /// Alltoall algorithms.
+    AlltoallAlgo, "RMPI_ALGO_ALLTOALL", {
+        /// Every send and receive posted at once.
+        Scattered => "scattered",
+        /// p-1 rounds of pairwise exchange with rank ± k.
+        Pairwise => "pairwise",
+    }
+);
+
+algo_enum!(
+    /// Reduce-scatter algorithms.
+    ReduceScatterAlgo, "RMPI_ALGO_REDUCE_SCATTER", {
+        /// Ring: p-1 rounds of one block (commutative operators only).
+        Ring => "ring",
+        /// Reduce to rank 0 then scatter.
+        ReduceScatter => "reduce_then_scatter",
+    }
+);
+
+/// Message-size thresholds (in bytes of one rank's vector) between algorithms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Broadcasts of at least this many bytes use scatter + allgather (when p > 2).
+    pub bcast_long: usize,
+    /// Reductions of at least this many bytes use reduce-scatter + gather (when p > 2).
+    pub reduce_long: usize,
+    /// Allreduces of at least this many bytes use a reduce-scatter based algorithm.
+    pub allreduce_long: usize,
+    /// Allgathers whose total output is at least this many bytes use the ring.
+    pub allgather_long: usize,
+    /// Gathers/scatters whose total is at least this many bytes go linear.
+    pub gather_long: usize,
+    /// Alltoalls whose per-pair block is at least this many bytes use pairwise exchange.
+    pub alltoall_long: usize,
+    /// Reduce-scatters whose total input is at least this many bytes use the ring.
+    pub reduce_scatter_long: usize,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            bcast_long: 64 << 10,
+            reduce_long: 64 << 10,
+            allreduce_long: 64 << 10,
+            allgather_long: 64 << 10,
+            gather_long: 256 << 10,
+            alltoall_long: 8 << 10,
+            reduce_scatter_long: 16 << 10,
+        }
+    }
+}
+
+/// Algorithm choices and options for collective calls.
+///
+/// [`Settings::from_env`] reads `RMPI_ALGO_BCAST`, `RMPI_ALGO_REDUCE`, `RMPI_ALGO_ALLREDUCE`,
+/// `RMPI_ALGO_ALLGATHER`, `RMPI_ALGO_GATHER`, `RMPI_ALGO_SCATTER`, `RMPI_ALGO_ALLTOALL`,
+/// `RMPI_ALGO_REDUCE_SCATTER` (an algorithm name or `auto`) and `RMPI_COLL_CHECK` (`1` turns on
+/// the consistency check before every call). Every rank must use the same settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Broadcast.
+    pub bcast: BcastAlgo,
+    /// Reduce.
+    pub reduce: ReduceAlgo,
+    /// Allreduce.
+    pub allreduce: AllreduceAlgo,
+    /// Allgather.
+    pub allgather: AllgatherAlgo,
+    /// Gather.
+    pub gather: GatherAlgo,
+    /// Scatter.
+    pub scatter: ScatterAlgo,
+    /// Alltoall.
+    pub alltoall: AlltoallAlgo,
+    /// Reduce-scatter.
+    pub reduce_scatter: ReduceScatterAlgo,
+    /// Run a consistency check (about the cost of a barrier) before every call, so that ranks
+    /// in mismatched calls always get [`Error::Mismatch`], even where the calls' messages would
+    /// not otherwise meet.
+    pub check: bool,
+    /// Size thresholds for the `Auto` choices.
+    pub thresholds: Thresholds,
+}
+
+/// The name of the check variable.
+pub const CHECK_ENV: &str = "RMPI_COLL_CHECK";
+
+fn env_algo<A>(
+    var: &'static str,
+    parse: fn(&str) -> Option<A>,
+    names: &[&str],
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<A>> {
+    match get(var) {
+        None => Ok(None),
+        Some(v) => parse(&v).map(Some).ok_or_else(|| Error::Env {
+            var,
+            msg: format!("unknown algorithm {v:?}; expected one of {}", names.join(", ")),
+        }),
+    }
+}
+
+impl Settings {
+    /// The settings given by the environment (cached after the first call).
+    pub fn from_env() -> Result<Settings> {
+        static CACHE: OnceLock<std::result::Result<Settings, (&'static str, String)>> =
+            OnceLock::new();
+        let r = CACHE.get_or_init(|| {
+            Settings::from_lookup(|k| std::env::var(k).ok()).map_err(|e| match e {
+                Error::Env { var, msg } => (var, msg),
+                other => ("RMPI_ALGO_*", other.to_string()),
+            })
+        });
+        r.clone().map_err(|(var, msg)| Error::Env { var, msg })
+    }
+
+    /// The settings given by `get` (a stand-in for the environment).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings> {
+        let mut s = Settings::default();
+        macro_rules! read {
+            ($field:ident, $ty:ident) => {
+                if let Some(a) = env_algo($ty::ENV, $ty::parse, $ty::names(), &get)? {
+                    s.$field = a;
+                }
+            };
+        }
+        read!(bcast, BcastAlgo);
+        read!(reduce, ReduceAlgo);
+        read!(allreduce, AllreduceAlgo);
+        read!(allgather, AllgatherAlgo);
+        read!(gather, GatherAlgo);
+        read!(scatter, ScatterAlgo);
+        read!(alltoall, AlltoallAlgo);
+        read!(reduce_scatter, ReduceScatterAlgo);
+        if let Some(v) = get(CHECK_ENV) {
+            s.check = match v.trim() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" | "" => false,
+                _ => {
+                    return Err(Error::Env {
+                        var: CHECK_ENV,
+                        msg: format!("expected 0 or 1, got {v:?}"),
+                    })
+                }
+            };
+        }
+        Ok(s)
+    }
+
+    /// The broadcast algorithm for `bytes` on `p` ranks.
+    pub fn pick_bcast(&self, bytes: usize, p: usize) -> BcastAlgo {
+        match self.bcast {
+            BcastAlgo::Auto if p > 2 && bytes >= self.thresholds.bcast_long => {
+                BcastAlgo::ScatterAllgather
+            }
+            BcastAlgo::Auto => BcastAlgo::Binomial,
+            a => a,
+        }
+    }
+
+    /// The reduce algorithm for `bytes` on `p` ranks.
+    pub fn pick_reduce(&self, bytes: usize, p: usize, commutative: bool) -> ReduceAlgo {
+        match self.reduce {
+            _ if !commutative => ReduceAlgo::Binomial,
+            ReduceAlgo::Auto if p > 2 && bytes >= self.thresholds.reduce_long => {
+                ReduceAlgo::ReduceScatterGather
+            }
+            ReduceAlgo::Auto => ReduceAlgo::Binomial,
+            a => a,
+        }
+    }
+
+    /// The allreduce algorithm for `bytes` on `p` ranks.
+    pub fn pick_allreduce(&self, bytes: usize, p: usize, commutative: bool) -> AllreduceAlgo {
+        match self.allreduce {
+            AllreduceAlgo::Ring | AllreduceAlgo::Rabenseifner if !commutative => {
+                AllreduceAlgo::RecursiveDoubling
+            }
+            AllreduceAlgo::Auto if !commutative => AllreduceAlgo::RecursiveDoubling,
+            AllreduceAlgo::Auto if bytes >= self.thresholds.allreduce_long && p > 1 => {
+                if p.is_power_of_two() {
+                    AllreduceAlgo::Rabenseifner
+                } else {
+                    AllreduceAlgo::Ring
+                }
+            }
+            AllreduceAlgo::Auto => AllreduceAlgo::RecursiveDoubling,
+            a => a,
+        }
+    }
+
+    /// The allgather algorithm for a total output of `bytes` on `p` ranks.
+    pub fn pick_allgather(&self, bytes: usize, _p: usize) -> AllgatherAlgo {
+        match self.allgather {
+            AllgatherAlgo::Auto if bytes >= self.thresholds.allgather_long => AllgatherAlgo::Ring,
+            AllgatherAlgo::Auto => AllgatherAlgo::Bruck,
+            a => a,
+        }
+    }
+
+    /// The gather algorithm for a total of `bytes` on `p` ranks.
+    pub fn pick_gather(&self, bytes: usize, _p: usize) -> GatherAlgo {
+        match self.gather {
+            GatherAlgo::Auto if bytes >= self.thresholds.gather_long => GatherAlgo::Linear,
+            GatherAlgo::Auto => GatherAlgo::Binomial,
+            a => a,
+        }
+    }
+
+    /// The scatter algorithm for a total of `bytes` on `p` ranks.
+    pub fn pick_scatter(&self, bytes: usize, _p: usize) -> ScatterAlgo {
+        match self.scatter {
+            ScatterAlgo::Auto if bytes >= self.thresholds.gather_long => ScatterAlgo::Linear,
+            ScatterAlgo::Auto => ScatterAlgo::Binomial,
+            a => a,
+        }
+    }
+
+    /// The alltoall algorithm for per-pair blocks of `bytes` on `p` ranks.
+    pub fn pick_alltoall(&self, bytes: usize, _p: usize) -> AlltoallAlgo {
+        match self.alltoall {
+            AlltoallAlgo::Auto if bytes >= self.thresholds.alltoall_long => AlltoallAlgo::Pairwise,
+            AlltoallAlgo::Auto => AlltoallAlgo::Scattered,
+            a => a,
+        }
+    }
+
+    /// The reduce-scatter algorithm for a total input of `bytes` on `p` ranks.
+    pub fn pick_reduce_scatter(
+        &self,
+        bytes: usize,
+        _p: usize,
+        commutative: bool,
+    ) -> ReduceScatterAlgo {
+        match self.reduce_scatter {
+            _ if !commutative => ReduceScatterAlgo::ReduceScatter,
+            ReduceScatterAlgo::Auto if bytes >= self.thresholds.reduce_scatter_long => {
+                ReduceScatterAlgo::Ring
+            }
+            ReduceScatterAlgo::Auto => ReduceScatterAlgo::ReduceScatter,
+            a => a,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_parsing() {
+        let s = Settings::from_lookup(|k| match k {
+            "RMPI_ALGO_ALLREDUCE" => Some("Ring".into()),
+            "RMPI_ALGO_BCAST" => Some("scatter-allgather".into()),
+            "RMPI_COLL_CHECK" => Some("1".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.allreduce, AllreduceAlgo::Ring);
+        assert_eq!(s.bcast, BcastAlgo::ScatterAllgather);
+        assert!(s.check);
+        let e = Settings::from_lookup(|k| (k == "RMPI_ALGO_GATHER").then(|| "tree".into()));
+        match e {
+            Err(Error::Env { var, msg }) => {
+                assert_eq!(var, "RMPI_ALGO_GATHER");
+                assert!(msg.contains("binomial"), "{msg}");
+            }
+            other => panic!("expected an env error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn non_commutative_never_gets_ring() {
+        let s = Settings { allreduce: AllreduceAlgo::Ring, ..Settings::default() };
+        assert_eq!(s.pick_allreduce(1 << 20, 4, false), AllreduceAlgo::RecursiveDoubling);
+        assert_eq!(s.pick_allreduce(1 << 20, 4, true), AllreduceAlgo::Ring);
+        let d = Settings::default();
+        assert_eq!(d.pick_allreduce(8, 4, true), AllreduceAlgo::RecursiveDoubling);
+    }
+}

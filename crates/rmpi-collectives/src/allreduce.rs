@@ -1,0 +1,161 @@
+//! Allreduce: recursive doubling for short vectors and non-commutative operators; ring or
+//! Rabenseifner (reduce-scatter + allgather) for long ones; reduce + bcast on request.
+//!
+//! Every algorithm here gives every rank the same bits: a pair that exchanges whole vectors
+//! computes `(lower ranks) ∘ (higher ranks)` on both sides with the same operands in the same
+//! order, and the reduce-scatter based algorithms reduce each chunk on one rank only and then
+//! copy it.
+
+use bytemuck::Pod;
+use rmpi_transport::Result;
+
+use crate::call::{part, split_pair, Call};
+use crate::ops::Op;
+
+/// How ranks beyond the largest power of two take part: with `rem = p - pof2`, ranks below
+/// `2 * rem` pair up (even, odd); the even one hands its vector to the odd one and sits out.
+struct Fold {
+    pof2: usize,
+    rem: usize,
+}
+
+impl Fold {
+    fn new(p: usize) -> Self {
+        let pof2 = if p.is_power_of_two() { p } else { p.next_power_of_two() / 2 };
+        Fold { pof2, rem: p - pof2 }
+    }
+
+    /// The rank's index among the `pof2` active ranks, `None` if it sits out.
+    fn new_rank(&self, r: usize) -> Option<usize> {
+        if r < 2 * self.rem {
+            (r % 2 == 1).then_some(r / 2)
+        } else {
+            Some(r - self.rem)
+        }
+    }
+
+    fn real_rank(&self, nr: usize) -> usize {
+        if nr < self.rem {
+            nr * 2 + 1
+        } else {
+            nr + self.rem
+        }
+    }
+
+    /// Before: even ranks below 2*rem send, odd ones combine `received ∘ own`.
+    fn fold_in<T: Pod, O: Op<T>>(&self, c: &Call, buf: &mut [T], op: &O) -> Result<()> {
+        let r = c.rank;
+        if r < 2 * self.rem {
+            if r % 2 == 0 {
+                c.send(buf, r + 1)?;
+            } else {
+                let mut tmp: Vec<T> = bytemuck::zeroed_vec(buf.len());
+                c.recv_into(&mut tmp, r - 1)?;
+                op.combine_rev(&tmp, buf);
+            }
+        }
+        Ok(())
+    }
+
+    /// After: odd ranks below 2*rem hand the result back to their even partner.
+    fn fold_out<T: Pod>(&self, c: &Call, buf: &mut [T]) -> Result<()> {
+        let r = c.rank;
+        if r < 2 * self.rem {
+            if r % 2 == 1 {
+                c.send(buf, r - 1)?;
+            } else {
+                c.recv_into(buf, r + 1)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Recursive doubling: after folding to a power of two, log2(pof2) exchanges of the whole
+/// vector with the partner `new_rank ^ 2^k`; both compute `lower ∘ higher`.
+pub(crate) fn recursive_doubling<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Result<()> {
+    let r = c.rank;
+    let f = Fold::new(c.size);
+    f.fold_in(c, buf, op)?;
+    if let Some(nr) = f.new_rank(r) {
+        let mut tmp: Vec<T> = bytemuck::zeroed_vec(buf.len());
+        let mut mask = 1;
+        while mask < f.pof2 {
+            let partner = f.real_rank(nr ^ mask);
+            c.sendrecv(buf, partner, &mut tmp, partner)?;
+            if partner < r {
+                op.combine_rev(&tmp, buf);
+            } else {
+                op.combine(buf, &tmp);
+            }
+            mask <<= 1;
+        }
+    }
+    f.fold_out(c, buf)
+}
+
+/// Ring: ring reduce-scatter (rank r ends with chunk r) then ring allgather.
+pub(crate) fn ring<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Result<()> {
+    let (p, n) = (c.size, buf.len());
+    crate::reduce_scatter::ring_in_place(c, buf, |i| part(n, p, i), op)?;
+    crate::bcast::ring_allgather_chunks(c, buf, |i| part(n, p, i), c.rank)
+}
+
+/// Rabenseifner: fold to a power of two, recursive halving reduce-scatter (each active rank
+/// ends with chunk `new_rank` of pof2 chunks), recursive doubling allgather, unfold.
+pub(crate) fn rabenseifner<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Result<()> {
+    let r = c.rank;
+    let n = buf.len();
+    let f = Fold::new(c.size);
+    f.fold_in(c, buf, op)?;
+    if let Some(nr) = f.new_rank(r) {
+        let q = f.pof2;
+        let span = |a: usize, b: usize| part(n, q, a).start..part(n, q, b - 1).end;
+        let mut tmp: Vec<T> = bytemuck::zeroed_vec(span(0, q.div_ceil(2).max(1)).len());
+        // Recursive halving: keep the half of the window that contains chunk `nr`.
+        let (mut lo, mut hi) = (0, q);
+        let mut dist = q / 2;
+        while dist > 0 {
+            let partner = f.real_rank(nr ^ dist);
+            let mid = lo + (hi - lo) / 2;
+            let (keep, give) =
+                if nr & dist == 0 { ((lo, mid), (mid, hi)) } else { ((mid, hi), (lo, mid)) };
+            let kr = span(keep.0, keep.1);
+            let t = &mut tmp[..kr.len()];
+            c.sendrecv(&buf[span(give.0, give.1)], partner, t, partner)?;
+            if partner < r {
+                op.combine_rev(t, &mut buf[kr]);
+            } else {
+                op.combine(&mut buf[kr], t);
+            }
+            (lo, hi) = keep;
+            dist /= 2;
+        }
+        // Recursive doubling allgather: windows double until they cover everything.
+        let mut dist = 1;
+        while dist < q {
+            let partner = f.real_rank(nr ^ dist);
+            let base = nr & !(2 * dist - 1);
+            let (mine, theirs) = if nr & dist == 0 {
+                ((base, base + dist), (base + dist, base + 2 * dist))
+            } else {
+                ((base + dist, base + 2 * dist), (base, base + dist))
+            };
+            let (sb, rb) = split_pair(buf, span(mine.0, mine.1), span(theirs.0, theirs.1));
+            c.sendrecv(sb, partner, rb, partner)?;
+            dist *= 2;
+        }
+    }
+    f.fold_out(c, buf)
+}
+
+/// Reduce to rank 0 in rank order, then binomial broadcast.
+pub(crate) fn reduce_bcast<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Result<()> {
+    let mut out: Vec<T> = if c.rank == 0 { bytemuck::zeroed_vec(buf.len()) } else { Vec::new() };
+    let target = if c.rank == 0 { Some(&mut out[..]) } else { None };
+    crate::reduce::binomial(c, buf, target, op, 0)?;
+    if c.rank == 0 {
+        buf.copy_from_slice(&out);
+    }
+    crate::bcast::binomial(c, buf, 0)
+}

@@ -1,0 +1,436 @@
+//! One collective call: its signature, the tag that carries it, and checked point-to-point.
+//!
+//! Every message of a collective call carries a tag made from the call's sequence number, the
+//! operation, the root and a hash of the byte count. Receives accept any tag from the expected
+//! source, so a message from a peer that is in a different call (another operation, root or
+//! count, or another call altogether) is noticed and reported as [`Error::Mismatch`] instead of
+//! being taken for data.
+
+use bytemuck::Pod;
+use rmpi_transport::{Channel, Communicator, Error, Result, Status, Tag};
+
+/// The collective operations, as they appear in tags and error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+#[allow(missing_docs)]
+pub enum OpKind {
+    Barrier = 1,
+    Bcast,
+    Scatter,
+    Scatterv,
+    Gather,
+    Gatherv,
+    Allgather,
+    Allgatherv,
+    Reduce,
+    Allreduce,
+    ReduceScatter,
+    Alltoall,
+    Scan,
+    Exscan,
+    BcastObj,
+    GatherObj,
+    ScatterObj,
+    AllgatherObj,
+    ReduceObj,
+    AllreduceObj,
+    /// The consistency check run before a call when checking is on.
+    Check = 63,
+}
+
+const ALL_KINDS: [OpKind; 21] = [
+    OpKind::Barrier,
+    OpKind::Bcast,
+    OpKind::Scatter,
+    OpKind::Scatterv,
+    OpKind::Gather,
+    OpKind::Gatherv,
+    OpKind::Allgather,
+    OpKind::Allgatherv,
+    OpKind::Reduce,
+    OpKind::Allreduce,
+    OpKind::ReduceScatter,
+    OpKind::Alltoall,
+    OpKind::Scan,
+    OpKind::Exscan,
+    OpKind::BcastObj,
+    OpKind::GatherObj,
+    OpKind::ScatterObj,
+    OpKind::AllgatherObj,
+    OpKind::ReduceObj,
+    OpKind::AllreduceObj,
+    OpKind::Check,
+];
+
+impl OpKind {
+    /// The MPI-style name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Barrier => "barrier",
+            OpKind::Bcast => "bcast",
+            OpKind::Scatter => "scatter",
+            OpKind::Scatterv => "scatterv",
+            OpKind::Gather => "gather",
+            OpKind::Gatherv => "gatherv",
+            OpKind::Allgather => "allgather",
+            OpKind::Allgatherv => "allgatherv",
+            OpKind::Reduce => "reduce",
+            OpKind::Allreduce => "allreduce",
+            OpKind::ReduceScatter => "reduce_scatter",
+            OpKind::Alltoall => "alltoall",
+            OpKind::Scan => "scan",
+            OpKind::Exscan => "exscan",
+            OpKind::BcastObj => "bcast_obj",
+            OpKind::GatherObj => "gather_obj",
+            OpKind::ScatterObj => "scatter_obj",
+            OpKind::AllgatherObj => "allgather_obj",
+            OpKind::ReduceObj => "reduce_obj",
+            OpKind::AllreduceObj => "allreduce_obj",
+            OpKind::Check => "consistency check",
+        }
+    }
+
+    pub(crate) fn from_u8(v: u8) -> Option<OpKind> {
+        ALL_KINDS.iter().copied().find(|k| *k as u8 == v)
+    }
+
+    /// Whether the operation has a root.
+    pub fn rooted(self) -> bool {
+        matches!(
+            self,
+            OpKind::Bcast
+                | OpKind::Scatter
+                | OpKind::Scatterv
+                | OpKind::Gather
+                | OpKind::Gatherv
+                | OpKind::Reduce
+                | OpKind::BcastObj
+                | OpKind::GatherObj
+                | OpKind::ScatterObj
+                | OpKind::ReduceObj
+        )
+    }
+}
+
+/// What identifies a collective call across ranks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sig {
+    pub(crate) seq: u64,
+    pub(crate) kind: OpKind,
+    pub(crate) root: usize,
+    /// Bytes every rank agrees on (0 when ranks legitimately differ, as in the `v` forms).
+    pub(crate) bytes: u64,
+}
+
+const ROOT_BITS: u32 = 12;
+const HASH_BITS: u32 = 12;
+
+fn fold(bytes: u64) -> u64 {
+    bytes.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - HASH_BITS)
+}
+
+impl Sig {
+    pub(crate) fn tag(&self) -> Tag {
+        ((self.seq & 0xFFFF_FFFF) << 32)
+            | ((self.kind as u64) << 24)
+            | (((self.root as u64) & ((1 << ROOT_BITS) - 1)) << HASH_BITS)
+            | fold(self.bytes)
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        let mut s = format!("collective #{} {}", self.seq, self.kind.name());
+        if self.kind.rooted() {
+            s += &format!(" root {}", self.root);
+        }
+        if self.bytes > 0 {
+            s += &format!(" of {} bytes", self.bytes);
+        }
+        s
+    }
+
+    /// Describes a received tag that differs from this call's.
+    fn describe_other(&self, tag: Tag) -> String {
+        let seq = tag >> 32;
+        let kind = OpKind::from_u8(((tag >> 24) & 0xFF) as u8);
+        let root = (tag >> HASH_BITS) & ((1 << ROOT_BITS) - 1);
+        let hash = tag & ((1 << HASH_BITS) - 1);
+        let Some(kind) = kind else {
+            return format!("a message with foreign tag {tag:#x}");
+        };
+        let mut s = format!("collective #{seq} (mod 2^32) {}", kind.name());
+        if kind.rooted() {
+            s += &format!(" root {root} (mod 4096)");
+        }
+        if kind == self.kind && seq == self.seq & 0xFFFF_FFFF && hash != fold(self.bytes) {
+            s += " with a different byte count";
+        }
+        s
+    }
+}
+
+/// A collective call in progress on one rank.
+pub(crate) struct Call<'c> {
+    ch: Channel<'c>,
+    pub(crate) rank: usize,
+    pub(crate) size: usize,
+    pub(crate) sig: Sig,
+    tag: Tag,
+}
+
+impl<'c> Call<'c> {
+    /// Starts a call: takes the next sequence number and checks `root`.
+    pub(crate) fn start(
+        comm: &'c Communicator,
+        kind: OpKind,
+        root: usize,
+        bytes: u64,
+    ) -> Result<Self> {
+        let size = comm.size();
+        if kind.rooted() && root >= size {
+            return Err(Error::InvalidRank { rank: root, size });
+        }
+        let sig = Sig { seq: comm.next_collective_seq(), kind, root, bytes };
+        Ok(Call { ch: comm.collective_channel(), rank: comm.rank(), size, sig, tag: sig.tag() })
+    }
+
+    /// A call of another kind sharing this one's sequence number (the consistency check).
+    pub(crate) fn sub(&self, kind: OpKind) -> Call<'c> {
+        let sig = Sig { seq: self.sig.seq, kind, root: 0, bytes: 0 };
+        Call { ch: self.ch, rank: self.rank, size: self.size, sig, tag: sig.tag() }
+    }
+
+    /// An error saying this rank's arguments are unusable.
+    pub(crate) fn bad_arg(&self, msg: impl std::fmt::Display) -> Error {
+        Error::Mismatch { rank: self.rank, msg: format!("{}: {msg}", self.sig.describe()) }
+    }
+
+    fn mismatch(&self, src: usize, tag: Tag) -> Error {
+        Error::Mismatch {
+            rank: self.rank,
+            msg: format!(
+                "this rank is in {} but rank {src} sent a message of {}",
+                self.sig.describe(),
+                self.sig.describe_other(tag)
+            ),
+        }
+    }
+
+    /// Checks a received message's envelope: our tag, and `expect` bytes if given.
+    pub(crate) fn check(&self, st: &Status, expect: Option<usize>) -> Result<()> {
+        if st.tag != self.tag {
+            return Err(self.mismatch(st.source, st.tag));
+        }
+        match expect {
+            Some(n) if n != st.len => Err(self.bad_arg(format!(
+                "rank {} sent {} bytes where this rank expects {n}",
+                st.source, st.len
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Turns a transport error about a message that did not fit into a mismatch report.
+    pub(crate) fn explain(&self, e: Error, src: usize, expect: usize) -> Error {
+        match e {
+            Error::Truncated { tag, len, .. } if tag != self.tag => {
+                let _ = len;
+                self.mismatch(src, tag)
+            }
+            Error::Truncated { len, .. } => self
+                .bad_arg(format!("rank {src} sent {len} bytes where this rank expects {expect}")),
+            e => e,
+        }
+    }
+
+    /// Sends `buf` to `dest`.
+    pub(crate) fn send<T: Pod>(&self, buf: &[T], dest: usize) -> Result<()> {
+        self.ch.send(buf, dest, self.tag)
+    }
+
+    /// Receives exactly `buf.len()` elements from `src` into `buf`.
+    pub(crate) fn recv_into<T: Pod>(&self, buf: &mut [T], src: usize) -> Result<()> {
+        let n = std::mem::size_of_val(buf);
+        let st = self.ch.recv_into(buf, src, None).map_err(|e| self.explain(e, src, n))?;
+        self.check(&st, Some(n))
+    }
+
+    /// Receives a message of any length from `src`.
+    pub(crate) fn recv_vec<T: Pod>(&self, src: usize) -> Result<Vec<T>> {
+        let (v, st) = self.ch.recv::<T>(src, None)?;
+        self.check(&st, None)?;
+        Ok(v)
+    }
+
+    /// Sends `sbuf` to `dest` while receiving exactly `rbuf.len()` elements from `src`.
+    pub(crate) fn sendrecv<T: Pod>(
+        &self,
+        sbuf: &[T],
+        dest: usize,
+        rbuf: &mut [T],
+        src: usize,
+    ) -> Result<()> {
+        let n = std::mem::size_of_val(rbuf);
+        let tag = self.tag;
+        let ch: Channel<'_> = self.ch;
+        let st = ch.scope(|s| {
+            let r = s.irecv_into(rbuf, src, None)?;
+            let w = s.isend(sbuf, dest, tag)?;
+            let st = r.wait();
+            let sent = w.wait();
+            let st = st?;
+            sent?;
+            Ok::<_, Error>(st)
+        });
+        let st = st.map_err(|e| self.explain(e, src, n))?;
+        self.check(&st, Some(n))
+    }
+
+    /// Sends `buf` to every rank in `dests` at once.
+    pub(crate) fn send_all<T: Pod>(&self, buf: &[T], dests: &[usize]) -> Result<()> {
+        match dests {
+            [] => Ok(()),
+            [d] => self.send(buf, *d),
+            _ => {
+                let tag = self.tag;
+                let ch: Channel<'_> = self.ch;
+                ch.scope(|s| {
+                    let mut reqs = Vec::with_capacity(dests.len());
+                    for d in dests {
+                        reqs.push(s.isend(buf, *d, tag)?);
+                    }
+                    rmpi_transport::Request::wait_all(reqs).map(drop)
+                })
+            }
+        }
+    }
+
+    /// Sends each `(slice, dest)` at once.
+    pub(crate) fn send_each<T: Pod>(&self, msgs: &[(&[T], usize)]) -> Result<()> {
+        let tag = self.tag;
+        let ch: Channel<'_> = self.ch;
+        ch.scope(|s| {
+            let mut reqs = Vec::with_capacity(msgs.len());
+            for (buf, d) in msgs {
+                reqs.push(s.isend(buf, *d, tag)?);
+            }
+            rmpi_transport::Request::wait_all(reqs).map(drop)
+        })
+    }
+
+    /// Receives each `(buffer, src)` at once, each exactly filling its buffer, while sending
+    /// each `(slice, dest)` of `sends`.
+    pub(crate) fn exchange_many<T: Pod>(
+        &self,
+        recvs: Vec<(&mut [T], usize)>,
+        sends: &[(&[T], usize)],
+    ) -> Result<()> {
+        let tag = self.tag;
+        let ch: Channel<'_> = self.ch;
+        let expect: Vec<(usize, usize)> =
+            recvs.iter().map(|(b, src)| (std::mem::size_of_val(*b), *src)).collect();
+        let out = ch.scope(|s| {
+            let mut rreqs = Vec::with_capacity(recvs.len());
+            for (b, src) in recvs {
+                rreqs.push(s.irecv_into(b, src, None)?);
+            }
+            let mut sreqs = Vec::with_capacity(sends.len());
+            for (b, d) in sends {
+                sreqs.push(s.isend(b, *d, tag)?);
+            }
+            let mut first_err = None;
+            let mut statuses = Vec::with_capacity(rreqs.len());
+            for (i, r) in rreqs.into_iter().enumerate() {
+                match r.wait() {
+                    Ok(st) => statuses.push(st),
+                    Err(e) => {
+                        if first_err.is_none() {
+                            first_err = Some(self.explain(e, expect[i].1, expect[i].0));
+                        }
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+            rmpi_transport::Request::wait_all(sreqs)?;
+            Ok(statuses)
+        })?;
+        for (st, (n, _)) in out.iter().zip(&expect) {
+            self.check(st, Some(*n))?;
+        }
+        Ok(())
+    }
+}
+
+/// The balanced split of `n` items into `p` parts: part `i` is `range(n, p, i)`.
+pub(crate) fn part(n: usize, p: usize, i: usize) -> std::ops::Range<usize> {
+    let (q, r) = (n / p, n % p);
+    let start = i * q + i.min(r);
+    start..start + q + usize::from(i < r)
+}
+
+/// Borrows `a` immutably and `b` mutably from one slice (the ranges must not overlap).
+pub(crate) fn split_pair<T>(
+    buf: &mut [T],
+    a: std::ops::Range<usize>,
+    b: std::ops::Range<usize>,
+) -> (&[T], &mut [T]) {
+    if a.is_empty() {
+        return (&[], &mut buf[b]);
+    }
+    if b.is_empty() {
+        return (&buf[a], &mut []);
+    }
+    if a.start >= b.end {
+        let (lo, hi) = buf.split_at_mut(a.start);
+        (&hi[..a.len()], &mut lo[b])
+    } else {
+        let (lo, hi) = buf.split_at_mut(b.start);
+        (&lo[a], &mut hi[..b.len()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_everything() {
+        for n in [0usize, 1, 7, 100] {
+            for p in 1..10 {
+                let mut next = 0;
+                for i in 0..p {
+                    let r = part(n, p, i);
+                    assert_eq!(r.start, next);
+                    next = r.end;
+                }
+                assert_eq!(next, n);
+            }
+        }
+    }
+
+    #[test]
+    fn split_pair_both_orders() {
+        let mut v: Vec<u32> = (0..10).collect();
+        let (a, b) = split_pair(&mut v, 6..8, 1..3);
+        assert_eq!(a, &[6, 7]);
+        b[0] = 100;
+        let (a, b) = split_pair(&mut v, 0..2, 5..9);
+        assert_eq!(a, &[0, 100]);
+        assert_eq!(b.len(), 4);
+        let (a, b) = split_pair(&mut v, 3..3, 0..10);
+        assert!(a.is_empty());
+        assert_eq!(b.len(), 10);
+    }
+
+    #[test]
+    fn tags_decode() {
+        let s = Sig { seq: 5, kind: OpKind::Bcast, root: 1, bytes: 80 };
+        let t = Sig { seq: 5, kind: OpKind::Bcast, root: 0, bytes: 80 };
+        assert_ne!(s.tag(), t.tag());
+        assert!(s.describe_other(t.tag()).contains("bcast root 0"));
+        let u = Sig { seq: 5, kind: OpKind::Bcast, root: 1, bytes: 88 };
+        assert!(s.describe_other(u.tag()).contains("different byte count"));
+    }
+}

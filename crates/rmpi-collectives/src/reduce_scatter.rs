@@ -1,0 +1,65 @@
+//! Reduce-scatter: the ring (also the first half of ring allreduce and long reduce), or reduce
+//! then scatter for short messages and non-commutative operators.
+
+use std::ops::Range;
+
+use bytemuck::Pod;
+use rmpi_transport::Result;
+
+use crate::call::Call;
+use crate::ops::Op;
+
+/// Ring reduce-scatter in place: `work` holds this rank's contribution, split into p chunks
+/// (`chunk(i)` is the range of chunk i). After p-1 steps chunk `r` of `work` on rank r holds
+/// the full reduction of chunk r (other chunks hold partial sums).
+///
+/// Chunk i travels the ring i+1, i+2, ..., i (mod p): each rank combines the partial result it
+/// receives (left operand) with its own contribution. Every chunk is reduced exactly once, so
+/// the operator must be commutative.
+pub(crate) fn ring_in_place<T: Pod, O: Op<T>>(
+    c: &Call,
+    work: &mut [T],
+    chunk: impl Fn(usize) -> Range<usize>,
+    op: &O,
+) -> Result<()> {
+    let (p, r) = (c.size, c.rank);
+    if p == 1 {
+        return Ok(());
+    }
+    let (right, left) = ((r + 1) % p, (r + p - 1) % p);
+    let longest = (0..p).map(|i| chunk(i).len()).max().unwrap_or(0);
+    let mut tmp: Vec<T> = bytemuck::zeroed_vec(longest);
+    for s in 0..p - 1 {
+        let send_i = (r + 2 * p - s - 1) % p;
+        let recv_i = (r + 2 * p - s - 2) % p;
+        let rr = chunk(recv_i);
+        let t = &mut tmp[..rr.len()];
+        c.sendrecv(&work[chunk(send_i)], right, t, left)?;
+        op.combine_rev(t, &mut work[rr]);
+    }
+    Ok(())
+}
+
+/// Reduce-scatter with equal blocks by the ring: `send` has p blocks of `recv.len()`.
+pub(crate) fn ring<T: Pod, O: Op<T>>(c: &Call, send: &[T], recv: &mut [T], op: &O) -> Result<()> {
+    let n = recv.len();
+    let mut work = send.to_vec();
+    ring_in_place(c, &mut work, |i| i * n..(i + 1) * n, op)?;
+    let r = c.rank;
+    recv.copy_from_slice(&work[r * n..(r + 1) * n]);
+    Ok(())
+}
+
+/// Reduce to rank 0 (binomial, rank order) then scatter (binomial) the blocks.
+pub(crate) fn reduce_then_scatter<T: Pod, O: Op<T>>(
+    c: &Call,
+    send: &[T],
+    recv: &mut [T],
+    op: &O,
+) -> Result<()> {
+    let mut full: Vec<T> = if c.rank == 0 { bytemuck::zeroed_vec(send.len()) } else { Vec::new() };
+    let out = if c.rank == 0 { Some(&mut full[..]) } else { None };
+    crate::reduce::binomial(c, send, out, op, 0)?;
+    let src = if c.rank == 0 { Some(&full[..]) } else { None };
+    crate::scatter::binomial(c, src, recv, 0)
+}
