@@ -186,7 +186,10 @@ pub enum Error {
     UnknownInstanceType(String),
 
     /// A selected instance lacks the address that was asked for.
-    #[error("instances without a {kind}: {instances}")]
+    #[error(
+        "instances without a {kind}: {instances} (new instances get their address after a \
+         while: use --wait; or choose another --address)"
+    )]
     MissingAddress {
         /// Which address (`private IP`, `public DNS name`...).
         kind: String,

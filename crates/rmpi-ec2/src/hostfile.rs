@@ -303,7 +303,7 @@ mod tests {
             instance("i-3", "t2.micro", None, None),
         ];
         let err = entries(&list, &cpus(), &options(Format::Rmpi, Slots::Vcpus)).unwrap_err();
-        assert_eq!(err.to_string(), "instances without a private IP: i-2, i-3");
+        assert!(err.to_string().starts_with("instances without a private IP: i-2, i-3 ("), "{err}");
         let list = [instance("i-1", "x9.huge", Some("10.0.0.1"), None)];
         let err = entries(&list, &cpus(), &options(Format::Rmpi, Slots::Cores)).unwrap_err();
         assert!(matches!(err, Error::UnknownInstanceType(t) if t == "x9.huge"));

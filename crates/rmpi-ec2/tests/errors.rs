@@ -136,8 +136,9 @@ fn access_denied_names_the_iam_action() {
         .env("AWS_ACCESS_KEY_ID", "AKIDDENIED")
         .env("AWS_SECRET_ACCESS_KEY", SECRET)
         .args(["hostfile", "--tag", "Cluster=x", "--slots", "2", "--endpoint-url", &stub.url]));
-    assert_eq!(texts(&out), ("10.1.0.7 slots=2\n".to_string(), texts(&out).1));
-    assert!(out.status.success());
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "10.1.0.7 slots=2\n");
     assert_eq!(actions(&stub), ["DescribeInstances"]);
 }
 
