@@ -348,6 +348,16 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_hides_secrets() {
+        let creds =
+            Credentials::new("AKIDSHOWN", "secret-hidden", Some("token-hidden".into()), None, "t");
+        let client = Client::new("http://127.0.0.1:5000", "us-east-1", creds).unwrap();
+        let shown = format!("{client:?}");
+        assert!(shown.contains("AKIDSHOWN") && shown.contains("127.0.0.1:5000"), "{shown}");
+        assert!(!shown.contains("secret-hidden") && !shown.contains("token-hidden"), "{shown}");
+    }
+
+    #[test]
     fn endpoint_validation() {
         let creds = Credentials::new("a", "b", None, None, "test");
         let client = Client::new("http://127.0.0.1:5000", "us-east-1", creds.clone()).unwrap();

@@ -2,11 +2,10 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
-use common::{cli, run, texts, Moto};
+use common::{cli, run, texts, Moto, Watched};
 use rmpi_ec2::hostfile::{AddressKind, Format, Options, Slots};
 use rmpi_ec2::query::Client;
 use rmpi_ec2::select::{self, TagSelector};
@@ -250,18 +249,20 @@ fn wait_for_growth_ssh_and_deadline() {
     assert!(started.elapsed() < Duration::from_secs(20));
 
     // The third instance arrives while waiting: the wait ends with all three.
-    let child = moto_cli(home, &moto)
-        .args(["hostfile", "--tag", "Cluster=grow", "--wait", "3", "--timeout", "60"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    let cli = Watched::spawn(moto_cli(home, &moto).args([
+        "hostfile",
+        "--tag",
+        "Cluster=grow",
+        "--wait",
+        "3",
+        "--timeout",
+        "60",
+    ]));
+    cli.wait_for("2 of 3 ready; 1 not listed by EC2 yet", Duration::from_secs(30));
     moto.seed(&json!({"instances": [node("172.31.2.3", "2")]}));
-    let out = common::wait_output(child, Duration::from_secs(60));
-    let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "{stderr}");
+    let (status, stdout, stderr) = cli.finish(Duration::from_secs(60));
+    assert!(status.success(), "{stderr}");
     assert_eq!(stdout, "172.31.2.1 slots=1\n172.31.2.2 slots=1\n172.31.2.3 slots=1\n");
-    assert!(stderr.contains("waiting (0s): 2 of 3 ready; 1 not listed by EC2 yet"), "{stderr}");
     assert!(stderr.contains("3 instances ready after"), "{stderr}");
 
     check_wait_for_ssh(&moto, home);
@@ -283,17 +284,25 @@ fn check_wait_for_ssh(moto: &Moto, home: &std::path::Path) {
         })
     };
     banner(first);
-    let child = moto_cli(home, moto)
-        .args(["hostfile", "--tag", "Cluster=ssh", "--wait", "2", "--timeout", "60", "--ssh-check"])
-        .args(["--ssh-port", &port.to_string()])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    let cli = Watched::spawn(
+        moto_cli(home, moto)
+            .args([
+                "hostfile",
+                "--tag",
+                "Cluster=ssh",
+                "--wait",
+                "2",
+                "--timeout",
+                "60",
+                "--ssh-check",
+            ])
+            .args(["--ssh-port", &port.to_string()]),
+    );
+    cli.wait_for(&format!("SSH port {port} not answering"), Duration::from_secs(30));
     let second = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
     banner(second);
-    let out = common::wait_output(child, Duration::from_secs(60));
-    let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "{stderr}");
+    let (status, stdout, stderr) = cli.finish(Duration::from_secs(60));
+    assert!(status.success(), "{stderr}");
     assert_eq!(stdout, format!("127.0.0.1 slots=1 port={port}\n127.0.0.2 slots=1 port={port}\n"));
     assert!(
         stderr.contains("1 of 2 ready; i-")

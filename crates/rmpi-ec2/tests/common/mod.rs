@@ -393,3 +393,56 @@ pub fn texts(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A running CLI whose standard error is watched line by line while it runs.
+pub struct Watched {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    reader: JoinHandle<()>,
+}
+
+impl Watched {
+    /// Spawns `cmd` (whose stderr must be piped).
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd.spawn().unwrap();
+        let pipe = child.stderr.take().expect("stderr must be piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let reader = {
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    stderr.lock().unwrap().push_str(&format!("{line}\n"));
+                    let _ = tx.send(line);
+                }
+            })
+        };
+        Self { child, lines, stderr, reader }
+    }
+
+    /// Blocks until a stderr line contains `needle`; panics after `timeout`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no stderr line containing {needle:?} within {timeout:?}; stderr so far:\n{}",
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Waits for the exit (at most `timeout`); returns the status, stdout and all of stderr.
+    pub fn finish(self, timeout: Duration) -> (std::process::ExitStatus, String, String) {
+        let out = wait_output(self.child, timeout);
+        let _ = self.reader.join();
+        let stderr = self.stderr.lock().unwrap().clone();
+        (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    }
+}
