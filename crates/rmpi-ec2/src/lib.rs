@@ -11,7 +11,7 @@
 //! SDK for Rust (`aws-sdk-ec2` is far too costly to build for two API calls).
 //!
 //! Modules:
-//! - [`env`]: a snapshot of environment variables, so the chains below can be given a controlled
+//! - [`env`](mod@env): a snapshot of environment variables, so the chains below can be given a controlled
 //!   environment;
 //! - [`profile`]: the shared `~/.aws/config` and `~/.aws/credentials` files;
 //! - [`imds`]: the instance metadata service (IMDSv2) of an EC2 head node;
@@ -22,7 +22,7 @@
 //! - [`xml`]: the response shapes;
 //! - [`model`], [`time`]: instances, instance types, timestamps;
 //! - [`select`]: tag selectors, filters, the stable host order;
-//! - [`hostfile`]: addresses, slot counts and output formats;
+//! - [`hostfile`](mod@hostfile): addresses, slot counts and output formats;
 //! - [`wait`]: waiting for a cluster to come up.
 
 pub mod credentials;
