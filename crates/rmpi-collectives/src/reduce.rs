@@ -30,16 +30,22 @@ pub(crate) fn binomial<T: Pod, O: Op<T>>(
     let kids = children(vr, mask, p);
     if kids.is_empty() {
         // A leaf sends its own contribution untouched.
-        return match parent {
-            Some(parent) => c.send(send, parent),
+        match parent {
+            Some(parent) => c.send(send, parent)?,
+            // p == 1: the root is its own tree.
             None => {
-                // p == 1: the root is its own tree.
                 if let Some(out) = recv {
                     out.copy_from_slice(send);
                 }
-                Ok(())
+                return Ok(());
             }
-        };
+        }
+        if r == root && tree_root != root {
+            if let Some(out) = recv {
+                c.recv_into(out, tree_root)?;
+            }
+        }
+        return Ok(());
     }
     let mut own: Vec<T>;
     let mut recv = recv;
