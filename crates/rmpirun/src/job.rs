@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::hostfile::HostEntry;
 use crate::link::{spawn_link, AgentBinary, LinkEvent, LinkSpec};
-use crate::output::{message, OutputSink};
+use crate::output::{message, progress, OutputSink};
 use crate::procs::signal_name;
 use crate::protocol::{Command, Event, ExitStatus, JobSpec};
 use crate::ssh::SshSettings;
@@ -124,7 +124,7 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
     base_env.extend(cfg.exports.iter().cloned());
 
     if cfg.verbose {
-        message(&format!(
+        progress(&format!(
             "starting {size} rank(s) on {} host(s); rendezvous on port {rendezvous_port}",
             used.len()
         ));
@@ -205,7 +205,7 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
                     LinkEvent::Up => {
                         st.up = true;
                         if cfg.verbose {
-                            message(&format!("{}: agent running", host_name(h)));
+                            progress(&format!("{}: agent running, job sent", host_name(h)));
                         }
                     }
                     LinkEvent::Stderr(line) => {
@@ -298,7 +298,7 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
             }
             _ = deadline => {
                 if cfg.verbose {
-                    message("some agents did not finish in time; closing their links");
+                    progress("some agents did not finish in time; closing their links");
                 }
                 break;
             }
@@ -322,6 +322,9 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
         }
     }
 
+    if cfg.verbose {
+        progress("every rank has exited");
+    }
     // Normal end: every rank exited. Let the agents reap what the ranks left behind.
     if ending.is_none() {
         for link in links.values() {
@@ -356,6 +359,9 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
                 }
             }
         }
+    }
+    if cfg.verbose {
+        progress("done");
     }
     Ok(ending.unwrap_or(0))
 }

@@ -18,6 +18,7 @@ pub const AGENT_FLAG: &str = "--node-agent";
 
 /// Runs `rmpirun` with this process's arguments; returns the exit status.
 pub fn main() -> i32 {
+    crate::output::mark_start();
     let args: Vec<OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == AGENT_FLAG) {
         return crate::agent::agent_main();

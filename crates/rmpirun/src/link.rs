@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::run_agent;
 use crate::hostfile::HostEntry;
+use crate::output::progress;
 use crate::protocol::{
     read_frame, write_frame, Command, Event, JobSpec, AGENT_WATCHDOG, PING_INTERVAL,
     PROTOCOL_VERSION,
@@ -119,8 +120,12 @@ async fn run_remote(
     };
     let argv = ssh.argv(&spec.host, &remote);
     if spec.verbose {
-        let shown: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        crate::output::message(&format!("{}: {}", spec.host.display_name(), shown.join(" ")));
+        let mut shown: Vec<String> =
+            argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        if let Some(last) = shown.last_mut() {
+            *last = "'<bootstrap script>'".into();
+        }
+        progress(&format!("{}: {}", spec.host.display_name(), shown.join(" ")));
     }
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -157,6 +162,10 @@ async fn run_remote(
             Err(_) => Some(format!("no answer from the remote shell within {boot_limit:?}")),
             Ok(Err(e)) => Some(e),
             Ok(Ok(need)) => {
+                if spec.verbose {
+                    let what = if need { "sending the agent binary" } else { "agent cached" };
+                    progress(&format!("{}: shell up, {what}", spec.host.display_name()));
+                }
                 if need {
                     match stdin.write_all(&bin.bytes).await.and(stdin.flush().await) {
                         Ok(()) => None,

@@ -92,6 +92,20 @@ pub fn message(text: &str) {
     write_fd(std::io::stderr().as_raw_fd(), line.as_bytes());
 }
 
+/// When rmpirun started, for the time stamps of `-v` messages.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Marks the start of rmpirun (the zero of `-v` time stamps).
+pub fn mark_start() {
+    STARTED.get_or_init(std::time::Instant::now);
+}
+
+/// Prints a `-v` progress message with the time since [`mark_start`].
+pub fn progress(text: &str) {
+    let t = STARTED.get_or_init(std::time::Instant::now).elapsed();
+    message(&format!("[{:7.3} s] {text}", t.as_secs_f64()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

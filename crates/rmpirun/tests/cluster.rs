@@ -355,3 +355,78 @@ fn network_partition_ends_the_job_on_both_sides() {
     c.assert_no_orphans(Duration::from_secs(8));
     assert!(t0.elapsed() < Duration::from_secs(12), "took {:?}", t0.elapsed());
 }
+
+/// Startup-to-exit times, rmpirun next to Open MPI's mpirun on the same job shapes (run with
+/// `--ignored --nocapture`, release build; needs hyperfine, and openmpi-bin + libopenmpi-dev for
+/// the comparison). Prints hyperfine's markdown tables; docs/rmpirun.md records a run.
+#[test]
+#[ignore]
+fn measure_startup() {
+    let Some((_g, c)) = cluster(11, Options::hosts(4)) else { return };
+    let have = |tool: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    assert!(have("hyperfine"), "install hyperfine");
+    let dir = c.dir.path();
+    let hello_c = dir.join("hello.c");
+    std::fs::write(
+        &hello_c,
+        "#include <mpi.h>\n#include <stdio.h>\nint main(int c, char **v) { int r, s;\n\
+         MPI_Init(&c, &v); MPI_Comm_rank(MPI_COMM_WORLD, &r); MPI_Comm_size(MPI_COMM_WORLD, &s);\n\
+         printf(\"hello from %d of %d\\n\", r, s); MPI_Finalize(); return 0; }\n",
+    )
+    .unwrap();
+    let hello = dir.join("hello");
+    let openmpi = have("mpicc")
+        && have("mpirun")
+        && std::process::Command::new("mpicc")
+            .arg("-O2")
+            .arg("-o")
+            .arg(&hello)
+            .arg(&hello_c)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    let hostfile = c.hostfile("h1 slots=8\nh2 slots=8\nh3 slots=8\nh4 slots=8\n");
+    let rmpirun = support::rmpirun();
+    let mesh = mesh_check();
+    // Warm the agent cache on the hosts (the first launch ships the binary).
+    let warm = run(
+        c.rmpirun(&["-n", "32", "--hostfile", hostfile.to_str().unwrap(), mesh.to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_eq!(warm.code(), 0, "{}", warm.stderr);
+    let mut commands = vec![
+        format!("{} -n 8 --oversubscribe {}", rmpirun.display(), mesh.display()),
+        format!("{} -n 32 --hostfile {} {}", rmpirun.display(), hostfile.display(), mesh.display()),
+    ];
+    if openmpi {
+        let mpirun = "mpirun --allow-run-as-root --oversubscribe";
+        commands.insert(1, format!("{mpirun} -n 8 {}", hello.display()));
+        commands.push(format!(
+            "{mpirun} -n 32 --hostfile {} --mca plm_rsh_agent \"ssh -F {}\" {}",
+            hostfile.display(),
+            c.ssh_config.display(),
+            hello.display()
+        ));
+    } else {
+        eprintln!("Open MPI (mpicc, mpirun) not installed: measuring rmpirun only");
+    }
+    let md = dir.join("results.md");
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", &c.head_ns, "hyperfine", "-N", "--warmup", "2", "--runs", "20"])
+        .arg("--export-markdown")
+        .arg(&md)
+        .args(&commands)
+        .env("RMPI_SSH", format!("ssh -F {}", c.ssh_config.display()))
+        .env("RMPI_AGENT_CACHE", dir.join("agent-cache"))
+        .current_dir(dir);
+    let status = cmd.status().unwrap();
+    assert!(status.success());
+    println!("{}", std::fs::read_to_string(&md).unwrap());
+    c.assert_no_orphans(Duration::from_secs(3));
+}
