@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::hostfile::HostEntry;
-use crate::link::{spawn_link, AgentBinary, LinkEvent, LinkSpec};
+use crate::link::{spawn_link, LinkEvent, LinkSpec, SharedBinary};
 use crate::output::{message, progress, OutputSink};
 use crate::procs::signal_name;
 use crate::protocol::{Command, Event, ExitStatus, JobSpec};
@@ -107,14 +107,7 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
     // The server thread ends by itself at its deadline; the job never waits for it.
     let _server = server.spawn();
 
-    let binary = if any_remote {
-        Some(Arc::new(
-            AgentBinary::current()
-                .map_err(|e| format!("cannot read the rmpirun executable: {e}"))?,
-        ))
-    } else {
-        None
-    };
+    let binary: SharedBinary = Arc::new(tokio::sync::OnceCell::new());
     let ssh = Arc::new(cfg.ssh.clone());
     let mut base_env = vec![
         ("RMPI_SIZE".to_string(), size.to_string()),
@@ -145,8 +138,7 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
             ranks: ranks_of[h].clone(),
             forward_stdin_to: (rank0_host == Some(h)).then_some(0),
         };
-        let remote =
-            if host.is_local() { None } else { binary.as_ref().map(|b| (ssh.clone(), b.clone())) };
+        let remote = if host.is_local() { None } else { Some((ssh.clone(), binary.clone())) };
         let spec = LinkSpec {
             index: h,
             host: host.clone(),

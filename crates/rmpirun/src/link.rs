@@ -34,6 +34,22 @@ pub enum LinkEvent {
     Down { reason: String },
 }
 
+/// The agent binary, read and hashed once (off the runtime thread) by whichever link needs it
+/// first, while the ssh clients are already connecting.
+pub type SharedBinary = Arc<tokio::sync::OnceCell<Result<Arc<AgentBinary>, String>>>;
+
+async fn agent_binary(cell: &SharedBinary) -> Result<Arc<AgentBinary>, String> {
+    cell.get_or_init(|| async {
+        match tokio::task::spawn_blocking(AgentBinary::current).await {
+            Ok(Ok(b)) => Ok(Arc::new(b)),
+            Ok(Err(e)) => Err(format!("cannot read the rmpirun executable: {e}")),
+            Err(e) => Err(format!("cannot read the rmpirun executable: {e}")),
+        }
+    })
+    .await
+    .clone()
+}
+
 /// The agent binary shipped to remote hosts.
 #[derive(Debug)]
 pub struct AgentBinary {
@@ -67,7 +83,7 @@ pub struct LinkSpec {
     /// The launcher's address as reachable from this host, if known in advance.
     pub route: Option<IpAddr>,
     /// `None`: run the agent in this process. `Some`: over SSH with this binary.
-    pub remote: Option<(Arc<SshSettings>, Arc<AgentBinary>)>,
+    pub remote: Option<(Arc<SshSettings>, SharedBinary)>,
     /// Print the ssh command line.
     pub verbose: bool,
 }
@@ -109,12 +125,12 @@ async fn run_local(
 async fn run_remote(
     spec: LinkSpec,
     ssh: &SshSettings,
-    bin: &AgentBinary,
+    bin: &SharedBinary,
     ctl_rx: mpsc::UnboundedReceiver<Command>,
     events: &EventSender,
 ) -> String {
     let index = spec.index;
-    let remote = match ssh.bootstrap_command(bin.bytes.len() as u64, &bin.hash) {
+    let remote = match ssh.bootstrap_command() {
         Ok(r) => r,
         Err(e) => return e.to_string(),
     };
@@ -155,6 +171,13 @@ async fn run_remote(
     let (Some(stdout), Some(mut stdin)) = (child.stdout.take(), child.stdin.take()) else {
         return "ssh pipes missing".into();
     };
+    let bin = match agent_binary(bin).await {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let header = SshSettings::bootstrap_header(bin.bytes.len() as u64, &bin.hash);
+    // A failed write means ssh already ended; its stderr and status say why, below.
+    let _ = stdin.write_all(header.as_bytes()).await;
     let mut reader = BufReader::new(stdout);
     let boot_limit = Duration::from_secs(ssh.connect_timeout + 30);
     let reason =

@@ -78,29 +78,36 @@ impl SshSettings {
         argv
     }
 
-    /// The remote command: a `sh` script that gets the agent binary of `size` bytes with content
-    /// id `hash` (hex) and runs it.
-    pub fn bootstrap_command(&self, size: u64, hash: &str) -> Result<String, SshError> {
+    /// The remote command: a `sh` script that reads one line `SIZE HASH` from stdin (so ssh can
+    /// start before the launcher has hashed its binary), then gets the agent binary of SIZE bytes
+    /// with content id HASH (hex) from the cache or from stdin, and runs it.
+    pub fn bootstrap_command(&self) -> Result<String, SshError> {
         let cache = match &self.cache_dir {
             Some(dir) => quote(dir)?,
             None => "\"${XDG_CACHE_HOME:-$HOME/.cache}/rmpi\"".to_string(),
         };
-        let file = quote(&format!("rmpirun-{hash}"))?;
-        // The script only ever reads `size` bytes from stdin, and the launcher only sends the
-        // control protocol after the agent said hello, so nothing is read by the wrong reader.
+        // `read` takes its line byte by byte and `head -c` reads no more than it is asked for;
+        // the launcher only sends the control protocol after the agent said hello, so nothing is
+        // read by the wrong reader.
         let script = format!(
-            "umask 077; c={cache}; \
-             mkdir -p \"$c\" 2>/dev/null || c=$(mktemp -d) || exit 97; \
-             f=\"$c\"/{file}; \
-             if [ -x \"$f\" ] && [ \"$(wc -c < \"$f\")\" -eq {size} ]; then echo {HAVE_BINARY}; \
+            "umask 077; read -r n h || exit 96; \
+             case \"$n.$h\" in *[!0-9a-f.]* | .* | *.) exit 96;; esac; \
+             c={cache}; mkdir -p \"$c\" 2>/dev/null || c=$(mktemp -d) || exit 97; \
+             f=\"$c/rmpirun-$h\"; \
+             if [ -x \"$f\" ] && [ \"$(wc -c < \"$f\")\" -eq \"$n\" ]; then echo {HAVE_BINARY}; \
              else echo {NEED_BINARY}; t=$(mktemp \"$c/.rmpirun.XXXXXX\") || exit 97; \
-             head -c {size} > \"$t\"; \
-             if [ \"$(wc -c < \"$t\")\" -ne {size} ]; then rm -f \"$t\"; \
+             head -c \"$n\" > \"$t\"; \
+             if [ \"$(wc -c < \"$t\")\" -ne \"$n\" ]; then rm -f \"$t\"; \
              echo 'rmpirun: incomplete agent transfer' >&2; exit 98; fi; \
              chmod 700 \"$t\" && mv -f \"$t\" \"$f\" || exit 97; fi; \
              exec \"$f\" --node-agent"
         );
         Ok(format!("exec /bin/sh -c {}", quote(&script)?))
+    }
+
+    /// The first line the bootstrap script reads.
+    pub fn bootstrap_header(size: u64, hash: &str) -> String {
+        format!("{size} {hash}\n")
     }
 }
 
@@ -149,7 +156,8 @@ mod tests {
         };
         // A stand-in "binary": a shell script that prints its argument, then its stdin.
         let payload = b"#!/bin/sh\necho agent \"$1\"\ncat\n";
-        let cmd = s.bootstrap_command(payload.len() as u64, "abc").unwrap();
+        let cmd = s.bootstrap_command().unwrap();
+        let header = SshSettings::bootstrap_header(payload.len() as u64, "abc");
         let run = |input: &[u8]| {
             use std::io::Write;
             let mut child = std::process::Command::new("/bin/sh")
@@ -164,11 +172,15 @@ mod tests {
             let out = child.wait_with_output().unwrap();
             String::from_utf8(out.stdout).unwrap()
         };
-        let mut input = payload.to_vec();
+        let mut input = header.as_bytes().to_vec();
+        input.extend_from_slice(payload);
         input.extend_from_slice(b"TRAILING");
         // GNU head reads no more than asked: the bytes after the binary reach the agent.
         assert_eq!(run(&input), format!("{NEED_BINARY}\nagent --node-agent\nTRAILING"));
-        assert_eq!(run(b""), format!("{HAVE_BINARY}\nagent --node-agent\n"));
+        assert_eq!(run(header.as_bytes()), format!("{HAVE_BINARY}\nagent --node-agent\n"));
+        // A malformed header is refused before anything is written or run.
+        assert_eq!(run(b"12 ../../x\n"), "");
+        assert_eq!(run(b"\n"), "");
         assert!(cache.join("rmpirun-abc").exists());
         assert!(!dir.path().join("pwned").exists());
     }
