@@ -227,17 +227,21 @@ pub fn time_calls(
     Ok(total * 1e6 / iters.max(1) as f64)
 }
 
-/// Reduces every rank's latency to rank 0 and prints the row there.
-fn report(comm: &Communicator, opts: &Options, size: usize, lat: f64, iters: usize) -> Result<()> {
+/// Average, minimum and maximum of every rank's `value`, at rank 0 (`None` elsewhere).
+pub fn over_ranks(comm: &Communicator, value: f64) -> Result<Option<(f64, f64, f64)>> {
     let root = comm.rank() == 0;
     let (mut sum, mut min, mut max) = ([0.0f64], [0.0f64], [0.0f64]);
-    comm.reduce(&[lat], root.then_some(&mut sum[..]), Sum, 0)?;
-    comm.reduce(&[lat], root.then_some(&mut min[..]), Min, 0)?;
-    comm.reduce(&[lat], root.then_some(&mut max[..]), Max, 0)?;
-    if root {
-        let avg = sum[0] / comm.size() as f64;
+    comm.reduce(&[value], root.then_some(&mut sum[..]), Sum, 0)?;
+    comm.reduce(&[value], root.then_some(&mut min[..]), Min, 0)?;
+    comm.reduce(&[value], root.then_some(&mut max[..]), Max, 0)?;
+    Ok(root.then(|| (sum[0] / comm.size() as f64, min[0], max[0])))
+}
+
+/// Reduces every rank's latency to rank 0 and prints the row there.
+fn report(comm: &Communicator, opts: &Options, size: usize, lat: f64, iters: usize) -> Result<()> {
+    if let Some((avg, min, max)) = over_ranks(comm, lat)? {
         table::emit(&if opts.full {
-            table::full_row(size, avg, min[0], max[0], iters)
+            table::full_row(size, avg, min, max, iters)
         } else {
             table::row(size, avg)
         });

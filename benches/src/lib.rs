@@ -13,6 +13,7 @@
 //! * [`tcp`]: the raw-TCP baseline's second process.
 //! * [`coll`]: the collective tests (OSU timing: each call alone, barrier between calls,
 //!   per-rank averages reduced to rank 0).
+//! * [`driver`]: rank 0 ordering the other ranks through measurements (criterion benches).
 //! * [`error`]: the error type, [`BenchError`].
 //!
 //! Run a table program under the launcher, e.g.
@@ -21,6 +22,7 @@
 use std::process::ExitCode;
 
 pub mod coll;
+pub mod driver;
 pub mod error;
 pub mod link;
 pub mod options;

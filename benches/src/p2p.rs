@@ -48,14 +48,14 @@ pub fn pingpong<L: Link>(
     Ok(t0.elapsed())
 }
 
-/// Runs `warmup + iters` windows of [`WINDOW`] messages of `size` bytes, each acknowledged by
-/// the receiver, and returns the time of the last `iters`. The initiator sends `arena[..size]`;
-/// the responder receives into [`WINDOW`] disjoint slices of `arena`.
+/// Runs `warmup + iters` windows of `window` messages of `size` bytes, each window acknowledged
+/// by the receiver, and returns the time of the last `iters`. The initiator sends
+/// `arena[..size]`; the responder receives into `window` disjoint slices of `arena`.
 pub fn stream<L: Link>(
     link: &mut L,
     role: Role,
     arena: &mut [u8],
-    size: usize,
+    (size, window): (usize, usize),
     warmup: usize,
     iters: usize,
 ) -> Result<Duration> {
@@ -70,9 +70,9 @@ pub fn stream<L: Link>(
             t0 = Instant::now();
         }
         match role {
-            Role::Initiator => link.send_window(&arena[..size], WINDOW)?,
+            Role::Initiator => link.send_window(&arena[..size], window)?,
             Role::Responder => {
-                link.recv_window(split_window(arena, size, WINDOW).ok_or_else(short)?)?
+                link.recv_window(split_window(arena, size, window).ok_or_else(short)?)?
             }
         }
     }
@@ -84,7 +84,8 @@ pub fn one_way_us(elapsed: Duration, iters: usize) -> f64 {
     elapsed.as_secs_f64() * 1e6 / (2.0 * iters as f64)
 }
 
-/// Bandwidth in MB/s (10^6 bytes per second) of `iters` windows of `size`-byte messages.
+/// Bandwidth in MB/s (10^6 bytes per second) of `iters` windows of [`WINDOW`] messages of
+/// `size` bytes.
 pub fn mb_per_s(elapsed: Duration, size: usize, iters: usize) -> f64 {
     (size * WINDOW * iters) as f64 / 1e6 / elapsed.as_secs_f64()
 }
@@ -130,7 +131,7 @@ pub fn bandwidth_table<L: Link>(
     for size in opts.sizes() {
         let iters = opts.iters_for(size);
         link.sync()?;
-        let t = stream(link, role, &mut arena, size, opts.warmup_for(iters), iters)?;
+        let t = stream(link, role, &mut arena, (size, WINDOW), opts.warmup_for(iters), iters)?;
         if role == Role::Initiator {
             table::emit(&table::row(size, mb_per_s(t, size, iters)));
         }
