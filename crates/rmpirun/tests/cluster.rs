@@ -112,6 +112,31 @@ fn arguments_environment_and_paths_are_quoted() {
     }
     assert!(!pwned.exists(), "an argument was run by a shell");
     c.assert_no_orphans(Duration::from_secs(3));
+
+    // stdin reaches rank 0 (on h2 here) through its SSH link; rank 1 gets /dev/null.
+    let hostfile = c.hostfile("h2 port=2222\nh1\n");
+    let mut cmd = c.rmpirun(&[
+        "-n",
+        "2",
+        "--tag-output",
+        "--hostfile",
+        hostfile.to_str().unwrap(),
+        "sh",
+        "-c",
+        "echo $(wc -l) $RMPI_HOST",
+    ]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut job = start(cmd);
+    {
+        let mut stdin = job.child.stdin.take().unwrap();
+        let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
+    let out = job.finish(LIMIT);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    let mut lines: Vec<&str> = out.stdout.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, vec!["[0] 1000 h2", "[1] 0 h1"]);
 }
 
 #[test]
