@@ -156,7 +156,7 @@ run_one() {
             echo "${OURS_NOTE}; $bin missing" >"$out.missing"
             return 0
         fi
-        cmd=("$RMPIRUN" -n "$np" "$bin" "${extra[@]}")
+        cmd=("$RMPIRUN" --oversubscribe -n "$np" "$bin" "${extra[@]}")
     else
         cmd=("${MPIRUN[@]}" -n "$np" "$WORK/ompi_bench" "$test" "${extra[@]}")
     fi
@@ -217,7 +217,7 @@ run_nptcp() {
     echo "ours_ok=$OURS_OK"
     echo "ours_note=$OURS_NOTE"
     echo "mpirun_cmd=${MPIRUN[*]} -n N ompi_bench TEST"
-    echo "rmpirun_cmd=target/release/rmpirun -n N target/release/osu_TEST"
+    echo "rmpirun_cmd=target/release/rmpirun --oversubscribe -n N target/release/osu_TEST"
     echo "nptcp_cmd=NPtcp -P PORT -p 0 -u MAX & NPtcp -h 127.0.0.1 -P PORT -p 0 -u MAX -o FILE"
 } >"$RAW/meta.env"
 
