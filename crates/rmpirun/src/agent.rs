@@ -393,6 +393,21 @@ mod tests {
         }
     }
 
+    type Duplex = tokio::io::DuplexStream;
+
+    /// Starts an agent on in-memory streams; returns the control writer, the event reader (past
+    /// the hello) and the agent task.
+    async fn start_agent(
+        watchdog: Option<Duration>,
+    ) -> (Duplex, Duplex, tokio::task::JoinHandle<Result<(), AgentError>>) {
+        let (ctl, agent_in) = tokio::io::duplex(1 << 16);
+        let (agent_out, mut events) = tokio::io::duplex(1 << 16);
+        let agent = tokio::spawn(run_agent(agent_in, agent_out, None, watchdog));
+        let hello = next(&mut events).await;
+        assert!(matches!(hello, Event::Hello { version: PROTOCOL_VERSION, .. }), "{hello:?}");
+        (ctl, events, agent)
+    }
+
     fn spec(argv: &[&str], ranks: Vec<u32>) -> JobSpec {
         JobSpec {
             host: "test".into(),
@@ -407,10 +422,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_ranks_forwards_lines_and_status() {
-        let (mut ctl, agent_in) = tokio::io::duplex(1 << 16);
-        let (agent_out, mut events) = tokio::io::duplex(1 << 16);
-        let agent = tokio::spawn(run_agent(agent_in, agent_out, None, None));
-        assert!(matches!(next(&mut events).await, Event::Hello { version: PROTOCOL_VERSION, .. }));
+        let (mut ctl, mut events, agent) = start_agent(None).await;
         let script = "printf 'a%s\\n' $RMPI_RANK; printf 'partial'; echo err >&2; exit $RMPI_RANK";
         write_frame(&mut ctl, &Command::Start(spec(&["sh", "-c", script], vec![0, 1])))
             .await
@@ -440,10 +452,7 @@ mod tests {
 
     #[tokio::test]
     async fn closing_the_control_stream_kills_rank_groups() {
-        let (mut ctl, agent_in) = tokio::io::duplex(1 << 16);
-        let (agent_out, mut events) = tokio::io::duplex(1 << 16);
-        let agent = tokio::spawn(run_agent(agent_in, agent_out, None, None));
-        next(&mut events).await;
+        let (mut ctl, mut events, agent) = start_agent(None).await;
         // The rank ignores SIGTERM and has a child: both must be gone after the agent returns.
         let script = "trap '' TERM; sleep 300 & echo $!; wait";
         write_frame(&mut ctl, &Command::Start(spec(&["sh", "-c", script], vec![0]))).await.unwrap();
@@ -475,11 +484,8 @@ mod tests {
 
     #[tokio::test]
     async fn silent_launcher_trips_the_watchdog() {
-        let (mut ctl, agent_in) = tokio::io::duplex(1 << 16);
-        let (agent_out, mut events) = tokio::io::duplex(1 << 16);
         let limit = Duration::from_millis(300);
-        let agent = tokio::spawn(run_agent(agent_in, agent_out, None, Some(limit)));
-        next(&mut events).await;
+        let (mut ctl, mut events, agent) = start_agent(Some(limit)).await;
         write_frame(&mut ctl, &Command::Start(spec(&["sleep", "300"], vec![0]))).await.unwrap();
         assert!(matches!(next(&mut events).await, Event::Started { .. }));
         // Pings keep it alive past the limit...
@@ -501,10 +507,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_program_is_reported() {
-        let (mut ctl, agent_in) = tokio::io::duplex(1 << 16);
-        let (agent_out, mut events) = tokio::io::duplex(1 << 16);
-        let agent = tokio::spawn(run_agent(agent_in, agent_out, None, None));
-        next(&mut events).await;
+        let (mut ctl, mut events, agent) = start_agent(None).await;
         write_frame(&mut ctl, &Command::Start(spec(&["/nonexistent/app"], vec![0]))).await.unwrap();
         match next(&mut events).await {
             Event::SpawnFailed { rank: 0, error, not_found: true } => {

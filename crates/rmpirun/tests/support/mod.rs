@@ -154,16 +154,7 @@ pub fn pids_with_env(needle: &str) -> Vec<i32> {
     found
 }
 
-/// Whether `pid` is a live (non-zombie) process.
-pub fn is_running(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => match stat.rfind(')') {
-            Some(pos) => !matches!(stat[pos + 1..].trim_start().chars().next(), Some('Z' | 'X')),
-            None => false,
-        },
-        Err(_) => false,
-    }
-}
+pub use rmpirun::procs::is_running;
 
 /// Polls `f` until it returns an empty list or `limit` passes; returns the last list.
 pub fn wait_until_empty<T>(limit: Duration, mut f: impl FnMut() -> Vec<T>) -> Vec<T> {
