@@ -95,20 +95,6 @@ fn follower(world: &Communicator) -> Result<()> {
 
 fn main() {
     for ranks in [2, 4] {
-        let out = rmpi::local::run(ranks, |world| {
-            let r = if world.rank() == 0 { initiator(&world) } else { follower(&world) };
-            Ok(r.map_err(|e| e.to_string()))
-        });
-        let failure = match out {
-            Ok(results) => results
-                .into_iter()
-                .enumerate()
-                .find_map(|(rank, r)| r.err().map(|e| format!("{ranks} ranks, rank {rank}: {e}"))),
-            Err(e) => Some(format!("{ranks} ranks: {e}")),
-        };
-        if let Some(msg) = failure {
-            eprintln!("collectives bench: {msg}");
-            std::process::exit(1);
-        }
+        driver::run_local("collectives bench", ranks, initiator, follower);
     }
 }

@@ -86,22 +86,5 @@ fn responder(world: &Communicator) -> Result<()> {
 }
 
 fn main() {
-    let out = rmpi::local::run(2, |world| {
-        let r = if world.rank() == 0 { initiator(&world) } else { responder(&world) };
-        Ok(r.map_err(|e| e.to_string()))
-    });
-    match out {
-        Ok(results) => {
-            for (rank, r) in results.into_iter().enumerate() {
-                if let Err(e) = r {
-                    eprintln!("p2p bench: rank {rank}: {e}");
-                    std::process::exit(1);
-                }
-            }
-        }
-        Err(e) => {
-            eprintln!("p2p bench: {e}");
-            std::process::exit(1);
-        }
-    }
+    driver::run_local("p2p bench", 2, initiator, responder);
 }

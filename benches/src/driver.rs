@@ -65,6 +65,33 @@ pub fn to_usize(v: u64) -> Result<usize> {
     usize::try_from(v).map_err(|_| BenchError::Protocol(format!("{v} does not fit a usize")))
 }
 
+/// Runs `ranks` ranks as threads of this process (over loopback TCP, `rmpi::local`): rank 0
+/// runs `lead` (which gives orders and finally calls [`stop`]), the others run `follow`
+/// (normally [`serve`]). A failure of any rank is printed as one line naming `program` and the
+/// rank, and the process exits with status 1.
+pub fn run_local(
+    program: &str,
+    ranks: usize,
+    lead: impl Fn(&Communicator) -> Result<()> + Sync,
+    follow: impl Fn(&Communicator) -> Result<()> + Sync,
+) {
+    let out = rmpi::local::run(ranks, |world| {
+        let r = if world.rank() == 0 { lead(&world) } else { follow(&world) };
+        Ok(r.map_err(|e| e.to_string()))
+    });
+    let failure = match out {
+        Ok(results) => results
+            .into_iter()
+            .enumerate()
+            .find_map(|(rank, r)| r.err().map(|e| format!("{ranks} ranks, rank {rank}: {e}"))),
+        Err(e) => Some(format!("{ranks} ranks: {e}")),
+    };
+    if let Some(msg) = failure {
+        eprintln!("{program}: {msg}");
+        std::process::exit(1);
+    }
+}
+
 /// For code that cannot return an error (a criterion routine): prints the error as one line
 /// and exits with status 1.
 pub fn or_exit<T>(r: Result<T>) -> T {
