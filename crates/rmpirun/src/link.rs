@@ -291,6 +291,10 @@ where
     };
     let rendezvous = SocketAddr::new(route, spec.rendezvous_port);
     spec.job.env.push(("RMPI_RENDEZVOUS".into(), rendezvous.to_string()));
+    // The job may have been ended while this host was still connecting: start nothing then.
+    if let Ok(Command::Kill) = ctl_rx.try_recv() {
+        return "ended before its ranks were started".into();
+    }
     if let Err(e) = write_frame(&mut to_agent, &Command::Start(spec.job)).await {
         return format!("sending the job: {e}");
     }
