@@ -291,12 +291,22 @@ where
     };
     let rendezvous = SocketAddr::new(route, spec.rendezvous_port);
     spec.job.env.push(("RMPI_RENDEZVOUS".into(), rendezvous.to_string()));
-    // The job may have been ended while this host was still connecting: start nothing then.
-    if let Ok(Command::Kill) = ctl_rx.try_recv() {
-        return "ended before its ranks were started".into();
+    // Commands queued while this host was connecting (stdin for rank 0, or a Kill when the job
+    // was ended meanwhile: then start nothing).
+    let mut queued = Vec::new();
+    while let Ok(cmd) = ctl_rx.try_recv() {
+        if matches!(cmd, Command::Kill) {
+            return "ended before its ranks were started".into();
+        }
+        queued.push(cmd);
     }
     if let Err(e) = write_frame(&mut to_agent, &Command::Start(spec.job)).await {
         return format!("sending the job: {e}");
+    }
+    for cmd in &queued {
+        if let Err(e) = write_frame(&mut to_agent, cmd).await {
+            return format!("sending to the agent: {e}");
+        }
     }
     let _ = events.send((index, LinkEvent::Up));
     let ping = spec.remote.is_some();
