@@ -46,6 +46,26 @@ fn collective_32_ranks_over_4_hosts_and_per_host_port() {
     c.assert_no_orphans(Duration::from_secs(3));
     eprintln!("32 ranks over 4 hosts: {:?}", out.elapsed);
 
+    // The workspace's `cpi` example: broadcast and reduce from rmpi's collectives.
+    let cpi = support::workspace_example("cpi");
+    let out = run(
+        c.rmpirun(&[
+            "-n",
+            "32",
+            "--map-by",
+            "node",
+            "--hostfile",
+            hostfile.to_str().unwrap(),
+            cpi.to_str().unwrap(),
+            "100000",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    assert!(out.stdout.starts_with("pi is approximately 3.14159"), "{}", out.stdout);
+    assert!(out.stdout.contains("100000 intervals on 32 ranks"), "{}", out.stdout);
+    c.assert_no_orphans(Duration::from_secs(3));
+
     // 32 ranks on one host go through one SSH connection, so a stock sshd (MaxStartups 10,
     // MaxSessions 10) is no limit.
     let one = c.hostfile("h2 slots=32\n");
@@ -419,6 +439,9 @@ fn measure_startup() {
     let hostfile = c.hostfile("h1 slots=8\nh2 slots=8\nh3 slots=8\nh4 slots=8\n");
     let rmpirun = support::rmpirun();
     let mesh = mesh_check();
+    // rmpi's own hello (init, rank, size, processor name, finalize) is the counterpart of the C
+    // hello; mesh_check (plus ring and reduce/broadcast) is measured too.
+    let rhello = support::workspace_example("hello");
     // Warm the agent cache on the hosts (the first launch ships the binary).
     let warm = run(
         c.rmpirun(&["-n", "32", "--hostfile", hostfile.to_str().unwrap(), mesh.to_str().unwrap()]),
@@ -426,12 +449,19 @@ fn measure_startup() {
     );
     assert_eq!(warm.code(), 0, "{}", warm.stderr);
     let mut commands = vec![
+        format!("{} -n 8 --oversubscribe {}", rmpirun.display(), rhello.display()),
         format!("{} -n 8 --oversubscribe {}", rmpirun.display(), mesh.display()),
+        format!(
+            "{} -n 32 --hostfile {} {}",
+            rmpirun.display(),
+            hostfile.display(),
+            rhello.display()
+        ),
         format!("{} -n 32 --hostfile {} {}", rmpirun.display(), hostfile.display(), mesh.display()),
     ];
     if openmpi {
         let mpirun = "mpirun --allow-run-as-root --oversubscribe";
-        commands.insert(1, format!("{mpirun} -n 8 {}", hello.display()));
+        commands.insert(2, format!("{mpirun} -n 8 {}", hello.display()));
         commands.push(format!(
             "{mpirun} -n 32 --hostfile {} --mca plm_rsh_agent \"ssh -F {}\" {}",
             hostfile.display(),

@@ -20,20 +20,41 @@ pub fn mesh_check() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "--example", "mesh_check", "--manifest-path"])
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-                .status()
-                .expect("run cargo");
-            assert!(status.success(), "building the mesh_check example failed");
             // tests live in target/<profile>/deps; examples in target/<profile>/examples.
             let exe = std::env::current_exe().expect("test exe");
             let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args(["build", "--quiet", "--example", "mesh_check", "--manifest-path"])
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo");
+            assert!(status.success(), "building the mesh_check example failed");
             let path = profile_dir.join("examples").join("mesh_check");
             assert!(path.exists(), "{} missing", path.display());
             path
         })
         .clone()
+}
+
+/// A program of the workspace's `rmpi-examples` package (`hello`, `cpi`, ...), built on demand
+/// with the same profile as this test.
+pub fn workspace_example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "-p", "rmpi-examples", "--bin", name, "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"));
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo");
+    assert!(status.success(), "building rmpi-examples {name} failed");
+    let path = profile_dir.join(name);
+    assert!(path.exists(), "{} missing", path.display());
+    path
 }
 
 /// What a finished process printed.
