@@ -77,6 +77,10 @@ pub async fn run_job(cfg: JobConfig) -> i32 {
 }
 
 async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
+    // Handlers first: from the first process started on, a signal ends the job in order.
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("signals: {e}"))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("signals: {e}"))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| format!("signals: {e}"))?;
     let size = cfg.placement.len();
     let mut ranks_of: Vec<Vec<u32>> = vec![Vec::new(); cfg.hosts.len()];
     for (rank, &h) in cfg.placement.iter().enumerate() {
@@ -154,9 +158,6 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
     drop(ev_tx);
 
     let mut stdin_rx = rank0_host.map(|_| spawn_stdin_reader());
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("signals: {e}"))?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("signals: {e}"))?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(|e| format!("signals: {e}"))?;
     let timeout = async {
         match cfg.timeout {
             Some(t) => tokio::time::sleep(t).await,
