@@ -76,8 +76,16 @@ pub struct Cluster {
     namespaces: Vec<String>,
 }
 
-/// Why a cluster cannot be built here.
+/// Why a cluster cannot be built here, or `None` when it can. With `RMPI_REQUIRE_NETNS=1` in the
+/// environment (CI), a reason is a test failure instead of a skip.
 pub fn unavailable() -> Option<String> {
+    let why = missing_requirement()?;
+    let required = std::env::var("RMPI_REQUIRE_NETNS").is_ok_and(|v| v == "1");
+    assert!(!required, "RMPI_REQUIRE_NETNS=1 but the cluster tests cannot run: {why}");
+    Some(why)
+}
+
+fn missing_requirement() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Some("needs root (network namespaces, sshd)".into());
@@ -87,9 +95,18 @@ pub fn unavailable() -> Option<String> {
             return Some(format!("{tool} missing (install openssh-server and openssh-client)"));
         }
     }
-    match Command::new("ip").args(["netns", "list"]).output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("`ip netns` unavailable (install iproute2)".into()),
+    // Creating a namespace is the real test (an unprivileged container cannot).
+    let probe = format!("rmpirun-probe-{}", std::process::id());
+    match Command::new("ip").args(["netns", "add", &probe]).output() {
+        Ok(o) if o.status.success() => {
+            let _ = Command::new("ip").args(["netns", "del", &probe]).status();
+            None
+        }
+        Ok(o) => Some(format!(
+            "cannot create a network namespace: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Some(format!("`ip` unavailable ({e}); install iproute2")),
     }
 }
 
