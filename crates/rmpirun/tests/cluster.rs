@@ -485,3 +485,21 @@ fn measure_startup() {
     println!("{}", std::fs::read_to_string(&md).unwrap());
     c.assert_no_orphans(Duration::from_secs(3));
 }
+
+#[test]
+fn ipv6_hosts_in_brackets() {
+    let mut opts = Options::hosts(2);
+    opts.port_2222 = vec![2];
+    let Some((_g, c)) = cluster(12, opts) else { return };
+    let (a, b) = (support::netns::v6_of(c.hosts[0].addr), support::netns::v6_of(c.hosts[1].addr));
+    let hostfile = c.hostfile(&format!("[{a}]:2\n[{b}] slots=2 port=2222\n"));
+    let mesh = mesh_check();
+    let out = run(
+        c.rmpirun(&["-n", "4", "--hostfile", hostfile.to_str().unwrap(), mesh.to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    assert_eq!(out.stdout.lines().filter(|l| l.ends_with("sum 6 ok")).count(), 4, "{}", out.stdout);
+    assert!(out.stdout.contains(&format!("on {a}: sum")), "{}", out.stdout);
+    c.assert_no_orphans(Duration::from_secs(3));
+}

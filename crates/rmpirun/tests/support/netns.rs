@@ -4,8 +4,9 @@
 //!
 //! Layout for tag `T` (each test uses its own tag, so its own names and subnet):
 //! * `rmpirun-tT-br`: the bridge `br0`;
-//! * `rmpirun-tT-head` (10.213.T.1): where `rmpirun` runs;
-//! * `rmpirun-tT-hN` (10.213.T.(10+N)): test host `hN`, sshd on port 22 (or 2222 when asked).
+//! * `rmpirun-tT-head` (10.213.T.1, fd00:213:T::1): where `rmpirun` runs;
+//! * `rmpirun-tT-hN` (10.213.T.(10+N), fd00:213:T::(10+N)): test host `hN`, sshd on port 22 (or
+//!   2222 when asked).
 //!
 //! Inside every namespace `/etc/hosts` (bind-mounted by `ip netns exec` from
 //! `/etc/netns/NS/hosts`) maps all names, and maps the namespace's own name to 127.0.0.1, like a
@@ -173,6 +174,9 @@ impl Cluster {
         ]);
         sh(&["ip", "-n", &br, "link", "set", veth, "master", "br0", "up"]);
         sh(&["ip", "-n", ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+        // The same host on IPv6 (no duplicate address detection: usable at once).
+        let v6 = format!("{}/64", v6_of(addr));
+        sh(&["ip", "-n", ns, "addr", "add", &v6, "dev", "eth0", "nodad"]);
         sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
     }
 
@@ -227,7 +231,10 @@ impl Cluster {
             .hosts
             .iter()
             .enumerate()
-            .map(|(i, h)| (i + 1, h.name.clone(), h.ns.clone(), h.port, vec![h.addr.to_string()]))
+            .map(|(i, h)| {
+                let addrs = vec![h.addr.to_string(), v6_of(h.addr).to_string()];
+                (i + 1, h.name.clone(), h.ns.clone(), h.port, addrs)
+            })
             .collect();
         if opts.head_sshd {
             targets.push((0, "head".into(), self.head_ns.clone(), 22, vec!["127.0.0.1".into()]));
@@ -243,7 +250,7 @@ impl Cluster {
             }
             let cfg = d.join(format!("sshd_config_{name}"));
             let text = format!(
-                "Port {port}\nListenAddress 0.0.0.0\nHostKey {}\nPidFile none\nUsePAM no\n\
+                "Port {port}\nListenAddress 0.0.0.0\nListenAddress ::\nHostKey {}\nPidFile none\nUsePAM no\n\
                  StrictModes no\nPermitRootLogin yes\nPubkeyAuthentication yes\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  AuthorizedKeysFile {}\nMaxStartups 10:30:100\nMaxSessions 10\nPrintMotd no\n\
@@ -363,6 +370,12 @@ impl Cluster {
         }
         all
     }
+}
+
+/// The IPv6 address of a member: `10.213.T.K` is also `fd00:213:T::K` (decimal digits).
+pub fn v6_of(addr: Ipv4Addr) -> std::net::Ipv6Addr {
+    let [_, _, t, k] = addr.octets();
+    format!("fd00:213:{t}::{k}").parse().expect("valid IPv6 address")
 }
 
 fn wait_for_log(log: &Path, needle: &str) {
