@@ -7,7 +7,7 @@
 //! * [`options`]: the OSU command line (`-m MIN:MAX`, `-i`, `-x`, `-f`) and the size and
 //!   iteration schedule.
 //! * [`table`]: the OSU output layout.
-//! * [`link`]: the two-party [`Link`](link::Link) the point-to-point tests run over, for rmpi
+//! * [`link`]: the two-party [`Link`] the point-to-point tests run over, for rmpi
 //!   and for a raw TCP socket.
 //! * [`p2p`]: ping-pong latency and windowed bandwidth loops and tables.
 //! * [`tcp`]: the raw-TCP baseline's second process.
@@ -16,8 +16,29 @@
 //! * [`driver`]: rank 0 ordering the other ranks through measurements (criterion benches).
 //! * [`error`]: the error type, [`BenchError`].
 //!
-//! Run a table program under the launcher, e.g.
-//! `target/release/rmpirun -n 2 target/release/osu_latency -m 0:4096`; rank 0 prints.
+//! # The programs
+//!
+//! | program | ranks | what |
+//! | --- | --- | --- |
+//! | `osu_latency` | 2 | ping-pong, one-way latency (half a round trip), 0 B to 16 MiB |
+//! | `osu_bw` | 2 | 64 nonblocking zero-copy sends, then a 4-byte ack; MB/s = 10^6 B/s |
+//! | `osu_bcast` ... `osu_scan` | any | average latency of one collective call, 8 B to 16 MiB |
+//! | `osu_barrier` | any | average latency of one barrier (one row, size 0) |
+//! | `osu_tcp_latency`, `osu_tcp_bw` | (2 processes) | the same over a plain socket, no rmpi |
+//!
+//! Run the rmpi ones under the launcher, e.g.
+//! `target/release/rmpirun -n 2 target/release/osu_latency -m 0:4096`; rank 0 prints. The
+//! raw-TCP ones start their own peer process: `target/release/osu_tcp_latency`.
+//! Iterations: `-i` (default 1000, bandwidth 100) for messages up to 8 KiB, scaled down as
+//! 1/size above that (at least 20 for latency, 1 for bandwidth, 10 for collectives); warm-up
+//! `-x` (default a tenth of that). Memory: `osu_bw`'s receiver needs a distinct buffer for each
+//! of the 64 messages in flight, 64 x MAX bytes (1 GiB with the default 16 MiB MAX; lower it
+//! with `-m MIN:MAX` on small machines).
+//!
+//! The criterion benches (`cargo bench -p rmpi-benches`, about 3 to 5 minutes) run the ranks as
+//! threads of the bench process (`rmpi::local`): `p2p` (latency and bandwidth, 0 B to 16 MiB)
+//! and `collectives` (allreduce, bcast, reduce, gather, scatter, allgather, alltoall on 2 and 4
+//! ranks, 8 B to 16 MiB). Filter as usual: `cargo bench -p rmpi-benches --bench p2p -- latency`.
 
 use std::process::ExitCode;
 
