@@ -85,9 +85,9 @@ pub struct Cli {
     #[arg(long = "allow-run-as-root", hide_short_help = true)]
     pub allow_run_as_root: bool,
 
-    /// The program to run and its arguments.
+    /// The program to run, then its arguments.
     #[arg(
-        value_name = "PROGRAM [ARGS]...",
+        value_name = "PROGRAM",
         required = true,
         trailing_var_arg = true,
         allow_hyphen_values = true,

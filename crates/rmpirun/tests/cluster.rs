@@ -360,6 +360,17 @@ fn launcher_name_resolving_to_loopback_and_timeout() {
     assert_eq!(out.stdout.lines().filter(|l| l.ends_with("sum 6 ok")).count(), 4, "{}", out.stdout);
     c.assert_no_orphans(Duration::from_secs(3));
 
+    // `localhost` is started in-process (no SSH), next to a remote host.
+    let mixed = c.hostfile("localhost slots=2\nh1 slots=2\n");
+    let out = run(
+        c.rmpirun(&["-n", "4", "--hostfile", mixed.to_str().unwrap(), mesh.to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    assert_eq!(out.stdout.lines().filter(|l| l.ends_with("sum 6 ok")).count(), 4, "{}", out.stdout);
+    assert!(out.stdout.contains("rank 0/4 on localhost"), "{}", out.stdout);
+    c.assert_no_orphans(Duration::from_secs(3));
+
     let out = run(
         c.rmpirun(&[
             "-n",
