@@ -9,8 +9,8 @@
 
 use std::time::Instant;
 
+use rmpi::prelude::{Collectives, Max, Min, Sum};
 use rmpi::Communicator;
-use rmpi_collectives::{Collectives, Max, Min, Sum};
 
 use crate::error::{BenchError, Result};
 use crate::options::{Defaults, Options};

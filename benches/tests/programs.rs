@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rmpi_transport::rendezvous::RendezvousServer;
-use rmpi_transport::token::JobToken;
+use rmpi::rendezvous::RendezvousServer;
+use rmpi::token::JobToken;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
