@@ -196,7 +196,7 @@ impl Ranks {
             let _ = tx.send(Event::Started { rank, pid });
             if let Some(stdin) = child.stdin.take() {
                 let (stx, srx) = mpsc::unbounded_channel();
-                tokio::spawn(feed_stdin(stdin, srx));
+                tokio::spawn(feed_stdin(stdin, srx, tx.clone()));
                 stdin_feed = Some(stx);
             }
             let out = child
@@ -302,16 +302,17 @@ fn status_of(st: std::process::ExitStatus) -> ExitStatus {
     }
 }
 
+/// Writes stdin chunks to the rank, acknowledging each (see [`Event::StdinAck`]).
 async fn feed_stdin(
     mut stdin: tokio::process::ChildStdin,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Event>,
 ) {
+    let mut open = true;
     while let Some(data) = rx.recv().await {
-        if stdin.write_all(&data).await.is_err() {
-            // The rank closed its stdin: drop further input.
-            while rx.recv().await.is_some() {}
-            return;
-        }
+        // Once the rank closed its stdin, further input is dropped (and still acknowledged).
+        open = open && stdin.write_all(&data).await.is_ok();
+        let _ = tx.send(Event::StdinAck { bytes: data.len() as u64 });
     }
 }
 

@@ -14,7 +14,7 @@ use crate::hostfile::HostEntry;
 use crate::link::{spawn_link, LinkEvent, LinkSpec, SharedBinary};
 use crate::output::{message, progress, OutputSink};
 use crate::procs::signal_name;
-use crate::protocol::{Command, Event, ExitStatus, JobSpec};
+use crate::protocol::{Command, Event, ExitStatus, JobSpec, STDIN_WINDOW};
 use crate::ssh::SshSettings;
 
 /// Exit status when `--timeout` ends the job.
@@ -171,6 +171,7 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
     // Exit status decided by the first failure; set once.
     let mut ending: Option<i32> = None;
     let mut remaining = size;
+    let mut stdin_in_flight: u64 = 0;
     let mut end_deadline: Option<tokio::time::Instant> = None;
 
     let host_name = |h: usize| cfg.hosts[h].display_name();
@@ -245,6 +246,9 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
                             }
                         }
                         Event::Done => st.finished = true,
+                        Event::StdinAck { bytes } => {
+                            stdin_in_flight = stdin_in_flight.saturating_sub(bytes);
+                        }
                         Event::Hello { .. } | Event::Alive => {}
                     },
                     LinkEvent::Down { reason } => {
@@ -270,8 +274,9 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
                     }
                 }
             }
-            data = recv_stdin(&mut stdin_rx) => {
+            data = recv_stdin(&mut stdin_rx), if stdin_in_flight < STDIN_WINDOW => {
                 let eof = data.is_none();
+                stdin_in_flight += data.as_ref().map_or(0, |d| d.len() as u64);
                 if let Some(link) = rank0_host.and_then(|h| links.get(&h)) {
                     let _ = link.send(match data {
                         Some(d) => Command::Stdin(d),
@@ -413,12 +418,13 @@ fn fix_loopback_routes(
 
 /// Reads rmpirun's stdin on a plain thread (a blocked read must never hold up the exit) unless it
 /// is a terminal this process does not own (a background job would be stopped by SIGTTIN).
-fn spawn_stdin_reader() -> mpsc::UnboundedReceiver<Option<Vec<u8>>> {
-    let (tx, rx) = mpsc::unbounded_channel();
+fn spawn_stdin_reader() -> mpsc::Receiver<Option<Vec<u8>>> {
+    // A short queue: the thread reads ahead by at most a few chunks.
+    let (tx, rx) = mpsc::channel(2);
     // SAFETY: isatty/tcgetpgrp/getpgrp only inspect fd 0 and this process.
     let background_tty = unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) != libc::getpgrp() };
     if background_tty {
-        let _ = tx.send(None);
+        let _ = tx.try_send(None);
         return rx;
     }
     std::thread::spawn(move || {
@@ -428,11 +434,11 @@ fn spawn_stdin_reader() -> mpsc::UnboundedReceiver<Option<Vec<u8>>> {
         loop {
             match stdin.read(&mut buf) {
                 Ok(0) | Err(_) => {
-                    let _ = tx.send(None);
+                    let _ = tx.blocking_send(None);
                     return;
                 }
                 Ok(n) => {
-                    if tx.send(Some(buf[..n].to_vec())).is_err() {
+                    if tx.blocking_send(Some(buf[..n].to_vec())).is_err() {
                         return;
                     }
                 }
@@ -442,7 +448,7 @@ fn spawn_stdin_reader() -> mpsc::UnboundedReceiver<Option<Vec<u8>>> {
     rx
 }
 
-async fn recv_stdin(rx: &mut Option<mpsc::UnboundedReceiver<Option<Vec<u8>>>>) -> Option<Vec<u8>> {
+async fn recv_stdin(rx: &mut Option<mpsc::Receiver<Option<Vec<u8>>>>) -> Option<Vec<u8>> {
     match rx {
         Some(r) => r.recv().await.flatten(),
         None => std::future::pending().await,

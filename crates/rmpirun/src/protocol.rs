@@ -39,7 +39,7 @@ pub enum Command {
     /// Start the job (sent once, first).
     Start(JobSpec),
     /// Bytes for the stdin of the rank named in [`JobSpec::forward_stdin_to`].
-    Stdin(Vec<u8>),
+    Stdin(#[serde(with = "serde_bytes")] Vec<u8>),
     /// End of that stdin.
     StdinEof,
     /// End every rank now (SIGTERM, then SIGKILL), report, and exit.
@@ -101,14 +101,27 @@ pub enum Event {
     /// A rank could not be started.
     SpawnFailed { rank: u32, error: String, not_found: bool },
     /// One line of output (with its newline), or a chunk of an over-long line.
-    Output { rank: u32, stream: Stream, data: Vec<u8> },
+    Output {
+        rank: u32,
+        stream: Stream,
+        // As one byte string, not a sequence of numbers: encoding is a copy.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
     /// A rank ended (sent after its output).
     Exited { rank: u32, status: ExitStatus },
     /// The agent has ended every rank and is about to exit.
     Done,
     /// Keep-alive, sent every [`PING_INTERVAL`] by remote agents.
     Alive,
+    /// This many bytes of [`Command::Stdin`] were written to the rank (or dropped because it
+    /// closed its stdin): the launcher keeps at most [`STDIN_WINDOW`] bytes unacknowledged.
+    StdinAck { bytes: u64 },
 }
+
+/// Most bytes of stdin in flight to an agent, so a rank that reads slowly slows the reading of
+/// rmpirun's stdin instead of filling memory.
+pub const STDIN_WINDOW: u64 = 1 << 20;
 
 /// Framing or encoding failure.
 #[derive(Debug, thiserror::Error)]

@@ -78,6 +78,35 @@ fn stdin_goes_to_rank_0_only() {
 }
 
 #[test]
+fn stdin_to_a_slow_rank_is_flow_controlled() {
+    // Rank 0 reads nothing for a second; rmpirun must not swallow its stdin meanwhile.
+    let mut cmd = Command::new(rmpirun());
+    cmd.args(["-n", "1", "sh", "-c", "sleep 1; wc -c"]).stdin(Stdio::piped());
+    let mut job = start(cmd);
+    let mut stdin = job.child.stdin.take().unwrap();
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = written.clone();
+    let total = 64usize << 20;
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..total / chunk.len() {
+            if stdin.write_all(&chunk).is_err() {
+                return;
+            }
+            counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let early = written.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(early < 8 << 20, "{early} bytes taken while rank 0 was not reading");
+    writer.join().unwrap();
+    let out = job.finish(LIMIT);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    assert_eq!(out.stdout.trim(), total.to_string());
+}
+
+#[test]
 fn failing_rank_status_is_rmpiruns_and_others_are_ended() {
     let marker = unique_marker("RMPIRUN_FAIL");
     let script = "if [ $RMPI_RANK = 2 ]; then sleep 0.3; exit 7; fi; sleep 300";
