@@ -123,15 +123,9 @@ impl Link for RmpiLink {
     }
 
     fn sync(&mut self) -> Result<()> {
-        let mut none = [0u8; 0];
-        let st = self.comm.sendrecv_into(
-            &none.clone(),
-            self.peer,
-            TAG_SYNC,
-            &mut none,
-            self.peer,
-            TAG_SYNC,
-        )?;
+        let (out, mut inb) = ([0u8; 0], [0u8; 0]);
+        let st =
+            self.comm.sendrecv_into(&out, self.peer, TAG_SYNC, &mut inb, self.peer, TAG_SYNC)?;
         self.check_len(st.len, 0, TAG_SYNC)
     }
 }
@@ -183,9 +177,8 @@ impl Link for TcpLink {
     }
 
     fn sync(&mut self) -> Result<()> {
-        let mut b = [0u8; 1];
-        self.write(&b.clone(), "synchronising")?;
-        self.read(&mut b, "synchronising")
+        self.write(&[0u8], "synchronising")?;
+        self.read(&mut [0u8], "synchronising")
     }
 }
 

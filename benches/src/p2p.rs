@@ -142,6 +142,52 @@ pub fn bandwidth_table<L: Link>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::link::{RmpiLink, TcpLink};
+
+    /// Streams 3 windows of 100-byte messages and returns what the responder's arena holds.
+    fn stream_pattern<L: Link>(link: &mut L, role: Role) -> Result<Vec<u8>> {
+        let mut arena = match role {
+            Role::Initiator => (0..100u8).collect(),
+            Role::Responder => vec![0u8; 100 * WINDOW],
+        };
+        stream(link, role, &mut arena, (100, WINDOW), 1, 2)?;
+        pingpong(link, role, &mut arena[..100], 1, 3)?;
+        Ok(arena)
+    }
+
+    fn check_received(arena: &[u8]) {
+        assert_eq!(arena.len(), 100 * WINDOW);
+        for chunk in arena.chunks(100) {
+            assert!(chunk.iter().enumerate().all(|(i, b)| *b == i as u8));
+        }
+    }
+
+    #[test]
+    fn rmpi_link_delivers_every_window_message() {
+        let out = rmpi::local::run(2, |world| {
+            let role = if world.rank() == 0 { Role::Initiator } else { Role::Responder };
+            let mut link = RmpiLink::new(world.clone(), 1 - world.rank());
+            Ok(stream_pattern(&mut link, role).map_err(|e| e.to_string()))
+        })
+        .unwrap();
+        check_received(out[1].as_ref().unwrap());
+    }
+
+    #[test]
+    fn tcp_link_delivers_every_window_message() {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let stream = std::net::TcpStream::connect(addr).unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            stream_pattern(&mut TcpLink::new(stream).unwrap(), Role::Initiator).unwrap()
+        });
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let arena = stream_pattern(&mut TcpLink::new(stream).unwrap(), Role::Responder).unwrap();
+        peer.join().unwrap();
+        check_received(&arena);
+    }
 
     #[test]
     fn unit_conversions() {
