@@ -132,6 +132,16 @@ algo_enum!(
     }
 );
 
+algo_enum!(
+    /// Scan and exscan algorithms.
+    ScanAlgo, "RMPI_ALGO_SCAN", {
+        /// Recursive doubling: ⌈log2 p⌉ exchanges of the whole vector.
+        RecursiveDoubling => "recursive_doubling",
+        /// Pipelined chain 0 → 1 → ... → p-1 in 128 KiB segments.
+        Chain => "chain",
+    }
+);
+
 /// Message-size thresholds (in bytes of one rank's vector) between algorithms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Thresholds {
@@ -149,6 +159,8 @@ pub struct Thresholds {
     pub alltoall_long: usize,
     /// Reduce-scatters whose total input is at least this many bytes use the ring.
     pub reduce_scatter_long: usize,
+    /// Scans of at least this many bytes use the pipelined chain.
+    pub scan_long: usize,
 }
 
 impl Default for Thresholds {
@@ -161,6 +173,7 @@ impl Default for Thresholds {
             gather_long: 256 << 10,
             alltoall_long: 8 << 10,
             reduce_scatter_long: 16 << 10,
+            scan_long: 64 << 10,
         }
     }
 }
@@ -169,7 +182,7 @@ impl Default for Thresholds {
 ///
 /// [`Settings::from_env`] reads `RMPI_ALGO_BCAST`, `RMPI_ALGO_REDUCE`, `RMPI_ALGO_ALLREDUCE`,
 /// `RMPI_ALGO_ALLGATHER`, `RMPI_ALGO_GATHER`, `RMPI_ALGO_SCATTER`, `RMPI_ALGO_ALLTOALL`,
-/// `RMPI_ALGO_REDUCE_SCATTER` (an algorithm name or `auto`) and `RMPI_COLL_CHECK` (`1` turns on
+/// `RMPI_ALGO_REDUCE_SCATTER`, `RMPI_ALGO_SCAN` (an algorithm name or `auto`) and `RMPI_COLL_CHECK` (`1` turns on
 /// the consistency check before every call). Every rank must use the same settings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
@@ -189,6 +202,8 @@ pub struct Settings {
     pub alltoall: AlltoallAlgo,
     /// Reduce-scatter.
     pub reduce_scatter: ReduceScatterAlgo,
+    /// Scan and exscan.
+    pub scan: ScanAlgo,
     /// Run a consistency check (about the cost of a barrier) before every call, so that ranks
     /// in mismatched calls always get [`Error::Mismatch`], even where the calls' messages would
     /// not otherwise meet.
@@ -247,6 +262,7 @@ impl Settings {
         read!(scatter, ScatterAlgo);
         read!(alltoall, AlltoallAlgo);
         read!(reduce_scatter, ReduceScatterAlgo);
+        read!(scan, ScanAlgo);
         if let Some(v) = get(CHECK_ENV) {
             s.check = match v.trim() {
                 "1" | "true" | "yes" | "on" => true,
@@ -344,15 +360,26 @@ impl Settings {
     pub fn pick_reduce_scatter(
         &self,
         bytes: usize,
-        _p: usize,
+        p: usize,
         commutative: bool,
     ) -> ReduceScatterAlgo {
         match self.reduce_scatter {
             _ if !commutative => ReduceScatterAlgo::ReduceScatter,
-            ReduceScatterAlgo::Auto if bytes >= self.thresholds.reduce_scatter_long => {
+            ReduceScatterAlgo::Auto if p == 2 || bytes >= self.thresholds.reduce_scatter_long => {
                 ReduceScatterAlgo::Ring
             }
             ReduceScatterAlgo::Auto => ReduceScatterAlgo::ReduceScatter,
+            a => a,
+        }
+    }
+}
+
+impl Settings {
+    /// The scan/exscan algorithm for `bytes` on `p` ranks.
+    pub fn pick_scan(&self, bytes: usize, p: usize) -> ScanAlgo {
+        match self.scan {
+            ScanAlgo::Auto if p == 2 || bytes >= self.thresholds.scan_long => ScanAlgo::Chain,
+            ScanAlgo::Auto => ScanAlgo::RecursiveDoubling,
             a => a,
         }
     }

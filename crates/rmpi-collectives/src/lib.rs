@@ -56,7 +56,7 @@ use serde::Serialize;
 
 pub use algo::{
     AllgatherAlgo, AllreduceAlgo, AlltoallAlgo, BcastAlgo, GatherAlgo, ReduceAlgo,
-    ReduceScatterAlgo, ScatterAlgo, Settings, Thresholds,
+    ReduceScatterAlgo, ScanAlgo, ScatterAlgo, Settings, Thresholds,
 };
 pub use call::OpKind;
 pub use ops::{
@@ -534,9 +534,12 @@ pub trait Collectives {
     /// # Ok::<(), rmpi_transport::Error>(())
     /// ```
     fn scan<T: Pod, O: Op<T>>(&self, send: &[T], recv: &mut [T], op: O) -> Result<()> {
-        let (c, _) = begin(self, OpKind::Scan, 0, bytes_of::<T>(send.len()))?;
+        let (c, s) = begin(self, OpKind::Scan, 0, bytes_of::<T>(send.len()))?;
         need_len(&c, "the receive buffer", recv.len(), send.len())?;
-        scan::scan(&c, send, recv, &op)
+        match s.pick_scan(std::mem::size_of_val(send), c.size) {
+            ScanAlgo::Chain => scan::chain(&c, send, recv, &op, false),
+            _ => scan::scan(&c, send, recv, &op),
+        }
     }
 
     /// Exclusive prefix reduction: rank i > 0 gets `send(0) ∘ ... ∘ send(i-1)`; rank 0's
@@ -553,9 +556,12 @@ pub trait Collectives {
     /// # Ok::<(), rmpi_transport::Error>(())
     /// ```
     fn exscan<T: Pod, O: Op<T>>(&self, send: &[T], recv: &mut [T], op: O) -> Result<()> {
-        let (c, _) = begin(self, OpKind::Exscan, 0, bytes_of::<T>(send.len()))?;
+        let (c, s) = begin(self, OpKind::Exscan, 0, bytes_of::<T>(send.len()))?;
         need_len(&c, "the receive buffer", recv.len(), send.len())?;
-        scan::exscan(&c, send, recv, &op)
+        match s.pick_scan(std::mem::size_of_val(send), c.size) {
+            ScanAlgo::Chain => scan::chain(&c, send, recv, &op, true),
+            _ => scan::exscan(&c, send, recv, &op),
+        }
     }
 
     /// Broadcasts any serde value: the root passes `Some(value)`, the others `None`; every

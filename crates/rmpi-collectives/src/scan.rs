@@ -60,3 +60,63 @@ pub(crate) fn exscan<T: Pod, O: Op<T>>(c: &Call, send: &[T], recv: &mut [T], op:
     }
     Ok(())
 }
+
+/// Segment length (bytes) of the pipelined chain.
+const SEGMENT: usize = 128 << 10;
+
+/// Pipelined chain: rank r receives the prefix of ranks `0..r` from r - 1 segment by segment,
+/// combines it with its own (`prefix ∘ own`) and passes each segment on to r + 1 at once, so
+/// a long vector costs about one transfer plus p - 1 segment delays.
+///
+/// With `exclusive`, `recv` gets the received prefix (rank 0's is left untouched) and the
+/// combined one travels on; otherwise `recv` gets the combined one.
+pub(crate) fn chain<T: Pod, O: Op<T>>(
+    c: &Call,
+    send: &[T],
+    recv: &mut [T],
+    op: &O,
+    exclusive: bool,
+) -> Result<()> {
+    let (p, r) = (c.size, c.rank);
+    let n = send.len();
+    let seg = (SEGMENT / std::mem::size_of::<T>().max(1)).max(1);
+    let mut tmp: Vec<T> =
+        if exclusive && r > 0 && r + 1 < p { bytemuck::zeroed_vec(seg.min(n)) } else { Vec::new() };
+    let mut start = 0;
+    loop {
+        let end = (start + seg).min(n);
+        let out = &mut recv[start..end];
+        let own = &send[start..end];
+        if r == 0 {
+            if exclusive {
+                if p > 1 {
+                    c.send(own, 1)?;
+                }
+            } else {
+                out.copy_from_slice(own);
+                if p > 1 {
+                    c.send(out, 1)?;
+                }
+            }
+        } else {
+            c.recv_into(out, r - 1)?;
+            if exclusive {
+                if r + 1 < p {
+                    let t = &mut tmp[..end - start];
+                    t.copy_from_slice(out);
+                    op.combine(t, own);
+                    c.send(t, r + 1)?;
+                }
+            } else {
+                op.combine(out, own);
+                if r + 1 < p {
+                    c.send(out, r + 1)?;
+                }
+            }
+        }
+        if end >= n {
+            return Ok(());
+        }
+        start = end;
+    }
+}

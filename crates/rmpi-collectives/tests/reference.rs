@@ -18,6 +18,7 @@ fn variants() -> Vec<(&'static str, Settings)> {
         scatter: ScatterAlgo::Binomial,
         alltoall: AlltoallAlgo::Scattered,
         reduce_scatter: ReduceScatterAlgo::ReduceScatter,
+        scan: ScanAlgo::RecursiveDoubling,
         ..Settings::default()
     };
     let long = Settings {
@@ -29,6 +30,7 @@ fn variants() -> Vec<(&'static str, Settings)> {
         scatter: ScatterAlgo::Linear,
         alltoall: AlltoallAlgo::Pairwise,
         reduce_scatter: ReduceScatterAlgo::Ring,
+        scan: ScanAlgo::Chain,
         ..Settings::default()
     };
     vec![

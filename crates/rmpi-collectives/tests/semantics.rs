@@ -54,43 +54,41 @@ fn non_commutative_ops_apply_in_rank_order() {
                 ] {
                     let s = Settings { allreduce: algo, ..Settings::default() };
                     let mut v = mats(r, n);
-                    world.with_settings(s).allreduce_in_place(&mut v, &op).map_err(|e| {
-                        eprintln!("rank {r} allreduce {algo:?}: {e}");
-                        e
-                    })?;
+                    world.with_settings(s).allreduce_in_place(&mut v, &op)?;
                     got.push(v);
                 }
                 for root in 0..p {
                     let mut v = vec![[0u64; 4]; n];
-                    world
-                        .reduce(&mats(r, n), (r == root).then_some(&mut v[..]), &op, root)
-                        .inspect_err(|e| eprintln!("reduce {r}: {e}"))?;
+                    world.reduce(&mats(r, n), (r == root).then_some(&mut v[..]), &op, root)?;
                     if r == root {
                         got.push(v);
                     }
                 }
+                let chain = Settings { scan: ScanAlgo::Chain, ..Settings::default() };
+                let mut sc2 = vec![[0u64; 4]; n];
+                world.with_settings(chain).scan(&mats(r, n), &mut sc2, &op)?;
+                let mut ex2 = vec![[9u64; 4]; n];
+                world.with_settings(chain).exscan(&mats(r, n), &mut ex2, &op)?;
                 let mut sc = vec![[0u64; 4]; n];
-                world
-                    .scan(&mats(r, n), &mut sc, &op)
-                    .inspect_err(|e| eprintln!("scan {r}: {e}"))?;
+                world.scan(&mats(r, n), &mut sc, &op)?;
                 let mut ex = vec![[9u64; 4]; n];
-                world
-                    .exscan(&mats(r, n), &mut ex, &op)
-                    .inspect_err(|e| eprintln!("exscan {r}: {e}"))?;
+                world.exscan(&mats(r, n), &mut ex, &op)?;
                 // reduce_scatter_block: block r of the rank-order product.
                 let send: Vec<Mat> = (0..p).flat_map(|_| mats(r, n)).collect();
                 let mut rs = vec![[0u64; 4]; n];
-                world
-                    .reduce_scatter_block(&send, &mut rs, &op)
-                    .inspect_err(|e| eprintln!("rs {r}: {e}"))?;
-                Ok((got, sc, ex, rs))
+                world.reduce_scatter_block(&send, &mut rs, &op)?;
+                Ok((got, sc, ex, rs, sc2, ex2))
             })
             .unwrap_or_else(|e| panic!("p={p}: {e}"));
-            for (r, (got, sc, ex, rs)) in out.into_iter().enumerate() {
+            for (r, (got, sc, ex, rs, sc2, ex2)) in out.into_iter().enumerate() {
                 for g in &got {
                     assert_eq!(g, &want, "p={p} rank={r}");
                 }
                 assert_eq!(sc, prefix[r], "scan p={p} rank={r}");
+                assert_eq!(sc2, prefix[r], "chain scan p={p} rank={r}");
+                if r > 0 {
+                    assert_eq!(ex2, prefix[r - 1], "chain exscan p={p} rank={r}");
+                }
                 if r > 0 {
                     assert_eq!(ex, prefix[r - 1], "exscan p={p} rank={r}");
                 } else {
