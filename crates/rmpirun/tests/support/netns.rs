@@ -2,11 +2,12 @@
 //! sits in its own namespace, one real `sshd` per host namespace, a generated client key and a
 //! pre-filled known_hosts, and an ssh client config (`ssh -F`) that touches no user file.
 //!
-//! Layout for tag `T` (each test uses its own tag, so its own names and subnet):
-//! * `rmpirun-tT-br`: the bridge `br0`;
-//! * `rmpirun-tT-head` (10.213.T.1, fd00:213:T::1): where `rmpirun` runs;
-//! * `rmpirun-tT-hN` (10.213.T.(10+N), fd00:213:T::(10+N)): test host `hN`, sshd on port 22 (or
-//!   2222 when asked).
+//! Layout for tag `T` (each test uses its own tag, so its own names and subnet) in the test process
+//! `PID`:
+//! * `rmpirun-PID-tT-br`: the bridge `br0`;
+//! * `rmpirun-PID-tT-head` (10.213.T.1, fd00:213:T::1): where `rmpirun` runs;
+//! * `rmpirun-PID-tT-hN` (10.213.T.(10+N), fd00:213:T::(10+N)): test host `hN`, sshd on port 22
+//!   (or 2222 when asked).
 //!
 //! Inside every namespace `/etc/hosts` (bind-mounted by `ip netns exec` from
 //! `/etc/netns/NS/hosts`) maps all names, and maps the namespace's own name to 127.0.0.1, like a
@@ -97,7 +98,7 @@ fn missing_requirement() -> Option<String> {
         }
     }
     // Creating a namespace is the real test (an unprivileged container cannot).
-    let probe = format!("rmpirun-probe-{}", std::process::id());
+    let probe = format!("rmpirun-{}-probe", std::process::id());
     match Command::new("ip").args(["netns", "add", &probe]).output() {
         Ok(o) if o.status.success() => {
             let _ = Command::new("ip").args(["netns", "del", &probe]).status();
@@ -121,17 +122,12 @@ impl Cluster {
     /// Builds the cluster; `tag` must be unique per test.
     pub fn new(tag: u8, opts: Options) -> Cluster {
         let dir = tempfile::Builder::new().prefix("rmpirun-cluster").tempdir().expect("tempdir");
-        let prefix = format!("rmpirun-t{tag}");
+        // The test process's pid in the names: two test runs at once do not collide (the
+        // subnets exist only inside each run's own namespaces).
+        let prefix = format!("rmpirun-{}-t{tag}", std::process::id());
         let bridge_ns = format!("{prefix}-br");
         let head_ns = format!("{prefix}-head");
-        // Leftovers of an earlier, killed run.
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "for n in $(ip netns list | awk '{{print $1}}' | grep '^{prefix}-'); do \
-                 for p in $(ip netns pids $n); do kill -9 $p; done; ip netns del $n; done"
-            ))
-            .status();
+        remove_leftovers();
         let mut cluster = Cluster {
             dir,
             tag,
@@ -369,6 +365,34 @@ impl Cluster {
             }
         }
         all
+    }
+}
+
+/// Removes the namespaces (and their processes, and `/etc/netns` entries) of earlier test runs
+/// that were killed before they could clean up: those whose test process is gone.
+fn remove_leftovers() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(ns) = line.split_whitespace().next() else { continue };
+        let Some(owner) = ns
+            .strip_prefix("rmpirun-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if super::is_running(owner) {
+            continue;
+        }
+        if let Ok(pids) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    super::signal(pid, libc::SIGKILL);
+                }
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
     }
 }
 
