@@ -88,8 +88,18 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
     }
     let used: Vec<usize> = (0..cfg.hosts.len()).filter(|&h| !ranks_of[h].is_empty()).collect();
 
-    let routes: HashMap<usize, Option<IpAddr>> =
-        used.iter().map(|&h| (h, route_to(&cfg.hosts[h]))).collect();
+    // Name lookups may be slow: all hosts at once, off the runtime thread.
+    let lookups: Vec<_> = used
+        .iter()
+        .map(|&h| {
+            let host = cfg.hosts[h].clone();
+            (h, tokio::task::spawn_blocking(move || route_to(&host)))
+        })
+        .collect();
+    let mut routes: HashMap<usize, Option<IpAddr>> = HashMap::new();
+    for (h, lookup) in lookups {
+        routes.insert(h, lookup.await.ok().flatten());
+    }
     let routes = fix_loopback_routes(routes);
     let any_remote = used.iter().any(|&h| !cfg.hosts[h].is_local());
     let any_v6 = routes.values().flatten().any(|a| a.is_ipv6());
