@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::hostfile::HostEntry;
-use crate::link::{spawn_link, LinkEvent, LinkSpec, SharedBinary};
+use crate::link::{spawn_link, Link, LinkEvent, LinkSpec, SharedBinary};
 use crate::output::{message, progress, OutputSink};
 use crate::procs::signal_name;
 use crate::protocol::{Command, Event, ExitStatus, JobSpec, STDIN_WINDOW};
@@ -60,10 +60,12 @@ pub struct JobConfig {
 struct HostState {
     up: bool,
     finished: bool,
-    ssh_pid: Option<u32>,
     stderr_tail: Vec<String>,
     ranks_left: usize,
 }
+
+/// A reason to end the job: the message and the exit status it implies.
+type Failure = (String, i32);
 
 /// Runs the job to its end; returns rmpirun's exit status.
 pub async fn run_job(cfg: JobConfig) -> i32 {
@@ -88,19 +90,7 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
     }
     let used: Vec<usize> = (0..cfg.hosts.len()).filter(|&h| !ranks_of[h].is_empty()).collect();
 
-    // Name lookups may be slow: all hosts at once, off the runtime thread.
-    let lookups: Vec<_> = used
-        .iter()
-        .map(|&h| {
-            let host = cfg.hosts[h].clone();
-            (h, tokio::task::spawn_blocking(move || route_to(&host)))
-        })
-        .collect();
-    let mut routes: HashMap<usize, Option<IpAddr>> = HashMap::new();
-    for (h, lookup) in lookups {
-        routes.insert(h, lookup.await.ok().flatten());
-    }
-    let routes = fix_loopback_routes(routes);
+    let routes = plan_routes(&cfg.hosts, &used).await;
     let any_remote = used.iter().any(|&h| !cfg.hosts[h].is_local());
     let any_v6 = routes.values().flatten().any(|a| a.is_ipv6());
     let bind_ip: IpAddr = match (any_remote, any_v6) {
@@ -138,9 +128,7 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
     }
 
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(usize, LinkEvent)>();
-    let mut links: HashMap<usize, mpsc::UnboundedSender<Command>> = HashMap::new();
-    let mut state: HashMap<usize, HostState> = HashMap::new();
-    let rank0_host = cfg.placement.first().copied();
+    let mut sup = Supervisor::new(&cfg);
     for &h in &used {
         let host = &cfg.hosts[h];
         let job = JobSpec {
@@ -150,7 +138,7 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
             cwd_required: cfg.cwd_required,
             env: base_env.clone(),
             ranks: ranks_of[h].clone(),
-            forward_stdin_to: (rank0_host == Some(h)).then_some(0),
+            forward_stdin_to: (sup.rank0_host == Some(h)).then_some(0),
         };
         let remote = if host.is_local() { None } else { Some((ssh.clone(), binary.clone())) };
         let spec = LinkSpec {
@@ -162,12 +150,12 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
             remote,
             verbose: cfg.verbose,
         };
-        links.insert(h, spawn_link(spec, ev_tx.clone()));
-        state.insert(h, HostState { ranks_left: ranks_of[h].len(), ..Default::default() });
+        sup.links.insert(h, spawn_link(spec, ev_tx.clone()));
+        sup.hosts.insert(h, HostState { ranks_left: ranks_of[h].len(), ..Default::default() });
     }
     drop(ev_tx);
 
-    let mut stdin_rx = rank0_host.map(|_| spawn_stdin_reader());
+    let mut stdin_rx = sup.rank0_host.map(|_| spawn_stdin_reader());
     let timeout = async {
         match cfg.timeout {
             Some(t) => tokio::time::sleep(t).await,
@@ -176,133 +164,32 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
     };
     tokio::pin!(timeout);
 
-    let mut sink = OutputSink::new(cfg.tag_output, cfg.output_dir.clone());
-    let mut pids: HashMap<u32, u32> = HashMap::new();
-    // Exit status decided by the first failure; set once.
-    let mut ending: Option<i32> = None;
-    let mut remaining = size;
-    let mut stdin_in_flight: u64 = 0;
-    let mut end_deadline: Option<tokio::time::Instant> = None;
-
-    let host_name = |h: usize| cfg.hosts[h].display_name();
-
-    loop {
-        if ending.is_none() && remaining == 0 {
-            break;
-        }
-        if ending.is_some() && state.values().all(|s| s.finished) {
-            break;
-        }
+    while sup.running() {
+        let end_deadline = sup.end_deadline;
         let deadline = async {
             match end_deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
                 None => std::future::pending().await,
             }
         };
-        let mut fail: Option<(String, i32)> = None;
-        tokio::select! {
-            ev = ev_rx.recv() => {
-                let Some((h, ev)) = ev else { break };
-                let Some(st) = state.get_mut(&h) else { continue };
-                match ev {
-                    LinkEvent::Spawned { pid } => st.ssh_pid = Some(pid),
-                    LinkEvent::Up => {
-                        st.up = true;
-                        if cfg.verbose {
-                            progress(&format!("{}: agent running, job sent", host_name(h)));
-                        }
-                    }
-                    LinkEvent::Stderr(line) => {
-                        if st.up {
-                            message(&format!("{}: {line}", host_name(h)));
-                        } else {
-                            st.stderr_tail.push(line);
-                            if st.stderr_tail.len() > 8 {
-                                st.stderr_tail.remove(0);
-                            }
-                        }
-                    }
-                    LinkEvent::Agent(ev) => match ev {
-                        Event::Output { rank, stream, data } => {
-                            if let Err(e) = sink.line(rank, stream, &data) {
-                                fail = Some((e.to_string(), EXIT_LAUNCH));
-                            }
-                        }
-                        Event::Started { rank, pid } => {
-                            pids.insert(rank, pid);
-                        }
-                        Event::SpawnFailed { rank, error, not_found } => {
-                            st.ranks_left = st.ranks_left.saturating_sub(1);
-                            remaining = remaining.saturating_sub(1);
-                            let code = if not_found { EXIT_NOT_FOUND } else { EXIT_LAUNCH };
-                            fail = Some((
-                                format!("cannot start rank {rank} on {}: {error}", host_name(h)),
-                                code,
-                            ));
-                        }
-                        Event::Exited { rank, status } => {
-                            st.ranks_left = st.ranks_left.saturating_sub(1);
-                            remaining = remaining.saturating_sub(1);
-                            if !status.success() {
-                                let pid = pids.get(&rank).copied().unwrap_or(0);
-                                fail = Some((
-                                    format!(
-                                        "rank {rank} on {} (pid {pid}) {}",
-                                        host_name(h),
-                                        describe(status)
-                                    ),
-                                    status.shell_code(),
-                                ));
-                            }
-                        }
-                        Event::Done => st.finished = true,
-                        Event::StdinAck { bytes } => {
-                            stdin_in_flight = stdin_in_flight.saturating_sub(bytes);
-                        }
-                        Event::Hello { .. } | Event::Alive => {}
-                    },
-                    LinkEvent::Down { reason } => {
-                        let was_finished = st.finished;
-                        st.finished = true;
-                        if !was_finished && (st.ranks_left > 0 || !st.up) {
-                            let text = if st.up {
-                                format!("lost the connection to {}: {reason}", host_name(h))
-                            } else if st.stderr_tail.is_empty() {
-                                format!("cannot start on {}: {reason}", host_name(h))
-                            } else {
-                                // ssh's own words first: they say what went wrong.
-                                format!(
-                                    "cannot start on {}: {} ({reason})",
-                                    host_name(h),
-                                    st.stderr_tail.join(" / ")
-                                )
-                            };
-                            remaining = remaining.saturating_sub(st.ranks_left);
-                            st.ranks_left = 0;
-                            fail = Some((text, EXIT_LAUNCH));
-                        }
-                    }
-                }
-            }
-            data = recv_stdin(&mut stdin_rx), if stdin_in_flight < STDIN_WINDOW => {
-                let eof = data.is_none();
-                stdin_in_flight += data.as_ref().map_or(0, |d| d.len() as u64);
-                if let Some(link) = rank0_host.and_then(|h| links.get(&h)) {
-                    let _ = link.send(match data {
-                        Some(d) => Command::Stdin(d),
-                        None => Command::StdinEof,
-                    });
-                }
-                if eof {
+        let failure = tokio::select! {
+            ev = ev_rx.recv() => match ev {
+                Some((h, ev)) => sup.on_link_event(h, ev),
+                None => break,
+            },
+            data = recv_stdin(&mut stdin_rx), if sup.stdin_in_flight < STDIN_WINDOW => {
+                if data.is_none() {
                     stdin_rx = None;
                 }
+                sup.on_stdin(data);
+                None
             }
-            _ = sigint.recv() => fail = Some(("interrupted (SIGINT)".into(), 128 + libc::SIGINT)),
-            _ = sigterm.recv() => fail = Some(("terminated (SIGTERM)".into(), 128 + libc::SIGTERM)),
-            _ = sighup.recv() => fail = Some(("hung up (SIGHUP)".into(), 128 + libc::SIGHUP)),
-            _ = &mut timeout, if ending.is_none() => {
+            _ = sigint.recv() => Some(("interrupted (SIGINT)".into(), 128 + libc::SIGINT)),
+            _ = sigterm.recv() => Some(("terminated (SIGTERM)".into(), 128 + libc::SIGTERM)),
+            _ = sighup.recv() => Some(("hung up (SIGHUP)".into(), 128 + libc::SIGHUP)),
+            _ = &mut timeout, if sup.ending.is_none() => {
                 let secs = cfg.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0);
-                fail = Some((format!("job timed out after {secs} s"), EXIT_TIMEOUT));
+                Some((format!("job timed out after {secs} s"), EXIT_TIMEOUT))
             }
             _ = deadline => {
                 if cfg.verbose {
@@ -310,68 +197,253 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
                 }
                 break;
             }
-        }
-        if let Some((text, code)) = fail {
-            match ending {
-                None => {
-                    message(&format!("{text}; ending the job"));
-                    ending = Some(code);
-                    end_deadline = Some(tokio::time::Instant::now() + END_WAIT);
-                    for link in links.values() {
-                        let _ = link.send(Command::Kill);
-                    }
-                }
-                Some(_) => {
-                    if cfg.verbose {
-                        message(&text);
-                    }
-                }
-            }
+        };
+        if let Some(f) = failure {
+            sup.fail(f);
         }
     }
 
     if cfg.verbose {
         progress("every rank has exited");
     }
-    // Normal end: every rank exited. Let the agents reap what the ranks left behind.
-    if ending.is_none() {
-        for link in links.values() {
-            let _ = link.send(Command::Kill);
+    if sup.ending.is_none() {
+        sup.reap_after_success(&mut ev_rx).await;
+    }
+    sup.kill_stray_ssh_clients();
+    if cfg.verbose {
+        progress("done");
+    }
+    Ok(sup.ending.unwrap_or(0))
+}
+
+/// The job's state while it runs.
+struct Supervisor<'a> {
+    cfg: &'a JobConfig,
+    /// The links, by host index.
+    links: HashMap<usize, Link>,
+    /// Link state, by host index.
+    hosts: HashMap<usize, HostState>,
+    sink: OutputSink,
+    /// Pid of each started rank.
+    pids: HashMap<u32, u32>,
+    /// Exit status decided by the first failure; set once.
+    ending: Option<i32>,
+    /// Ranks that have not ended yet.
+    remaining: usize,
+    /// Bytes of stdin sent to rank 0's agent and not yet acknowledged.
+    stdin_in_flight: u64,
+    /// After a failure: when to stop waiting for the agents.
+    end_deadline: Option<tokio::time::Instant>,
+    rank0_host: Option<usize>,
+}
+
+impl<'a> Supervisor<'a> {
+    fn new(cfg: &'a JobConfig) -> Self {
+        Supervisor {
+            cfg,
+            links: HashMap::new(),
+            hosts: HashMap::new(),
+            sink: OutputSink::new(cfg.tag_output, cfg.output_dir.clone()),
+            pids: HashMap::new(),
+            ending: None,
+            remaining: cfg.placement.len(),
+            stdin_in_flight: 0,
+            end_deadline: None,
+            rank0_host: cfg.placement.first().copied(),
+        }
+    }
+
+    /// Until every rank ended (normal end), or every agent finished (after a failure).
+    fn running(&self) -> bool {
+        match self.ending {
+            None => self.remaining > 0,
+            Some(_) => self.hosts.values().any(|s| !s.finished),
+        }
+    }
+
+    fn host_name(&self, h: usize) -> String {
+        self.cfg.hosts[h].display_name()
+    }
+
+    /// Records the first failure and ends the job; later ones are only shown with `-v`.
+    fn fail(&mut self, (text, code): Failure) {
+        if self.ending.is_some() {
+            if self.cfg.verbose {
+                message(&text);
+            }
+            return;
+        }
+        message(&format!("{text}; ending the job"));
+        self.ending = Some(code);
+        self.end_deadline = Some(tokio::time::Instant::now() + END_WAIT);
+        for link in self.links.values() {
+            let _ = link.commands.send(Command::Kill);
+        }
+    }
+
+    fn on_link_event(&mut self, h: usize, ev: LinkEvent) -> Option<Failure> {
+        let verbose = self.cfg.verbose;
+        let name = self.host_name(h);
+        let st = self.hosts.get_mut(&h)?;
+        match ev {
+            LinkEvent::Up => {
+                st.up = true;
+                if verbose {
+                    progress(&format!("{name}: agent running, job sent"));
+                }
+            }
+            LinkEvent::Stderr(line) => {
+                if st.up {
+                    message(&format!("{name}: {line}"));
+                } else {
+                    // Kept for the message if the link never comes up.
+                    st.stderr_tail.push(line);
+                    if st.stderr_tail.len() > 8 {
+                        st.stderr_tail.remove(0);
+                    }
+                }
+            }
+            LinkEvent::Agent(ev) => return self.on_agent_event(h, ev),
+            LinkEvent::Down { reason } => return self.on_link_down(h, reason),
+        }
+        None
+    }
+
+    fn on_agent_event(&mut self, h: usize, ev: Event) -> Option<Failure> {
+        match ev {
+            Event::Output { rank, stream, data } => {
+                if let Err(e) = self.sink.line(rank, stream, &data) {
+                    return Some((e.to_string(), EXIT_LAUNCH));
+                }
+            }
+            Event::Started { rank, pid } => {
+                self.pids.insert(rank, pid);
+            }
+            Event::SpawnFailed { rank, error, not_found } => {
+                self.rank_ended(h);
+                let code = if not_found { EXIT_NOT_FOUND } else { EXIT_LAUNCH };
+                let text = format!("cannot start rank {rank} on {}: {error}", self.host_name(h));
+                return Some((text, code));
+            }
+            Event::Exited { rank, status } => {
+                self.rank_ended(h);
+                if !status.success() {
+                    let pid = self.pids.get(&rank).copied().unwrap_or(0);
+                    let text = format!(
+                        "rank {rank} on {} (pid {pid}) {}",
+                        self.host_name(h),
+                        describe(status)
+                    );
+                    return Some((text, status.shell_code()));
+                }
+            }
+            Event::Done => {
+                if let Some(st) = self.hosts.get_mut(&h) {
+                    st.finished = true;
+                }
+            }
+            Event::StdinAck { bytes } => {
+                self.stdin_in_flight = self.stdin_in_flight.saturating_sub(bytes);
+            }
+            Event::Hello { .. } | Event::Alive => {}
+        }
+        None
+    }
+
+    fn rank_ended(&mut self, h: usize) {
+        if let Some(st) = self.hosts.get_mut(&h) {
+            st.ranks_left = st.ranks_left.saturating_sub(1);
+        }
+        self.remaining = self.remaining.saturating_sub(1);
+    }
+
+    /// A link ended: a failure unless its agent had finished or all its ranks had ended.
+    fn on_link_down(&mut self, h: usize, reason: String) -> Option<Failure> {
+        let name = self.host_name(h);
+        let st = self.hosts.get_mut(&h)?;
+        let was_finished = std::mem::replace(&mut st.finished, true);
+        if was_finished || (st.up && st.ranks_left == 0) {
+            return None;
+        }
+        let text = if st.up {
+            format!("lost the connection to {name}: {reason}")
+        } else if st.stderr_tail.is_empty() {
+            format!("cannot start on {name}: {reason}")
+        } else {
+            // ssh's own words first: they say what went wrong.
+            format!("cannot start on {name}: {} ({reason})", st.stderr_tail.join(" / "))
+        };
+        let lost = std::mem::take(&mut st.ranks_left);
+        self.remaining = self.remaining.saturating_sub(lost);
+        Some((text, EXIT_LAUNCH))
+    }
+
+    /// Forwards a chunk of rmpirun's stdin (or its end) to rank 0's agent.
+    fn on_stdin(&mut self, data: Option<Vec<u8>>) {
+        let Some(link) = self.rank0_host.and_then(|h| self.links.get(&h)) else { return };
+        let link = &link.commands;
+        let cmd = match data {
+            Some(d) => {
+                self.stdin_in_flight += d.len() as u64;
+                Command::Stdin(d)
+            }
+            None => Command::StdinEof,
+        };
+        let _ = link.send(cmd);
+    }
+
+    /// After a normal end: every agent ends what the ranks left behind and confirms.
+    async fn reap_after_success(
+        &mut self,
+        ev_rx: &mut mpsc::UnboundedReceiver<(usize, LinkEvent)>,
+    ) {
+        for link in self.links.values() {
+            let _ = link.commands.send(Command::Kill);
         }
         let deadline = tokio::time::Instant::now() + END_WAIT;
-        while state.values().any(|s| !s.finished) {
+        while self.hosts.values().any(|s| !s.finished) {
             match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
                 Ok(Some((h, LinkEvent::Agent(Event::Done))))
                 | Ok(Some((h, LinkEvent::Down { .. }))) => {
-                    if let Some(s) = state.get_mut(&h) {
+                    if let Some(s) = self.hosts.get_mut(&h) {
                         s.finished = true;
                     }
                 }
                 Ok(Some((_, LinkEvent::Agent(Event::Output { rank, stream, data })))) => {
-                    let _ = sink.line(rank, stream, &data);
+                    let _ = self.sink.line(rank, stream, &data);
                 }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }
         }
     }
-    drop(links);
-    // Any ssh client still running is killed: its remote agent sees the end of its control stream
-    // and ends its ranks by itself.
-    for s in state.values() {
-        if let (false, Some(pid)) = (s.finished, s.ssh_pid) {
-            if let Ok(pid) = i32::try_from(pid) {
-                // SAFETY: kill(2) on our own unreaped child.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
+
+    /// Stops the links that did not finish: aborting a link's task kills its ssh client, whose
+    /// agent sees the end of its control stream and ends its ranks by itself.
+    fn kill_stray_ssh_clients(&mut self) {
+        for (h, link) in self.links.drain() {
+            if self.hosts.get(&h).is_some_and(|s| !s.finished) {
+                link.task.abort();
             }
         }
     }
-    if cfg.verbose {
-        progress("done");
+}
+
+/// This machine's address as seen by each used host (see [`route_to`] and
+/// [`fix_loopback_routes`]). Name lookups may be slow: all at once, off the runtime thread.
+async fn plan_routes(hosts: &[HostEntry], used: &[usize]) -> HashMap<usize, Option<IpAddr>> {
+    let lookups: Vec<_> = used
+        .iter()
+        .map(|&h| {
+            let host = hosts[h].clone();
+            (h, tokio::task::spawn_blocking(move || route_to(&host)))
+        })
+        .collect();
+    let mut routes = HashMap::new();
+    for (h, lookup) in lookups {
+        routes.insert(h, lookup.await.ok().flatten());
     }
-    Ok(ending.unwrap_or(0))
+    fix_loopback_routes(routes)
 }
 
 fn describe(status: ExitStatus) -> String {

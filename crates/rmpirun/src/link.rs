@@ -22,8 +22,6 @@ use crate::ssh::{SshSettings, HAVE_BINARY, NEED_BINARY};
 /// What a link reports to the job.
 #[derive(Debug)]
 pub enum LinkEvent {
-    /// The ssh client runs with this pid.
-    Spawned { pid: u32 },
     /// The agent runs and has been sent the job.
     Up,
     /// An event from the agent.
@@ -91,11 +89,20 @@ pub struct LinkSpec {
 /// Tagged event sender shared by all links.
 pub type EventSender = mpsc::UnboundedSender<(usize, LinkEvent)>;
 
-/// Starts a link; returns the sender for commands to its agent. Dropping that sender (or sending
-/// [`Command::Kill`]) ends the agent's ranks.
-pub fn spawn_link(spec: LinkSpec, events: EventSender) -> mpsc::UnboundedSender<Command> {
+/// A running link.
+pub struct Link {
+    /// Commands for the agent. Dropping this sender (or sending [`Command::Kill`]) ends the
+    /// agent's ranks.
+    pub commands: mpsc::UnboundedSender<Command>,
+    /// The link's task. Aborting it kills its ssh client (if not already reaped), whose remote
+    /// agent then ends its ranks by itself.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a link.
+pub fn spawn_link(spec: LinkSpec, events: EventSender) -> Link {
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let index = spec.index;
         let reason = match spec.remote.clone() {
             None => run_local(spec, ctl_rx, &events).await,
@@ -103,7 +110,7 @@ pub fn spawn_link(spec: LinkSpec, events: EventSender) -> mpsc::UnboundedSender<
         };
         let _ = events.send((index, LinkEvent::Down { reason }));
     });
-    ctl_tx
+    Link { commands: ctl_tx, task }
 }
 
 async fn run_local(
@@ -156,9 +163,6 @@ async fn run_remote(
         Ok(c) => c,
         Err(e) => return format!("cannot run {}: {e}", argv[0].to_string_lossy()),
     };
-    if let Some(pid) = child.id() {
-        let _ = events.send((index, LinkEvent::Spawned { pid }));
-    }
     let stderr_task = child.stderr.take().map(|err| {
         let events = events.clone();
         tokio::spawn(async move {

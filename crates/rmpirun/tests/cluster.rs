@@ -200,6 +200,41 @@ fn host_down_or_unreachable_fails_fast_and_names_the_host() {
     );
     assert!(out.elapsed < Duration::from_secs(10), "took {:?}", out.elapsed);
     c.assert_no_orphans(Duration::from_secs(3));
+
+    // A rank fails while the ssh client for another host still hangs (a wrapper that never
+    // connects `stuck`): rmpirun does not wait for it, and kills it.
+    let wrapper = c.dir.path().join("ssh-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = stuck ] && exec sleep 600; done\n\
+             exec ssh -F {} \"$@\"\n",
+            c.ssh_config.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let hostfile = c.hostfile("h1\nstuck\n");
+    let out = run(
+        c.rmpirun(&[
+            "-n",
+            "2",
+            "--ssh",
+            wrapper.to_str().unwrap(),
+            "--hostfile",
+            hostfile.to_str().unwrap(),
+            "sh",
+            "-c",
+            "exit 3",
+        ]),
+        LIMIT,
+    );
+    eprintln!("rmpirun said:\n{}", out.stderr);
+    assert_eq!(out.code(), 3, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("rank 0 on h1"), "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(8), "took {:?}", out.elapsed);
+    c.assert_no_orphans(Duration::from_secs(2));
 }
 
 #[test]
