@@ -324,22 +324,15 @@ impl Cluster {
         let mut spaces = vec![self.head_ns.clone()];
         spaces.extend(self.hosts.iter().map(|h| h.ns.clone()));
         for ns in spaces {
-            let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() else {
-                continue;
-            };
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let Ok(pid) = pid.parse::<i32>() else { continue };
+            for pid in pids_in(&ns) {
                 if !super::is_running(pid) {
                     continue;
                 }
                 let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                let comm = comm.trim().to_string();
-                if comm == "sshd" || comm.starts_with("sshd") {
+                if comm.trim().starts_with("sshd") {
                     continue;
                 }
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                found.push((ns.clone(), pid, cmdline));
+                found.push((ns.clone(), pid, cmdline_of(pid)));
             }
         }
         found
@@ -353,18 +346,7 @@ impl Cluster {
 
     /// Command lines of every process in the cluster's namespaces (sshd included).
     pub fn all_cmdlines(&self) -> Vec<String> {
-        let mut all = Vec::new();
-        for ns in &self.namespaces {
-            let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else {
-                continue;
-            };
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-                    all.push(String::from_utf8_lossy(&c).replace('\0', " "));
-                }
-            }
-        }
-        all
+        self.namespaces.iter().flat_map(|ns| pids_in(ns)).map(cmdline_of).collect()
     }
 }
 
@@ -384,16 +366,34 @@ fn remove_leftovers() {
         if super::is_running(owner) {
             continue;
         }
-        if let Ok(pids) = Command::new("ip").args(["netns", "pids", ns]).output() {
-            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    super::signal(pid, libc::SIGKILL);
-                }
-            }
-        }
-        let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+        destroy_namespace(ns);
     }
+}
+
+/// Pids of the processes in namespace `ns`.
+fn pids_in(ns: &str) -> Vec<i32> {
+    match Command::new("ip").args(["netns", "pids", ns]).output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn cmdline_of(pid: i32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw).replace('\0', " ")
+}
+
+/// Kills everything in a namespace of this test (or a dead earlier run), removes it and its
+/// `/etc/netns` entry.
+fn destroy_namespace(ns: &str) {
+    for pid in pids_in(ns) {
+        super::signal(pid, libc::SIGKILL);
+    }
+    let _ = Command::new("ip").args(["netns", "del", ns]).status();
+    let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
 }
 
 /// The IPv6 address of a member: `10.213.T.K` is also `fd00:213:T::K` (decimal digits).
@@ -423,17 +423,9 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Anything still in a namespace was started by this test.
         for ns in &self.namespaces {
-            // Anything still in a namespace was started by this test.
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    if let Ok(pid) = pid.parse::<i32>() {
-                        super::signal(pid, libc::SIGKILL);
-                    }
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+            destroy_namespace(ns);
         }
     }
 }
