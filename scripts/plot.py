@@ -24,6 +24,7 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 BEGIN_MARK = "<!-- BEGIN GENERATED RESULTS (scripts/compare.sh) -->"
 END_MARK = "<!-- END GENERATED RESULTS -->"
@@ -206,6 +207,18 @@ def busbw(size: int, usec: float | None, ranks: int) -> float | None:
     return size / usec * 2 * (ranks - 1) / ranks
 
 
+class Row(NamedTuple):
+    """One size of a comparison table: the medians (None when missing) and the verdict."""
+
+    size: int
+    ours_cell: str
+    ours: float | None
+    ompi: float | None
+    raw: float | None
+    ratio: str
+    words: str
+
+
 @dataclass
 class Report:
     """Everything plot.py writes, built from the collected data."""
@@ -273,6 +286,16 @@ class Report:
         return s.median(size) if s else None
 
     # ------------------------------------------------------------------ markdown
+    def rows(self, test: str, ranks: int) -> Iterator[Row]:
+        """Every size of one table with the three medians and the rmpi vs Open MPI verdict."""
+        ours_s = self.series(test, ranks, "rmpi")
+        for size in self.sizes(test, ranks):
+            ours = self.median(test, ranks, "rmpi", size)
+            ompi = self.median(test, ranks, "ompi", size)
+            ratio, words = verdict(ours, ompi, higher_is_better=test == "bw")
+            yield Row(size, ours_cell(ours_s, size), ours, ompi,
+                      self.median(test, ranks, "nptcp", size), ratio, words)
+
     def latency_table(self) -> list[str]:
         """Point-to-point latency, 2 ranks, with NPtcp as the raw TCP floor."""
         lines = [
@@ -280,17 +303,12 @@ class Report:
             "| rmpi/NPtcp | Open MPI/NPtcp |",
             "| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
         ]
-        ours_s = self.series("latency", 2, "rmpi")
-        for size in self.sizes("latency", 2):
-            ours = self.median("latency", 2, "rmpi", size)
-            ompi = self.median("latency", 2, "ompi", size)
-            raw = self.median("latency", 2, "nptcp", size)
-            ratio, words = verdict(ours, ompi, higher_is_better=False)
-            vs_raw = f"{ours / raw:.2f}" if ours and raw else "—"
-            ompi_raw = f"{ompi / raw:.2f}" if ompi and raw else "—"
+        for r in self.rows("latency", 2):
+            vs_raw = f"{r.ours / r.raw:.2f}" if r.ours and r.raw else "—"
+            ompi_raw = f"{r.ompi / r.raw:.2f}" if r.ompi and r.raw else "—"
             lines.append(
-                f"| {human_size(size)} | {ours_cell(ours_s, size)} | {fmt(ompi)} | {fmt(raw)} "
-                f"| {ratio} | {words} | {vs_raw} | {ompi_raw} |"
+                f"| {human_size(r.size)} | {r.ours_cell} | {fmt(r.ompi)} | {fmt(r.raw)} "
+                f"| {r.ratio} | {r.words} | {vs_raw} | {ompi_raw} |"
             )
         return lines
 
@@ -301,15 +319,10 @@ class Report:
             "| NPtcp ping-pong (MB/s) |",
             "| ---: | ---: | ---: | ---: | --- | ---: |",
         ]
-        ours_s = self.series("bw", 2, "rmpi")
-        for size in self.sizes("bw", 2):
-            ours = self.median("bw", 2, "rmpi", size)
-            ompi = self.median("bw", 2, "ompi", size)
-            raw = self.median("bw", 2, "nptcp", size)
-            ratio, words = verdict(ours, ompi, higher_is_better=True)
+        for r in self.rows("bw", 2):
             lines.append(
-                f"| {human_size(size)} | {ours_cell(ours_s, size)} | {fmt(ompi)} | {ratio} "
-                f"| {words} | {fmt(raw)} |"
+                f"| {human_size(r.size)} | {r.ours_cell} | {fmt(r.ompi)} | {r.ratio} "
+                f"| {r.words} | {fmt(r.raw)} |"
             )
         return lines
 
@@ -322,15 +335,12 @@ class Report:
             head += " rmpi busbw (MB/s) | Open MPI busbw (MB/s) |"
             rule += " ---: | ---: |"
         lines = [head, rule]
-        ours_s = self.series(test, ranks, "rmpi")
-        for size in self.sizes(test, ranks):
-            ours = self.median(test, ranks, "rmpi", size)
-            ompi = self.median(test, ranks, "ompi", size)
-            ratio, words = verdict(ours, ompi, higher_is_better=False)
-            line = (f"| {human_size(size) if test != 'barrier' else '—'} "
-                    f"| {ours_cell(ours_s, size)} | {fmt(ompi)} | {ratio} | {words} |")
+        for r in self.rows(test, ranks):
+            line = (f"| {human_size(r.size) if test != 'barrier' else '—'} "
+                    f"| {r.ours_cell} | {fmt(r.ompi)} | {r.ratio} | {r.words} |")
             if busbw_cols:
-                line += f" {fmt(busbw(size, ours, ranks))} | {fmt(busbw(size, ompi, ranks))} |"
+                line += (f" {fmt(busbw(r.size, r.ours, ranks))} "
+                         f"| {fmt(busbw(r.size, r.ompi, ranks))} |")
             lines.append(line)
         return lines
 

@@ -168,45 +168,48 @@ static void *xalloc(size_t bytes)
 
 static size_t next_size(size_t s) { return s == 0 ? 1 : s * 2; }
 
-static void run_latency(const struct test *t, const struct opts *o)
+/* One timed step of a two-rank test on a `size`-byte buffer shared with `peer`. */
+typedef void (*p2p_step)(char *buf, size_t size, int peer);
+
+/* latency: one round trip, rank 0 sends first */
+static void ping_pong(char *buf, size_t size, int peer)
 {
-    char *buf = xalloc(o->max_size);
-    int peer = 1 - g_rank;
-    if (g_rank == 0)
-        printf("# Size          Latency (us)\n");
-    for (size_t size = o->min_size; size <= o->max_size; size = next_size(size)) {
-        int iters = scaled_iters(size, o->iters, t->iter_floor);
-        int warm = warmup_for(o, iters);
-        double t0 = 0.0;
-        MPI_Barrier(MPI_COMM_WORLD);
-        for (int i = 0; i < warm + iters; i++) {
-            if (i == warm)
-                t0 = MPI_Wtime();
-            if (g_rank == 0) {
-                MPI_Send(buf, (int)size, MPI_CHAR, peer, 1, MPI_COMM_WORLD);
-                MPI_Recv(buf, (int)size, MPI_CHAR, peer, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            } else {
-                MPI_Recv(buf, (int)size, MPI_CHAR, peer, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-                MPI_Send(buf, (int)size, MPI_CHAR, peer, 1, MPI_COMM_WORLD);
-            }
-        }
-        double el = MPI_Wtime() - t0;
-        if (g_rank == 0) {
-            printf("%-10zu%18.2f\n", size, el * 1e6 / (2.0 * iters));
-            fflush(stdout);
-        }
+    if (g_rank == 0) {
+        MPI_Send(buf, (int)size, MPI_CHAR, peer, 1, MPI_COMM_WORLD);
+        MPI_Recv(buf, (int)size, MPI_CHAR, peer, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    } else {
+        MPI_Recv(buf, (int)size, MPI_CHAR, peer, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Send(buf, (int)size, MPI_CHAR, peer, 1, MPI_COMM_WORLD);
     }
-    free(buf);
 }
 
-static void run_bw(const struct test *t, const struct opts *o)
+/* bw: a window of non-blocking sends from rank 0, then a 4-byte ack back */
+static void window(char *buf, size_t size, int peer)
+{
+    MPI_Request reqs[BW_WINDOW];
+    char ack[4] = {0};
+    if (g_rank == 0) {
+        for (int w = 0; w < BW_WINDOW; w++)
+            MPI_Isend(buf, (int)size, MPI_CHAR, peer, 2, MPI_COMM_WORLD, &reqs[w]);
+        MPI_Waitall(BW_WINDOW, reqs, MPI_STATUSES_IGNORE);
+        MPI_Recv(ack, 4, MPI_CHAR, peer, 3, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    } else {
+        for (int w = 0; w < BW_WINDOW; w++)
+            MPI_Irecv(buf, (int)size, MPI_CHAR, peer, 2, MPI_COMM_WORLD, &reqs[w]);
+        MPI_Waitall(BW_WINDOW, reqs, MPI_STATUSES_IGNORE);
+        MPI_Send(ack, 4, MPI_CHAR, peer, 3, MPI_COMM_WORLD);
+    }
+}
+
+/* Sweeps the sizes with `step`; rank 0 prints a row per size. For latency the value is the
+ * one-way time in microseconds, for bw the rate in MB/s (1e6 bytes per second). */
+static void run_p2p(const struct test *t, const struct opts *o, int is_bw)
 {
     char *buf = xalloc(o->max_size);
-    char ack[4] = {0};
-    MPI_Request reqs[BW_WINDOW];
+    p2p_step step = is_bw ? window : ping_pong;
     int peer = 1 - g_rank;
     if (g_rank == 0)
-        printf("# Size      Bandwidth (MB/s)\n");
+        printf(is_bw ? "# Size      Bandwidth (MB/s)\n" : "# Size          Latency (us)\n");
     for (size_t size = o->min_size; size <= o->max_size; size = next_size(size)) {
         int iters = scaled_iters(size, o->iters, t->iter_floor);
         int warm = warmup_for(o, iters);
@@ -215,22 +218,13 @@ static void run_bw(const struct test *t, const struct opts *o)
         for (int i = 0; i < warm + iters; i++) {
             if (i == warm)
                 t0 = MPI_Wtime();
-            if (g_rank == 0) {
-                for (int w = 0; w < BW_WINDOW; w++)
-                    MPI_Isend(buf, (int)size, MPI_CHAR, peer, 2, MPI_COMM_WORLD, &reqs[w]);
-                MPI_Waitall(BW_WINDOW, reqs, MPI_STATUSES_IGNORE);
-                MPI_Recv(ack, 4, MPI_CHAR, peer, 3, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            } else {
-                for (int w = 0; w < BW_WINDOW; w++)
-                    MPI_Irecv(buf, (int)size, MPI_CHAR, peer, 2, MPI_COMM_WORLD, &reqs[w]);
-                MPI_Waitall(BW_WINDOW, reqs, MPI_STATUSES_IGNORE);
-                MPI_Send(ack, 4, MPI_CHAR, peer, 3, MPI_COMM_WORLD);
-            }
+            step(buf, size, peer);
         }
         double el = MPI_Wtime() - t0;
         if (g_rank == 0) {
-            double mb = (double)size * BW_WINDOW * iters / 1e6;
-            printf("%-10zu%18.2f\n", size, mb / el);
+            double value = is_bw ? (double)size * BW_WINDOW * iters / 1e6 / el
+                                 : el * 1e6 / (2.0 * iters);
+            printf("%-10zu%18.2f\n", size, value);
             fflush(stdout);
         }
     }
@@ -403,10 +397,8 @@ int main(int argc, char **argv)
         printf("# ompi_bench %s (%d ranks)\n", t->title, g_size);
         fflush(stdout);
     }
-    if (strcmp(t->name, "latency") == 0)
-        run_latency(t, &o);
-    else if (strcmp(t->name, "bw") == 0)
-        run_bw(t, &o);
+    if (t->kind == K_P2P)
+        run_p2p(t, &o, strcmp(t->name, "bw") == 0);
     else if (t->kind == K_BARRIER)
         run_barrier(t, &o);
     else
