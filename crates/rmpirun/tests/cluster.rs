@@ -275,6 +275,26 @@ fn hanging_job(c: &Cluster, ranks: usize, hostfile: &str) -> support::Running {
     job
 }
 
+/// Waits for a job ended from outside at `t0`: it must exit with `code` within `within`, say
+/// each of `needles`, and leave nothing running anywhere (after `settle` at most).
+fn expect_end(
+    c: &Cluster,
+    job: support::Running,
+    t0: std::time::Instant,
+    (code, needles): (i32, &[&str]),
+    within: Duration,
+    settle: Duration,
+) {
+    let out = job.finish(LIMIT);
+    eprintln!("rmpirun said:\n{}", out.stderr);
+    assert_eq!(out.code(), code, "stderr: {}", out.stderr);
+    for needle in needles {
+        assert!(out.stderr.contains(needle), "no `{needle}` in: {}", out.stderr);
+    }
+    assert!(t0.elapsed() < within, "took {:?}", t0.elapsed());
+    c.assert_no_orphans(settle);
+}
+
 fn pid_of_rank(job: &support::Running, rank: usize) -> i32 {
     let lines = job.lines.lock().unwrap();
     let prefix = format!("ready {rank} ");
@@ -300,16 +320,9 @@ fn sigkilled_rank_ends_the_job_and_token_is_on_no_command_line() {
 
     let t0 = std::time::Instant::now();
     support::signal(victim, libc::SIGKILL);
-    let out = job.finish(LIMIT);
-    eprintln!("rmpirun said:\n{}", out.stderr);
-    assert_eq!(out.code(), 137, "stderr: {}", out.stderr);
-    assert!(
-        out.stderr.contains(&format!("rank 3 on h1 (pid {victim}) killed by signal 9 (SIGKILL)")),
-        "{}",
-        out.stderr
-    );
-    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
-    c.assert_no_orphans(Duration::from_secs(2));
+    let said = format!("rank 3 on h1 (pid {victim}) killed by signal 9 (SIGKILL)");
+    let (within, settle) = (Duration::from_secs(3), Duration::from_secs(2));
+    expect_end(&c, job, t0, (137, &[&said]), within, settle);
 }
 
 #[test]
@@ -318,12 +331,8 @@ fn ctrl_c_ends_every_rank_everywhere() {
     let job = hanging_job(&c, 12, "h1 slots=4\nh2 slots=4\nh3 slots=4\n");
     let t0 = std::time::Instant::now();
     support::signal(job.child.id() as i32, libc::SIGINT);
-    let out = job.finish(LIMIT);
-    eprintln!("rmpirun said:\n{}", out.stderr);
-    assert_eq!(out.code(), 130, "stderr: {}", out.stderr);
-    assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
-    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
-    c.assert_no_orphans(Duration::from_secs(2));
+    let (within, settle) = (Duration::from_secs(3), Duration::from_secs(2));
+    expect_end(&c, job, t0, (130, &["interrupted (SIGINT)"]), within, settle);
 }
 
 #[test]
@@ -337,12 +346,8 @@ fn dropped_ssh_link_ends_every_rank_everywhere() {
         .expect("ssh client for h2");
     let t0 = std::time::Instant::now();
     support::signal(ssh_to_h2.1, libc::SIGKILL);
-    let out = job.finish(LIMIT);
-    eprintln!("rmpirun said:\n{}", out.stderr);
-    assert_eq!(out.code(), 1, "stderr: {}", out.stderr);
-    assert!(out.stderr.contains("lost the connection to h2"), "{}", out.stderr);
-    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
-    c.assert_no_orphans(Duration::from_secs(2));
+    let (within, settle) = (Duration::from_secs(3), Duration::from_secs(2));
+    expect_end(&c, job, t0, (1, &["lost the connection to h2"]), within, settle);
 }
 
 #[test]
@@ -404,13 +409,9 @@ fn network_partition_ends_the_job_on_both_sides() {
         .status()
         .unwrap();
     assert!(status.success());
-    let out = job.finish(LIMIT);
-    eprintln!("rmpirun said:\n{}", out.stderr);
-    assert_eq!(out.code(), 1, "stderr: {}", out.stderr);
-    assert!(out.stderr.contains("lost the connection to h2"), "{}", out.stderr);
-    assert!(t0.elapsed() < Duration::from_secs(10), "took {:?}", t0.elapsed());
     // The agent on h2 hears no keep-alive either and ends its ranks by itself.
-    c.assert_no_orphans(Duration::from_secs(8));
+    let needles: &[&str] = &["lost the connection to h2", "no word from the agent"];
+    expect_end(&c, job, t0, (1, needles), Duration::from_secs(10), Duration::from_secs(8));
     assert!(t0.elapsed() < Duration::from_secs(12), "took {:?}", t0.elapsed());
 }
 
