@@ -2,9 +2,10 @@
 //! recorded in `docs/collectives.md`.
 //!
 //! `cargo run --release -p rmpi-collectives --example coll_tune -- OP P [MAXBYTES]`, with OP one
-//! of bcast, reduce, allreduce, allgather, gather, scatter, alltoall, reduce_scatter; P ranks
+//! of bcast, reduce, allreduce, allgather, gather, scatter, alltoall, reduce_scatter, scan; P ranks
 //! run as threads over loopback TCP. For each size (powers of 4 from 8 bytes) the algorithms
-//! take turns in rounds, and the median time per call of each is printed in microseconds.
+//! take turns in rounds (every call timed alone with a barrier after it, as in the OSU programs),
+//! and the median over rounds of the slowest rank's mean time per call is printed in microseconds.
 
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ fn variants(op: &str) -> Option<Vec<Variant>> {
         "bcast" => vec![
             ("binomial", Settings { bcast: BcastAlgo::Binomial, ..d }),
             ("scatter_allgather", Settings { bcast: BcastAlgo::ScatterAllgather, ..d }),
+            ("pipeline", Settings { bcast: BcastAlgo::Pipeline, ..d }),
         ],
         "reduce" => vec![
             ("binomial", Settings { reduce: ReduceAlgo::Binomial, ..d }),
@@ -50,6 +52,10 @@ fn variants(op: &str) -> Option<Vec<Variant>> {
             ("reduce_scatter", Settings { reduce_scatter: ReduceScatterAlgo::ReduceScatter, ..d }),
             ("ring", Settings { reduce_scatter: ReduceScatterAlgo::Ring, ..d }),
         ],
+        "scan" => vec![
+            ("rec_doubling", Settings { scan: ScanAlgo::RecursiveDoubling, ..d }),
+            ("chain", Settings { scan: ScanAlgo::Chain, ..d }),
+        ],
         _ => return None,
     };
     Some(v)
@@ -68,6 +74,7 @@ fn call(w: &Tuned<'_>, op: &str, bytes: usize, a: &mut [f64], b: &mut [f64]) -> 
         "gather" => w.gather(&a[..n], (r == 0).then_some(&mut b[..n * p]), 0),
         "scatter" => w.scatter((r == 0).then_some(&a[..n * p]), &mut b[..n], 0),
         "alltoall" => w.alltoall(&a[..n * p], &mut b[..n * p]),
+        "scan" => w.scan(&a[..n], &mut b[..n], Sum),
         _ => {
             let k = (n / p).max(1);
             w.reduce_scatter_block(&a[..k * p], &mut b[..k], Sum)
@@ -100,11 +107,15 @@ fn tune(world: Communicator, op: &str, max: usize) -> Result<Vec<String>> {
                 let w = world.with_settings(*s);
                 call(&w, op, bytes, &mut a, &mut b)?;
                 w.barrier()?;
-                let t = Instant::now();
+                // As the OSU programs do: every call timed alone, a barrier after it.
+                let mut total = 0.0;
                 for _ in 0..iters {
+                    let t = Instant::now();
                     call(&w, op, bytes, &mut a, &mut b)?;
+                    total += t.elapsed().as_secs_f64();
+                    w.barrier()?;
                 }
-                let mut dt = [t.elapsed().as_secs_f64() * 1e6 / iters as f64];
+                let mut dt = [total * 1e6 / iters as f64];
                 // The slowest rank's time counts.
                 w.allreduce_in_place(&mut dt, Max)?;
                 times[i].push(dt[0]);

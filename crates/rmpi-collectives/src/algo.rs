@@ -55,6 +55,8 @@ algo_enum!(
         Binomial => "binomial",
         /// Binomial scatter then ring allgather (van de Geijn): ~2n bytes per rank.
         ScatterAllgather => "scatter_allgather",
+        /// Chain root → root+1 → ... in 256 KiB segments, pipelined.
+        Pipeline => "pipeline",
     }
 );
 
@@ -145,8 +147,10 @@ algo_enum!(
 /// Message-size thresholds (in bytes of one rank's vector) between algorithms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Thresholds {
-    /// Broadcasts of at least this many bytes use scatter + allgather (when p > 2).
+    /// Broadcasts of at least this many bytes use scatter + allgather when p ≥ 8.
     pub bcast_long: usize,
+    /// Broadcasts of at least this many bytes use the pipelined chain.
+    pub bcast_pipeline: usize,
     /// Reductions of at least this many bytes use reduce-scatter + gather (when p > 2).
     pub reduce_long: usize,
     /// Allreduces of at least this many bytes use a reduce-scatter based algorithm.
@@ -166,13 +170,14 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
-            bcast_long: 64 << 10,
-            reduce_long: 64 << 10,
+            bcast_long: 128 << 10,
+            bcast_pipeline: 512 << 10,
+            reduce_long: 256 << 10,
             allreduce_long: 64 << 10,
             allgather_long: 64 << 10,
-            gather_long: 256 << 10,
-            alltoall_long: 8 << 10,
-            reduce_scatter_long: 16 << 10,
+            gather_long: 16 << 10,
+            alltoall_long: 128 << 10,
+            reduce_scatter_long: 32 << 10,
             scan_long: 64 << 10,
         }
     }
@@ -281,7 +286,10 @@ impl Settings {
     /// The broadcast algorithm for `bytes` on `p` ranks.
     pub fn pick_bcast(&self, bytes: usize, p: usize) -> BcastAlgo {
         match self.bcast {
-            BcastAlgo::Auto if p > 2 && bytes >= self.thresholds.bcast_long => {
+            BcastAlgo::Auto if p > 2 && bytes >= self.thresholds.bcast_pipeline => {
+                BcastAlgo::Pipeline
+            }
+            BcastAlgo::Auto if p >= 8 && bytes >= self.thresholds.bcast_long => {
                 BcastAlgo::ScatterAllgather
             }
             BcastAlgo::Auto => BcastAlgo::Binomial,
@@ -309,7 +317,7 @@ impl Settings {
             }
             AllreduceAlgo::Auto if !commutative => AllreduceAlgo::RecursiveDoubling,
             AllreduceAlgo::Auto if bytes >= self.thresholds.allreduce_long && p > 1 => {
-                if p.is_power_of_two() {
+                if p.is_power_of_two() && p >= 8 {
                     AllreduceAlgo::Rabenseifner
                 } else {
                     AllreduceAlgo::Ring
@@ -321,27 +329,33 @@ impl Settings {
     }
 
     /// The allgather algorithm for a total output of `bytes` on `p` ranks.
-    pub fn pick_allgather(&self, bytes: usize, _p: usize) -> AllgatherAlgo {
+    pub fn pick_allgather(&self, bytes: usize, p: usize) -> AllgatherAlgo {
         match self.allgather {
-            AllgatherAlgo::Auto if bytes >= self.thresholds.allgather_long => AllgatherAlgo::Ring,
+            AllgatherAlgo::Auto if p == 2 || bytes >= self.thresholds.allgather_long => {
+                AllgatherAlgo::Ring
+            }
             AllgatherAlgo::Auto => AllgatherAlgo::Bruck,
             a => a,
         }
     }
 
     /// The gather algorithm for a total of `bytes` on `p` ranks.
-    pub fn pick_gather(&self, bytes: usize, _p: usize) -> GatherAlgo {
+    pub fn pick_gather(&self, bytes: usize, p: usize) -> GatherAlgo {
         match self.gather {
-            GatherAlgo::Auto if bytes >= self.thresholds.gather_long => GatherAlgo::Linear,
+            GatherAlgo::Auto if p <= 4 || bytes >= self.thresholds.gather_long => {
+                GatherAlgo::Linear
+            }
             GatherAlgo::Auto => GatherAlgo::Binomial,
             a => a,
         }
     }
 
     /// The scatter algorithm for a total of `bytes` on `p` ranks.
-    pub fn pick_scatter(&self, bytes: usize, _p: usize) -> ScatterAlgo {
+    pub fn pick_scatter(&self, bytes: usize, p: usize) -> ScatterAlgo {
         match self.scatter {
-            ScatterAlgo::Auto if bytes >= self.thresholds.gather_long => ScatterAlgo::Linear,
+            ScatterAlgo::Auto if p <= 2 || bytes >= self.thresholds.gather_long => {
+                ScatterAlgo::Linear
+            }
             ScatterAlgo::Auto => ScatterAlgo::Binomial,
             a => a,
         }
@@ -378,7 +392,7 @@ impl Settings {
     /// The scan/exscan algorithm for `bytes` on `p` ranks.
     pub fn pick_scan(&self, bytes: usize, p: usize) -> ScanAlgo {
         match self.scan {
-            ScanAlgo::Auto if p == 2 || bytes >= self.thresholds.scan_long => ScanAlgo::Chain,
+            ScanAlgo::Auto if p <= 4 || bytes >= self.thresholds.scan_long => ScanAlgo::Chain,
             ScanAlgo::Auto => ScanAlgo::RecursiveDoubling,
             a => a,
         }

@@ -92,3 +92,29 @@ pub(crate) fn ring_allgather_chunks<T: Pod>(
     }
     Ok(())
 }
+
+/// Segment length (bytes) of the pipelined chain broadcast.
+pub(crate) const PIPELINE_SEGMENT: usize = 256 << 10;
+
+/// Pipelined chain: ranks form the chain root, root+1, ..., root-1 and the message travels in
+/// segments; every segment's receive is posted up front (straight into its place in `buf`) and
+/// each segment is passed on as soon as it is in, so the root sends the message once and the
+/// time is about one transfer plus p - 2 segment delays.
+pub(crate) fn pipeline<T: Pod>(c: &Call, buf: &mut [T], root: usize) -> Result<()> {
+    let (p, r) = (c.size, c.rank);
+    let vr = (r + p - root) % p;
+    let seg = (PIPELINE_SEGMENT / std::mem::size_of::<T>().max(1)).max(1);
+    let n = buf.len();
+    let nseg = n.div_ceil(seg).max(1);
+    let next = (vr + 1 < p).then_some((r + 1) % p);
+    let prev = (vr > 0).then_some((r + p - 1) % p);
+    let bounds = |k: usize| k * seg..((k + 1) * seg).min(n);
+    match prev {
+        None => {
+            let Some(next) = next else { return Ok(()) };
+            let msgs: Vec<(&[T], usize)> = (0..nseg).map(|k| (&buf[bounds(k)], next)).collect();
+            c.send_each(&msgs)
+        }
+        Some(prev) => c.recv_segments_forward(buf, seg, nseg, prev, next),
+    }
+}

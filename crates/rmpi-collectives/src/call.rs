@@ -317,6 +317,59 @@ impl<'c> Call<'c> {
         })
     }
 
+    /// Receives `nseg` consecutive segments of `seg` elements of `buf` from `src` (all posted
+    /// up front, so each lands in place) and, if `next` is given, sends each segment on to it as
+    /// soon as it has arrived.
+    pub(crate) fn recv_segments_forward<T: Pod>(
+        &self,
+        buf: &mut [T],
+        seg: usize,
+        nseg: usize,
+        src: usize,
+        next: Option<usize>,
+    ) -> Result<()> {
+        let tag = self.tag;
+        let ch: Channel<'_> = self.ch;
+        let n = buf.len();
+        let lens: Vec<usize> =
+            (0..nseg).map(|k| ((k + 1) * seg).min(n) - (k * seg).min(n)).collect();
+        let out = ch.scope(|s| {
+            // Every piece is made from one raw pointer so that the receive (writing piece k)
+            // and the later send (reading piece k once its receive is complete) do not rely on
+            // borrows the compiler cannot see as disjoint in time.
+            let base = buf.as_mut_ptr();
+            let mut rreqs = Vec::with_capacity(nseg);
+            let mut off = 0;
+            for &l in &lens {
+                // SAFETY: pieces off..off+l are disjoint and inside `buf`, which is exclusively
+                // borrowed for this whole function; `buf` is not used directly after this.
+                let head: &mut [T] = unsafe { std::slice::from_raw_parts_mut(base.add(off), l) };
+                off += l;
+                rreqs.push(s.irecv_into(head, src, None)?);
+            }
+            let mut sreqs = Vec::with_capacity(nseg);
+            let mut statuses = Vec::with_capacity(nseg);
+            let mut off = 0;
+            for (k, r) in rreqs.into_iter().enumerate() {
+                let st = r
+                    .wait()
+                    .map_err(|e| self.explain(e, src, lens[k] * std::mem::size_of::<T>()))?;
+                self.check(&st, Some(lens[k] * std::mem::size_of::<T>()))?;
+                statuses.push(st);
+                if let Some(d) = next {
+                    // SAFETY: piece k (off..off+lens[k]) is inside `buf`; its receive has
+                    // completed, so nothing writes it any more, and no other receive covers it.
+                    let piece: &[T] = unsafe { std::slice::from_raw_parts(base.add(off), lens[k]) };
+                    sreqs.push(s.isend(piece, d, tag)?);
+                }
+                off += lens[k];
+            }
+            rmpi_transport::Request::wait_all(sreqs)?;
+            Ok::<_, Error>(statuses)
+        });
+        out.map(drop)
+    }
+
     /// Receives each `(buffer, src)` at once, each exactly filling its buffer, while sending
     /// each `(slice, dest)` of `sends`.
     pub(crate) fn exchange_many<T: Pod>(

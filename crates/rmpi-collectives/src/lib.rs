@@ -179,6 +179,7 @@ pub trait Collectives {
         let (c, s) = begin(self, OpKind::Bcast, root, bytes_of::<T>(buf.len()))?;
         match s.pick_bcast(std::mem::size_of_val(buf), c.size) {
             BcastAlgo::ScatterAllgather => bcast::scatter_allgather(&c, buf, root),
+            BcastAlgo::Pipeline => bcast::pipeline(&c, buf, root),
             _ => bcast::binomial(&c, buf, root),
         }
     }

@@ -37,7 +37,10 @@ fn variants() -> Vec<(&'static str, Settings)> {
         ("auto", Settings::default()),
         ("short", short),
         ("long", long),
-        ("rabenseifner", Settings { allreduce: AllreduceAlgo::Rabenseifner, ..long }),
+        (
+            "rabenseifner",
+            Settings { allreduce: AllreduceAlgo::Rabenseifner, bcast: BcastAlgo::Pipeline, ..long },
+        ),
         (
             "reduce_bcast+check",
             Settings { allreduce: AllreduceAlgo::ReduceBcast, check: true, ..short },
