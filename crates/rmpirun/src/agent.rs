@@ -1,8 +1,9 @@
 //! The node agent: starts this host's ranks, forwards their output and exit status as
 //! [`Event`]s, and ends them all when told to or when its control stream closes.
 //!
-//! On a remote host it runs as `rmpirun --node-agent` with its control stream on stdin/stdout (the
-//! SSH session); for local ranks [`run_agent`] runs inside `rmpirun` on an in-memory stream.
+//! It runs as `rmpirun --node-agent` with its control stream on stdin/stdout: the SSH session on
+//! a remote host, pipes from `rmpirun` for this machine's ranks. (A separate process even locally:
+//! if `rmpirun` is killed outright, the agent still sees its stdin close and cleans up.)
 //! Each rank is the leader of its own process group (the group is what gets killed, so children
 //! of a rank go too) and has `PR_SET_PDEATHSIG` = SIGKILL as a second safety net.
 

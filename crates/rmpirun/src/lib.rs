@@ -13,7 +13,7 @@
 //! * [`ssh`]: the ssh command line and the remote bootstrap script;
 //! * [`protocol`]: frames between the launcher and a node agent;
 //! * [`agent`]: the node agent, which starts, watches and kills one host's ranks;
-//! * [`link`]: the launcher's side of one agent (over SSH or in-process);
+//! * [`link`]: the launcher's side of one agent (over SSH, or a local child process);
 //! * [`output`]: forwarding of output lines, tags, per-rank files;
 //! * [`job`]: supervision, failure propagation, exit status;
 //! * [`procs`]: small `/proc` and signal helpers;

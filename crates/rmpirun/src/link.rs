@@ -1,5 +1,5 @@
-//! The launcher's connection to one host's agent: an SSH session (remote hosts) or an in-process
-//! agent (this machine). A link starts the agent, sends it the job, relays [`Command`]s to it and
+//! The launcher's connection to one host's agent: an SSH session (remote hosts) or a child
+//! process (this machine). A link starts the agent, sends it the job, relays [`Command`]s to it and
 //! reports everything it hears as [`LinkEvent`]s.
 
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +10,6 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::agent::run_agent;
 use crate::hostfile::HostEntry;
 use crate::output::progress;
 use crate::protocol::{
@@ -80,7 +79,7 @@ pub struct LinkSpec {
     pub rendezvous_port: u16,
     /// The launcher's address as reachable from this host, if known in advance.
     pub route: Option<IpAddr>,
-    /// `None`: run the agent in this process. `Some`: over SSH with this binary.
+    /// `None`: the agent is a local child process. `Some`: over SSH, shipping this binary.
     pub remote: Option<(Arc<SshSettings>, SharedBinary)>,
     /// Print the ssh command line.
     pub verbose: bool,
@@ -113,19 +112,37 @@ pub fn spawn_link(spec: LinkSpec, events: EventSender) -> Link {
     Link { commands: ctl_tx, task }
 }
 
+/// This machine's ranks: a child `rmpirun --node-agent` (the same executable), so that even if
+/// rmpirun is killed outright, its agent sees its stdin close and ends every rank's process group.
 async fn run_local(
     spec: LinkSpec,
     ctl_rx: mpsc::UnboundedReceiver<Command>,
     events: &EventSender,
 ) -> String {
-    let (ctl_w, agent_in) = tokio::io::duplex(1 << 16);
-    let (agent_out, ev_r) = tokio::io::duplex(1 << 18);
-    let agent = tokio::spawn(run_agent(agent_in, agent_out, None, None));
-    let reason = drive(spec, ev_r, ctl_w, ctl_rx, events).await;
-    match agent.await {
-        Ok(Ok(())) => reason,
-        Ok(Err(e)) => format!("local agent: {e}"),
-        Err(e) => format!("local agent: {e}"),
+    let mut cmd = tokio::process::Command::new("/proc/self/exe");
+    cmd.arg(crate::launcher::AGENT_FLAG)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        // Own process group: a Ctrl-C on the terminal reaches rmpirun only.
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return format!("cannot start the local agent: {e}"),
+    };
+    let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+        return "local agent pipes missing".into();
+    };
+    let reason = drive(spec, BufReader::new(stdout), stdin, ctl_rx, events).await;
+    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+        Ok(Ok(st)) if !st.success() => format!("{reason}; local agent ended with {st}"),
+        Ok(_) => reason,
+        Err(_) => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            format!("{reason}; local agent did not exit")
+        }
     }
 }
 
@@ -313,7 +330,6 @@ where
         }
     }
     let _ = events.send((index, LinkEvent::Up));
-    let ping = spec.remote.is_some();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PING_INTERVAL);
         loop {
@@ -322,7 +338,8 @@ where
                     Some(c) => c,
                     None => break,
                 },
-                _ = tick.tick(), if ping => Command::Ping,
+                // Every agent is a process with a watchdog: keep it alive.
+                _ = tick.tick() => Command::Ping,
             };
             if write_frame(&mut to_agent, &cmd).await.is_err() {
                 break;
@@ -332,13 +349,9 @@ where
     });
     loop {
         let next = read_frame::<_, Event>(&mut from_agent);
-        let frame = if ping {
-            match tokio::time::timeout(AGENT_WATCHDOG, next).await {
-                Ok(f) => f,
-                Err(_) => return format!("no word from the agent for {AGENT_WATCHDOG:?}"),
-            }
-        } else {
-            next.await
+        let frame = match tokio::time::timeout(AGENT_WATCHDOG, next).await {
+            Ok(f) => f,
+            Err(_) => return format!("no word from the agent for {AGENT_WATCHDOG:?}"),
         };
         match frame {
             Ok(Some(Event::Alive)) => {}

@@ -333,6 +333,14 @@ fn ctrl_c_ends_every_rank_everywhere() {
     support::signal(job.child.id() as i32, libc::SIGINT);
     let (within, settle) = (Duration::from_secs(3), Duration::from_secs(2));
     expect_end(&c, job, t0, (130, &["interrupted (SIGINT)"]), within, settle);
+
+    // SIGKILL: rmpirun cannot react at all. Its ssh clients and its local agent see their stdin
+    // close, the agents end their ranks.
+    let job = hanging_job(&c, 12, "localhost slots=3\nh1 slots=3\nh2 slots=3\nh3 slots=3\n");
+    let t0 = std::time::Instant::now();
+    support::signal(job.child.id() as i32, libc::SIGKILL);
+    let (within, settle) = (Duration::from_secs(1), Duration::from_secs(3));
+    expect_end(&c, job, t0, (137, &[]), within, settle);
 }
 
 #[test]

@@ -177,6 +177,11 @@ pub fn pids_with_env(needle: &str) -> Vec<i32> {
 
 pub use rmpirun::procs::is_running;
 
+/// The command name of `pid` (`/proc/PID/comm`), empty when gone.
+pub fn comm_of(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+}
+
 /// Polls `f` until it returns an empty list or `limit` passes; returns the last list.
 pub fn wait_until_empty<T>(limit: Duration, mut f: impl FnMut() -> Vec<T>) -> Vec<T> {
     let t0 = Instant::now();

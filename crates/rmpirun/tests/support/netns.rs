@@ -328,8 +328,7 @@ impl Cluster {
                 if !super::is_running(pid) {
                     continue;
                 }
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                if comm.trim().starts_with("sshd") {
+                if super::comm_of(pid).starts_with("sshd") {
                     continue;
                 }
                 found.push((ns.clone(), pid, cmdline_of(pid)));
