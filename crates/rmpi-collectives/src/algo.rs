@@ -172,7 +172,7 @@ impl Default for Thresholds {
         Thresholds {
             bcast_long: 128 << 10,
             bcast_pipeline: 512 << 10,
-            reduce_long: 256 << 10,
+            reduce_long: 4 << 20,
             allreduce_long: 64 << 10,
             allgather_long: 64 << 10,
             gather_long: 16 << 10,

@@ -3,7 +3,7 @@
 //! any serde type, with algorithms chosen by message and communicator size.
 //!
 //! Import the [`Collectives`] trait and call the operations on a
-//! [`Communicator`](rmpi_transport::Communicator):
+//! [`Communicator`]:
 //!
 //! ```
 //! use rmpi_collectives::{Collectives, Sum};
@@ -539,7 +539,7 @@ pub trait Collectives {
         need_len(&c, "the receive buffer", recv.len(), send.len())?;
         match s.pick_scan(std::mem::size_of_val(send), c.size) {
             ScanAlgo::Chain => scan::chain(&c, send, recv, &op, false),
-            _ => scan::scan(&c, send, recv, &op),
+            _ => scan::recursive_doubling(&c, send, recv, &op, false),
         }
     }
 
@@ -561,7 +561,7 @@ pub trait Collectives {
         need_len(&c, "the receive buffer", recv.len(), send.len())?;
         match s.pick_scan(std::mem::size_of_val(send), c.size) {
             ScanAlgo::Chain => scan::chain(&c, send, recv, &op, true),
-            _ => scan::exscan(&c, send, recv, &op),
+            _ => scan::recursive_doubling(&c, send, recv, &op, true),
         }
     }
 

@@ -203,24 +203,14 @@ pub trait LocValue: Pod + PartialOrd {
     type Index: Pod + Ord;
 }
 
-impl LocValue for f64 {
-    type Index = u64;
+macro_rules! loc_value {
+    ($($v:ty => $i:ty),*) => {$(
+        impl LocValue for $v {
+            type Index = $i;
+        }
+    )*};
 }
-impl LocValue for f32 {
-    type Index = u32;
-}
-impl LocValue for i64 {
-    type Index = u64;
-}
-impl LocValue for u64 {
-    type Index = u64;
-}
-impl LocValue for i32 {
-    type Index = u32;
-}
-impl LocValue for u32 {
-    type Index = u32;
-}
+loc_value!(f64 => u64, f32 => u32, i64 => u64, u64 => u64, i32 => u32, u32 => u32);
 
 /// A value with its location (usually a rank), for [`MinLoc`] and [`MaxLoc`] (MPI's
 /// `MPI_DOUBLE_INT` and friends).

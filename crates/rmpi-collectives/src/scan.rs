@@ -10,35 +10,23 @@ use rmpi_transport::Result;
 use crate::call::Call;
 use crate::ops::Op;
 
-/// Inclusive scan: `recv` on rank r gets `x0 ∘ ... ∘ xr`.
-pub(crate) fn scan<T: Pod, O: Op<T>>(c: &Call, send: &[T], recv: &mut [T], op: &O) -> Result<()> {
+/// Recursive doubling scan. Inclusive: `recv` on rank r gets `x0 ∘ ... ∘ xr`. Exclusive: rank
+/// r > 0 gets `x0 ∘ ... ∘ x(r-1)` and rank 0's `recv` is left untouched.
+pub(crate) fn recursive_doubling<T: Pod, O: Op<T>>(
+    c: &Call,
+    send: &[T],
+    recv: &mut [T],
+    op: &O,
+    exclusive: bool,
+) -> Result<()> {
     let (p, r) = (c.size, c.rank);
-    recv.copy_from_slice(send);
-    let mut partial = send.to_vec();
-    let mut tmp: Vec<T> = bytemuck::zeroed_vec(send.len());
-    let mut mask = 1;
-    while mask < p {
-        let dst = r ^ mask;
-        if dst < p {
-            c.sendrecv(&partial, dst, &mut tmp, dst)?;
-            if dst < r {
-                op.combine_rev(&tmp, &mut partial);
-                op.combine_rev(&tmp, recv);
-            } else {
-                op.combine(&mut partial, &tmp);
-            }
-        }
-        mask <<= 1;
+    // Whether `recv` holds a partial result yet (the inclusive scan starts from our own).
+    let mut have = !exclusive;
+    if have {
+        recv.copy_from_slice(send);
     }
-    Ok(())
-}
-
-/// Exclusive scan: `recv` on rank r > 0 gets `x0 ∘ ... ∘ x(r-1)`; rank 0's is left untouched.
-pub(crate) fn exscan<T: Pod, O: Op<T>>(c: &Call, send: &[T], recv: &mut [T], op: &O) -> Result<()> {
-    let (p, r) = (c.size, c.rank);
     let mut partial = send.to_vec();
     let mut tmp: Vec<T> = bytemuck::zeroed_vec(send.len());
-    let mut have = false;
     let mut mask = 1;
     while mask < p {
         let dst = r ^ mask;

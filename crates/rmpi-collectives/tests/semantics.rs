@@ -9,6 +9,14 @@ use rmpi_transport::{local, Result};
 
 type Mat = [u64; 4];
 
+const ALL_ALLREDUCE: [AllreduceAlgo; 5] = [
+    AllreduceAlgo::Auto,
+    AllreduceAlgo::RecursiveDoubling,
+    AllreduceAlgo::Ring,
+    AllreduceAlgo::Rabenseifner,
+    AllreduceAlgo::ReduceBcast,
+];
+
 /// 2x2 matrix product with wrapping arithmetic: associative, not commutative.
 fn matmul(x: &mut [Mat], y: &[Mat]) {
     for (a, b) in x.iter_mut().zip(y) {
@@ -45,13 +53,7 @@ fn non_commutative_ops_apply_in_rank_order() {
                 let r = world.rank();
                 let op = UserOp::new(matmul, false);
                 let mut got = Vec::new();
-                for algo in [
-                    AllreduceAlgo::Auto,
-                    AllreduceAlgo::RecursiveDoubling,
-                    AllreduceAlgo::Ring,
-                    AllreduceAlgo::Rabenseifner,
-                    AllreduceAlgo::ReduceBcast,
-                ] {
+                for algo in ALL_ALLREDUCE {
                     let s = Settings { allreduce: algo, ..Settings::default() };
                     let mut v = mats(r, n);
                     world.with_settings(s).allreduce_in_place(&mut v, &op)?;
@@ -127,13 +129,7 @@ fn allreduce_is_bitwise_identical_across_ranks_and_runs() {
     with_timeout(120, || {
         for p in [2, 3, 4, 5, 7, 8, 9] {
             for n in [1, 1000, 100_003] {
-                for algo in [
-                    AllreduceAlgo::Auto,
-                    AllreduceAlgo::RecursiveDoubling,
-                    AllreduceAlgo::Ring,
-                    AllreduceAlgo::Rabenseifner,
-                    AllreduceAlgo::ReduceBcast,
-                ] {
+                for algo in ALL_ALLREDUCE {
                     let a = allreduce_bits(p, n, algo);
                     for r in 1..p {
                         assert!(a[r] == a[0], "p={p} n={n} {algo:?}: rank {r} differs from rank 0");

@@ -33,26 +33,16 @@ pub trait Num: Pod + PartialEq + std::fmt::Debug + Arith + Ordered + Send + Sync
     fn from_i64(v: i64) -> Self;
 }
 
-impl Num for i32 {
-    fn from_i64(v: i64) -> Self {
-        v as i32
-    }
+macro_rules! num {
+    ($($t:ty),*) => {$(
+        impl Num for $t {
+            fn from_i64(v: i64) -> Self {
+                v as $t
+            }
+        }
+    )*};
 }
-impl Num for u64 {
-    fn from_i64(v: i64) -> Self {
-        v as u64
-    }
-}
-impl Num for f32 {
-    fn from_i64(v: i64) -> Self {
-        v as f32
-    }
-}
-impl Num for f64 {
-    fn from_i64(v: i64) -> Self {
-        v as f64
-    }
-}
+num!(i32, u64, f32, f64);
 
 /// Rank `rank`'s input of `n` elements for test `seed`.
 pub fn input<T: Num>(rank: usize, n: usize, seed: u64) -> Vec<T> {
