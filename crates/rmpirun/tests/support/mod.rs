@@ -29,8 +29,7 @@ pub fn mesh_check() -> PathBuf {
             if profile_dir.file_name().is_some_and(|n| n == "release") {
                 cmd.arg("--release");
             }
-            let status = cmd.status().expect("run cargo");
-            assert!(status.success(), "building the mesh_check example failed");
+            assert!(cargo_build(cmd), "building the mesh_check example failed");
             let path = profile_dir.join("examples").join("mesh_check");
             assert!(path.exists(), "{} missing", path.display());
             path
@@ -50,11 +49,27 @@ pub fn workspace_example(name: &str) -> PathBuf {
     if release {
         cmd.arg("--release");
     }
-    let status = cmd.status().expect("run cargo");
-    assert!(status.success(), "building rmpi-examples {name} failed");
+    assert!(cargo_build(cmd), "building rmpi-examples {name} failed");
     let path = profile_dir.join(name);
     assert!(path.exists(), "{} missing", path.display());
     path
+}
+
+/// Runs a `cargo build` command, for at most 15 minutes (a cold build on a small machine).
+fn cargo_build(mut cmd: Command) -> bool {
+    let mut child = cmd.spawn().expect("run cargo");
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for cargo") {
+            return status.success();
+        }
+        if t0.elapsed() > Duration::from_secs(900) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cargo build did not finish within 15 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// What a finished process printed.
