@@ -101,6 +101,33 @@ pub(crate) fn ring<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Result<
     crate::bcast::ring_allgather_chunks(c, buf, |i| part(n, p, i), c.rank)
 }
 
+/// Ring into a separate output: the reduce-scatter receives each partial chunk straight into
+/// `recv` and combines it there with this rank's chunk of `send` (`received ∘ own`, the same
+/// operands and order as [`ring`], so the same bits), which saves the copy of `send` and the
+/// scratch buffer; the allgather then works in `recv`.
+pub(crate) fn ring_out_of_place<T: Pod, O: Op<T>>(
+    c: &Call,
+    send: &[T],
+    recv: &mut [T],
+    op: &O,
+) -> Result<()> {
+    let (p, r, n) = (c.size, c.rank, send.len());
+    let (right, left) = ((r + 1) % p, (r + p - 1) % p);
+    for s in 0..p - 1 {
+        let send_i = (r + 2 * p - s - 1) % p;
+        let recv_i = (r + 2 * p - s - 2) % p;
+        let rr = part(n, p, recv_i);
+        if s == 0 {
+            c.sendrecv(&send[part(n, p, send_i)], right, &mut recv[rr.clone()], left)?;
+        } else {
+            let (sb, rb) = split_pair(recv, part(n, p, send_i), rr.clone());
+            c.sendrecv(sb, right, rb, left)?;
+        }
+        op.combine(&mut recv[rr.clone()], &send[rr]);
+    }
+    crate::bcast::ring_allgather_chunks(c, recv, |i| part(n, p, i), r)
+}
+
 /// Rabenseifner: fold to a power of two, recursive halving reduce-scatter (each active rank
 /// ends with chunk `new_rank` of pof2 chunks), recursive doubling allgather, unfold.
 pub(crate) fn rabenseifner<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Result<()> {

@@ -240,13 +240,14 @@ pub trait Collectives {
     /// # Ok::<(), rmpi_transport::Error>(())
     /// ```
     fn allreduce<T: Pod, O: Op<T>>(&self, send: &[T], recv: &mut [T], op: O) -> Result<()> {
-        if send.len() != recv.len() {
-            // Take the sequence number anyway so that later calls stay aligned.
-            let (c, _) = begin(self, OpKind::Allreduce, 0, bytes_of::<T>(send.len()))?;
-            return need_len(&c, "the receive buffer", recv.len(), send.len());
+        let (c, s) = begin(self, OpKind::Allreduce, 0, bytes_of::<T>(send.len()))?;
+        need_len(&c, "the receive buffer", recv.len(), send.len())?;
+        let algo = s.pick_allreduce(std::mem::size_of_val(send), c.size, op.commutative());
+        if c.size > 1 && algo == AllreduceAlgo::Ring {
+            return allreduce::ring_out_of_place(&c, send, recv, &op);
         }
         recv.copy_from_slice(send);
-        self.allreduce_in_place(recv, op)
+        run_allreduce(&c, algo, recv, &op)
     }
 
     /// [`allreduce`](Self::allreduce) that combines into `buf` itself.
@@ -264,15 +265,8 @@ pub trait Collectives {
     /// ```
     fn allreduce_in_place<T: Pod, O: Op<T>>(&self, buf: &mut [T], op: O) -> Result<()> {
         let (c, s) = begin(self, OpKind::Allreduce, 0, bytes_of::<T>(buf.len()))?;
-        if c.size == 1 {
-            return Ok(());
-        }
-        match s.pick_allreduce(std::mem::size_of_val(buf), c.size, op.commutative()) {
-            AllreduceAlgo::Ring => allreduce::ring(&c, buf, &op),
-            AllreduceAlgo::Rabenseifner => allreduce::rabenseifner(&c, buf, &op),
-            AllreduceAlgo::ReduceBcast => allreduce::reduce_bcast(&c, buf, &op),
-            _ => allreduce::recursive_doubling(&c, buf, &op),
-        }
+        let algo = s.pick_allreduce(std::mem::size_of_val(buf), c.size, op.commutative());
+        run_allreduce(&c, algo, buf, &op)
     }
 
     /// Sends block i (of `recv.len()` elements) of the root's `send` to rank i. The root passes
@@ -733,6 +727,24 @@ pub trait Collectives {
             Some(v) => Ok(v),
             None => object::decode(&c, &bytes, 0),
         }
+    }
+}
+
+/// Runs an in-place allreduce with the chosen algorithm.
+fn run_allreduce<T: Pod, O: Op<T>>(
+    c: &Call,
+    algo: AllreduceAlgo,
+    buf: &mut [T],
+    op: &O,
+) -> Result<()> {
+    if c.size == 1 {
+        return Ok(());
+    }
+    match algo {
+        AllreduceAlgo::Ring => allreduce::ring(c, buf, op),
+        AllreduceAlgo::Rabenseifner => allreduce::rabenseifner(c, buf, op),
+        AllreduceAlgo::ReduceBcast => allreduce::reduce_bcast(c, buf, op),
+        _ => allreduce::recursive_doubling(c, buf, op),
     }
 }
 

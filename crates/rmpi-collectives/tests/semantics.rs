@@ -117,9 +117,16 @@ fn noisy(rank: usize, n: usize, run_salt: u64) -> Vec<f64> {
 fn allreduce_bits(p: usize, n: usize, algo: AllreduceAlgo) -> Vec<Vec<u64>> {
     local::run(p, |world| {
         let s = Settings { allreduce: algo, ..Settings::default() };
-        let mut v = noisy(world.rank(), n, 0);
+        let mine = noisy(world.rank(), n, 0);
+        let mut v = mine.clone();
         world.with_settings(s).allreduce_in_place(&mut v, Sum)?;
-        Ok(v.iter().map(|x| x.to_bits()).collect())
+        // The out-of-place form (its own code path for the ring) must give the same bits.
+        let mut out = vec![0.0; n];
+        world.with_settings(s).allreduce(&mine, &mut out, Sum)?;
+        let same = v.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits());
+        let mut bits: Vec<u64> = v.iter().map(|x| x.to_bits()).collect();
+        bits.push(u64::from(same));
+        Ok(bits)
     })
     .unwrap()
 }
@@ -131,6 +138,10 @@ fn allreduce_is_bitwise_identical_across_ranks_and_runs() {
             for n in [1, 1000, 100_003] {
                 for algo in ALL_ALLREDUCE {
                     let a = allreduce_bits(p, n, algo);
+                    assert!(
+                        a.iter().all(|b| b[n] == 1),
+                        "p={p} n={n} {algo:?}: in/out of place differ"
+                    );
                     for r in 1..p {
                         assert!(a[r] == a[0], "p={p} n={n} {algo:?}: rank {r} differs from rank 0");
                     }
