@@ -325,7 +325,9 @@ impl Engine {
         mut check: impl FnMut(&mut State) -> Option<Result<R>>,
     ) -> Result<R> {
         let start = Instant::now();
-        let spin_end = start + self.spin;
+        let spin =
+            if self.spin.is_zero() || !host_has_idle_cores() { Duration::ZERO } else { self.spin };
+        let spin_end = start + spin;
         let mut polls = 0u32;
         loop {
             {
@@ -453,6 +455,37 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Whether every runnable task on this host has a core, judged from the kernel's count of running
+/// tasks (`/proc/loadavg`), re-read at most every 50 ms. Spinning only pays off then: on a busy host
+/// a spinning rank burns the scheduler credit its peer needs, and a round trip then waits for a
+/// time slice instead of a wake-up (measured: 8 B latency 4.7 µs without spin, 20 µs with a
+/// 50 µs spin, at load 7 on 2 cores).
+fn host_has_idle_cores() -> bool {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::OnceLock;
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    static CHECKED_MS: AtomicU64 = AtomicU64::new(0);
+    static IDLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let now_ms = epoch.elapsed().as_millis() as u64 + 1;
+    let last = CHECKED_MS.load(Ordering::Relaxed);
+    if last == 0 || now_ms.saturating_sub(last) >= 50 {
+        CHECKED_MS.store(now_ms, Ordering::Relaxed);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let idle = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| running_tasks(&s))
+            .is_none_or(|running| running <= cores);
+        IDLE.store(idle, Ordering::Relaxed);
+    }
+    IDLE.load(Ordering::Relaxed)
+}
+
+/// The running-task count of a `/proc/loadavg` line (`0.50 0.40 0.30 3/512 12345` gives 3).
+fn running_tasks(loadavg: &str) -> Option<usize> {
+    loadavg.split_whitespace().nth(3)?.split('/').next()?.parse().ok()
 }
 
 /// Bytes written to `s` that the peer's kernel has not acknowledged yet (`SIOCOUTQ`).
@@ -1000,6 +1033,17 @@ impl Matching {
         if let Some(slot) = self.slots.get_mut(&id) {
             *slot = Slot::Done(r);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loadavg_running_count() {
+        assert_eq!(super::running_tasks("0.50 0.40 0.30 3/512 12345\n"), Some(3));
+        assert_eq!(super::running_tasks("garbage"), None);
+        // Whatever the host's state, the check answers without panicking.
+        let _ = super::host_has_idle_cores();
     }
 }
 
