@@ -1036,17 +1036,6 @@ impl Matching {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn loadavg_running_count() {
-        assert_eq!(super::running_tasks("0.50 0.40 0.30 3/512 12345\n"), Some(3));
-        assert_eq!(super::running_tasks("garbage"), None);
-        // Whatever the host's state, the check answers without panicking.
-        let _ = super::host_has_idle_cores();
-    }
-}
-
 /// Puts a complete engine buffer where its receive wants it.
 fn fill_sink(sink: Sink, buf: AlignedBuf, info: MsgInfo) -> Result<Completion> {
     match sink {
@@ -1064,5 +1053,16 @@ fn fill_sink(sink: Sink, buf: AlignedBuf, info: MsgInfo) -> Result<Completion> {
             unsafe { dst.bytes_mut()[..buf.len()].copy_from_slice(buf.as_bytes()) };
             Ok(Completion { info: Some(info), data: None })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loadavg_running_count() {
+        assert_eq!(super::running_tasks("0.50 0.40 0.30 3/512 12345\n"), Some(3));
+        assert_eq!(super::running_tasks("garbage"), None);
+        // Whatever the host's state, the check answers without panicking.
+        let _ = super::host_has_idle_cores();
     }
 }
