@@ -93,7 +93,7 @@ impl Collectives for Communicator {
 }
 
 fn bytes_of<T>(n: usize) -> u64 {
-    (n * std::mem::size_of::<T>()) as u64
+    (n as u64).saturating_mul(std::mem::size_of::<T>() as u64)
 }
 
 /// Starts a call: settings, sequence number, root check, optional consistency check.
@@ -109,6 +109,14 @@ fn begin<'c, C: Collectives + ?Sized>(
         barrier::consistency(&c)?;
     }
     Ok((c, settings))
+}
+
+/// The sum of `counts`, or an error if it overflows.
+fn sum_counts(c: &Call, counts: &[usize]) -> Result<usize> {
+    counts
+        .iter()
+        .try_fold(0usize, |a, &n| a.checked_add(n))
+        .ok_or_else(|| c.bad_arg("the counts add up to more than usize::MAX"))
 }
 
 fn need_len(c: &Call, what: &str, have: usize, want: usize) -> Result<()> {
@@ -333,7 +341,7 @@ pub trait Collectives {
                 return Err(c.bad_arg("the root must pass the data and counts to scatter"));
             };
             need_len(&c, "the counts", counts.len(), c.size)?;
-            need_len(&c, "the send buffer", all.len(), counts.iter().sum())?;
+            need_len(&c, "the send buffer", all.len(), sum_counts(&c, counts)?)?;
             need_len(&c, "the receive buffer", recv.len(), counts[root])?;
             scatter::linear(&c, Some((all, counts)), recv, root)
         } else {
@@ -403,7 +411,7 @@ pub trait Collectives {
                 return Err(c.bad_arg("the root must pass a receive buffer and counts"));
             };
             need_len(&c, "the counts", counts.len(), c.size)?;
-            need_len(&c, "the receive buffer", out.len(), counts.iter().sum())?;
+            need_len(&c, "the receive buffer", out.len(), sum_counts(&c, counts)?)?;
             need_len(&c, "the send buffer", send.len(), counts[root])?;
             gather::linear(&c, send, Some((out, counts)), root)
         } else {
@@ -449,8 +457,9 @@ pub trait Collectives {
     /// # Ok::<(), rmpi_transport::Error>(())
     /// ```
     fn allgatherv<T: Pod>(&self, send: &[T], recv: &mut [T], counts: &[usize]) -> Result<()> {
-        let total: usize = counts.iter().sum();
+        let total = counts.iter().try_fold(0usize, |a, &n| a.checked_add(n)).unwrap_or(usize::MAX);
         let (c, _) = begin(self, OpKind::Allgatherv, 0, bytes_of::<T>(total))?;
+        let total = sum_counts(&c, counts)?;
         need_len(&c, "the counts", counts.len(), c.size)?;
         need_len(&c, "the send buffer", send.len(), counts[c.rank])?;
         need_len(&c, "the receive buffer", recv.len(), total)?;
