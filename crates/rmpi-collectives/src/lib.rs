@@ -234,6 +234,28 @@ pub trait Collectives {
         }
     }
 
+    /// [`reduce`](Self::reduce) where the root's `buf` is both its contribution and the result
+    /// (MPI_IN_PLACE); on other ranks `buf` is only read.
+    ///
+    /// ```
+    /// use rmpi_collectives::{Collectives, Sum};
+    /// let out = rmpi_transport::local::run(3, |world| {
+    ///     let mut v = [world.rank() as u32 + 1; 2];
+    ///     world.reduce_in_place(&mut v, Sum, 0)?;
+    ///     Ok(v)
+    /// })?;
+    /// assert_eq!(out, vec![[6, 6], [2, 2], [3, 3]]);
+    /// # Ok::<(), rmpi_transport::Error>(())
+    /// ```
+    fn reduce_in_place<T: Pod, O: Op<T>>(&self, buf: &mut [T], op: O, root: usize) -> Result<()> {
+        if self.communicator().rank() == root {
+            let mine = buf.to_vec();
+            self.reduce(&mine, Some(buf), op, root)
+        } else {
+            self.reduce(buf, None, op, root)
+        }
+    }
+
     /// Combines every rank's `send` with `op` into `recv` on every rank. Every rank gets the
     /// same bits, and the same input on the same number of ranks gives the same bits every run.
     ///
