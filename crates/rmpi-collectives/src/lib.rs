@@ -28,6 +28,9 @@
 //!   check), `bcast`, `reduce`, `allreduce`, `reduce_scatter`, `gather` (gather, gatherv,
 //!   allgather, allgatherv), `scatter`, `alltoall`, `scan`, `object` (serde values).
 //!
+//! `examples/coll_tune.rs` times the algorithms of a family side by side (how the thresholds in
+//! [`Thresholds`] were chosen).
+//!
 //! All traffic goes over the communicator's collective channel, a matching context that user
 //! point-to-point messages never reach; consecutive calls are told apart by their sequence
 //! number. `docs/collectives.md` describes the algorithms, their cost model and thresholds,

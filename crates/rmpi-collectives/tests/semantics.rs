@@ -289,3 +289,39 @@ fn collectives_never_see_user_messages() {
         assert!(errs.is_empty(), "{errs:?}");
     })
 }
+
+#[test]
+fn collectives_on_split_and_dup_communicators() {
+    with_timeout(60, || {
+        let out = local::run(5, |world| {
+            let r = world.rank();
+            let half = world.split(Some((r % 2) as u32), -(r as i64))?.ok_or_else(|| {
+                rmpi_transport::Error::Encode("split returned no communicator".into())
+            })?;
+            let dup = world.dup()?;
+            // Interleave calls on the three communicators; each has its own sequence.
+            let mut a = [r as u64];
+            half.allreduce_in_place(&mut a, Sum)?;
+            let mut b = [r as u64];
+            world.allreduce_in_place(&mut b, Max)?;
+            let mut g = vec![0u64; half.size()];
+            half.allgather(&[r as u64], &mut g)?;
+            let mut c = [if dup.rank() == 4 { 42u64 } else { 0 }];
+            dup.bcast(&mut c, 4)?;
+            let mut sc = [0u64];
+            half.scan(&[r as u64], &mut sc, Sum)?;
+            Ok((a[0], b[0], g, c[0], sc[0]))
+        })
+        .unwrap();
+        for (r, (a, b, g, c, sc)) in out.into_iter().enumerate() {
+            // Evens {0, 2, 4} and odds {1, 3}, ordered by descending world rank (key = -rank).
+            let members: Vec<u64> = if r % 2 == 0 { vec![4, 2, 0] } else { vec![3, 1] };
+            assert_eq!(a, members.iter().sum::<u64>(), "rank {r}");
+            assert_eq!(b, 4);
+            assert_eq!(g, members, "rank {r}");
+            assert_eq!(c, 42);
+            let pos = members.iter().position(|m| *m == r as u64).unwrap();
+            assert_eq!(sc, members[..=pos].iter().sum::<u64>(), "rank {r}");
+        }
+    })
+}
