@@ -164,13 +164,15 @@ impl Ranks {
             let mut cmd = tokio::process::Command::new(&program);
             cmd.args(&spec.argv[1..])
                 .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .env("RMPI_RANK", rank.to_string())
-                .env("RMPI_LOCAL_RANK", local_rank.to_string())
-                .env("RMPI_LOCAL_SIZE", &local_size)
-                .env("RMPI_HOST", &spec.host)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .process_group(0);
+                .env(rmpi_transport::env::RANK, rank.to_string())
+                .env(rmpi_transport::env::LOCAL_RANK, local_rank.to_string())
+                .env(rmpi_transport::env::LOCAL_SIZE, &local_size);
+            // A hostfile name is what the user calls the host; "localhost" says nothing, so then
+            // the rank reports the machine's own name.
+            if !matches!(spec.host.as_str(), "localhost" | "127.0.0.1" | "::1") {
+                cmd.env(rmpi_transport::env::HOST, &spec.host);
+            }
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
             if let Some(dir) = &cwd {
                 cmd.current_dir(dir);
             }

@@ -47,7 +47,8 @@ pub struct Cli {
     #[arg(long = "map-by", value_enum, default_value_t = MapBy::Slot)]
     pub map_by: MapBy,
 
-    /// Allow more ranks than slots (never more than a host's max_slots).
+    /// Allow more ranks than slots (never more than a host's max_slots). Implied when neither
+    /// --hostfile nor -H is given: on this machine alone any -n runs.
     #[arg(long)]
     pub oversubscribe: bool,
 

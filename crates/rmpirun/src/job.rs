@@ -114,9 +114,9 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
     let binary: SharedBinary = Arc::new(tokio::sync::OnceCell::new());
     let ssh = Arc::new(cfg.ssh.clone());
     let mut base_env = vec![
-        ("RMPI_SIZE".to_string(), size.to_string()),
-        ("RMPI_TOKEN".to_string(), token.to_hex()),
-        ("RMPI_BOOT_TIMEOUT".to_string(), cfg.boot_timeout.as_secs().to_string()),
+        (rmpi_transport::env::SIZE.to_string(), size.to_string()),
+        (rmpi_transport::env::TOKEN.to_string(), token.to_hex()),
+        (rmpi_transport::env::BOOT_TIMEOUT.to_string(), cfg.boot_timeout.as_secs().to_string()),
     ];
     base_env.extend(cfg.exports.iter().cloned());
 

@@ -54,8 +54,12 @@ fn job_config(cli: &Cli) -> Result<JobConfig, String> {
     if np > 65_535 {
         return Err(format!("-n {np}: at most 65535 ranks"));
     }
-    let placement =
-        map_ranks(&hosts, np, cli.map_by, cli.oversubscribe).map_err(|e| e.to_string())?;
+    // On this machine alone (no hostfile, no -H) any number of ranks may run: trying a program
+    // with more ranks than cores is what a first run looks like, and waiting ranks do not spin
+    // when they outnumber the cores. With a hostfile the slots are the user's word.
+    let local_only = cli.hostfile.is_none() && cli.hosts.is_empty();
+    let placement = map_ranks(&hosts, np, cli.map_by, cli.oversubscribe || local_only)
+        .map_err(|e| e.to_string())?;
     let exports = parse_exports(&cli.export)?;
     let (cwd, cwd_required) = match &cli.wdir {
         Some(d) => (Some(d.clone()), true),
