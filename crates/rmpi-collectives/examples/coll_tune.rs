@@ -22,6 +22,7 @@ fn variants(op: &str) -> Option<Vec<Variant>> {
             ("binomial", Settings { bcast: BcastAlgo::Binomial, ..d }),
             ("scatter_allgather", Settings { bcast: BcastAlgo::ScatterAllgather, ..d }),
             ("pipeline", Settings { bcast: BcastAlgo::Pipeline, ..d }),
+            ("linear", Settings { bcast: BcastAlgo::Linear, ..d }),
         ],
         "reduce" => vec![
             ("binomial", Settings { reduce: ReduceAlgo::Binomial, ..d }),

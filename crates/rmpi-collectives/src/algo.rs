@@ -57,6 +57,8 @@ algo_enum!(
         ScatterAllgather => "scatter_allgather",
         /// Chain root → root+1 → ... in 256 KiB segments, pipelined.
         Pipeline => "pipeline",
+        /// The root sends to every rank at once.
+        Linear => "linear",
     }
 );
 
@@ -149,7 +151,7 @@ algo_enum!(
 pub struct Thresholds {
     /// Broadcasts of at least this many bytes use scatter + allgather when p ≥ 8.
     pub bcast_long: usize,
-    /// Broadcasts of at least this many bytes use the pipelined chain.
+    /// Broadcasts of at least this many bytes use the pipelined chain (when 2 < p < 8).
     pub bcast_pipeline: usize,
     /// Reductions of at least this many bytes use reduce-scatter + gather (when p > 2).
     pub reduce_long: usize,
@@ -171,7 +173,7 @@ impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
             bcast_long: 128 << 10,
-            bcast_pipeline: 512 << 10,
+            bcast_pipeline: 128 << 10,
             reduce_long: 4 << 20,
             allreduce_long: 64 << 10,
             allgather_long: 64 << 10,
@@ -286,7 +288,7 @@ impl Settings {
     /// The broadcast algorithm for `bytes` on `p` ranks.
     pub fn pick_bcast(&self, bytes: usize, p: usize) -> BcastAlgo {
         match self.bcast {
-            BcastAlgo::Auto if p > 2 && bytes >= self.thresholds.bcast_pipeline => {
+            BcastAlgo::Auto if (3..8).contains(&p) && bytes >= self.thresholds.bcast_pipeline => {
                 BcastAlgo::Pipeline
             }
             BcastAlgo::Auto if p >= 8 && bytes >= self.thresholds.bcast_long => {

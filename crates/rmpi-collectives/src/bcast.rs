@@ -54,6 +54,16 @@ pub(crate) fn binomial<T: Pod>(c: &Call, buf: &mut [T], root: usize) -> Result<(
     c.send_all(buf, &dests)
 }
 
+/// Linear: the root sends to every other rank at once; one hop for everybody.
+pub(crate) fn linear<T: Pod>(c: &Call, buf: &mut [T], root: usize) -> Result<()> {
+    if c.rank == root {
+        let dests: Vec<usize> = (1..c.size).map(|i| (root + i) % c.size).collect();
+        c.send_all(buf, &dests)
+    } else {
+        c.recv_into(buf, root)
+    }
+}
+
 /// Scatter + allgather (van de Geijn): the root's buffer is split into p chunks, scattered down
 /// a binomial tree (each subtree gets its chunks), then a ring allgather completes every copy.
 pub(crate) fn scatter_allgather<T: Pod>(c: &Call, buf: &mut [T], root: usize) -> Result<()> {

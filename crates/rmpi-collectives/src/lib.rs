@@ -191,6 +191,7 @@ pub trait Collectives {
         match s.pick_bcast(std::mem::size_of_val(buf), c.size) {
             BcastAlgo::ScatterAllgather => bcast::scatter_allgather(&c, buf, root),
             BcastAlgo::Pipeline => bcast::pipeline(&c, buf, root),
+            BcastAlgo::Linear => bcast::linear(&c, buf, root),
             _ => bcast::binomial(&c, buf, root),
         }
     }

@@ -43,7 +43,12 @@ fn variants() -> Vec<(&'static str, Settings)> {
         ),
         (
             "reduce_bcast+check",
-            Settings { allreduce: AllreduceAlgo::ReduceBcast, check: true, ..short },
+            Settings {
+                allreduce: AllreduceAlgo::ReduceBcast,
+                bcast: BcastAlgo::Linear,
+                check: true,
+                ..short
+            },
         ),
     ]
 }
