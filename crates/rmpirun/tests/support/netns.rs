@@ -98,7 +98,10 @@ fn missing_requirement() -> Option<String> {
         }
     }
     // Creating a namespace is the real test (an unprivileged container cannot).
-    let probe = format!("rmpirun-{}-probe", std::process::id());
+    // Tests probe from parallel threads: each probe needs its own name.
+    static PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = format!("rmpirun-{}-probe{n}", std::process::id());
     match Command::new("ip").args(["netns", "add", &probe]).output() {
         Ok(o) if o.status.success() => {
             let _ = Command::new("ip").args(["netns", "del", &probe]).status();
