@@ -258,7 +258,7 @@ class Report:
             header += ["rmpi_busbw_MBps", "ompi_busbw_MBps"]
         path = self.out / f"{test}_{ranks}.csv"
         with path.open("w", newline="") as fh:
-            writer = csv.writer(fh)
+            writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(header)
             for size in sizes:
                 row: list[str] = [str(size)]
