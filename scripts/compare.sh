@@ -19,7 +19,7 @@
 # Environment: COMPARE_RUN_TIMEOUT (seconds one sweep may take, default 120; a sweep that times
 #   out is not run again in later rounds), CARGO_TARGET_DIR.
 #
-# Runs unattended as root on a fresh Debian 12: installs openmpi-bin, libopenmpi-dev,
+# Runs unattended as root on a fresh Debian 12: installs openmpi-bin, libopenmpi-dev, gcc,
 # netpipe-tcp, gnuplot-nox and python3 only when their commands are missing.
 # If rmpi's benchmark programs cannot be built or fail, the Open MPI and NPtcp parts still
 # run and rmpi's columns say "pending".
@@ -80,6 +80,7 @@ fi
 
 # ---------------------------------------------------------------- prerequisites
 need_pkgs=()
+command -v gcc >/dev/null || need_pkgs+=(gcc)
 command -v mpicc >/dev/null || need_pkgs+=(libopenmpi-dev)
 command -v mpirun >/dev/null || need_pkgs+=(openmpi-bin)
 command -v NPtcp >/dev/null || need_pkgs+=(netpipe-tcp)
@@ -104,6 +105,10 @@ mpicc -O2 -Wall -o "$WORK/ompi_bench" "$ROOT/benches/compare/ompi_bench.c"
 OURS_OK=0
 OURS_NOTE="not built"
 if [ "$BUILD" -eq 1 ]; then
+    # rustup installs into ~/.cargo/bin, which a non-login shell may not have on its PATH
+    if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+        PATH=$HOME/.cargo/bin:$PATH
+    fi
     if command -v cargo >/dev/null; then
         log "building rmpi benchmarks (cargo build --release -p rmpi-benches -p rmpirun --bins)"
         if (cd "$ROOT" && cargo build --release -p rmpi-benches -p rmpirun --bins) \
