@@ -45,7 +45,9 @@ COLL_RANKS=(2 4)
 RUN_TIMEOUT=${COMPARE_RUN_TIMEOUT:-120}
 declare -A HUNG=() # "impl test np" that timed out once: not run again
 
-log() { printf '[compare %s +%ss] %s\n' "$(date -u +%H:%M:%S)" "$(($(date +%s) - START))" "$*" >&2; }
+log() {
+    printf '[compare %s +%ss] %s\n' "$(date -u +%H:%M:%S)" "$(($(date +%s) - START))" "$*" >&2
+}
 die() { log "error: $*"; exit 1; }
 
 while [ $# -gt 0 ]; do
@@ -74,7 +76,10 @@ selected() {
 }
 if [ -n "$ONLY" ]; then
     for t in ${ONLY//,/ }; do
-        case " ${P2P_TESTS[*]} ${COLL_TESTS[*]} nptcp " in *" $t "*) ;; *) die "unknown test '$t' in --only" ;; esac
+        case " ${P2P_TESTS[*]} ${COLL_TESTS[*]} nptcp " in
+        *" $t "*) ;;
+        *) die "unknown test '$t' in --only" ;;
+        esac
     done
 fi
 
@@ -117,7 +122,8 @@ if [ "$BUILD" -eq 1 ]; then
             OURS_NOTE="built"
         else
             OURS_NOTE="cargo build failed (see $WORK/cargo-build.log)"
-            log "rmpi build failed; its columns will say pending: $(tail -n 3 "$WORK/cargo-build.log" | tr '\n' ' ')"
+            log "rmpi build failed; its columns will say pending:" \
+                "$(tail -n 3 "$WORK/cargo-build.log" | tr '\n' ' ')"
         fi
     else
         OURS_NOTE="cargo not installed"
@@ -175,10 +181,12 @@ run_one() {
     fi
     local t0 rc=0
     t0=$(date +%s%N)
-    timeout -k 10 "$RUN_TIMEOUT" "${PRIO[@]}" "${cmd[@]}" >"$out.txt" 2>"$out.err" </dev/null || rc=$?
+    timeout -k 10 "$RUN_TIMEOUT" "${PRIO[@]}" "${cmd[@]}" \
+        >"$out.txt" 2>"$out.err" </dev/null || rc=$?
     echo "$impl $test $np $round rc=$rc $((($(date +%s%N) - t0) / 1000000))ms" >>"$RAW/runs.log"
     if [ "$rc" -ne 0 ]; then
-        log "$impl $test -n $np round $round failed (exit $rc): $(tail -n 2 "$out.err" | tr '\n' ' ')"
+        log "$impl $test -n $np round $round failed (exit $rc):" \
+            "$(tail -n 2 "$out.err" | tr '\n' ' ')"
         mv "$out.txt" "$out.failed"
         # timeout(1) exits 124 (or 137 after -k): a hang is not worth waiting for again
         if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then HUNG["$impl $test $np"]=1; fi

@@ -155,7 +155,9 @@ def collect(raw: Path) -> dict[tuple[str, int], dict[str, Series]]:
             if lat:
                 data.setdefault(("latency", 2), {}).setdefault("nptcp", Series()).rounds.append(lat)
                 data.setdefault(("bw", 2), {}).setdefault("nptcp", Series()).rounds.append(bw)
-    return data
+    # NPtcp alone does not make a table (e.g. --only latency still runs NPtcp, which also
+    # yields ping-pong rates): keep a test only when rmpi or Open MPI was asked to run it
+    return {key: impls for key, impls in data.items() if set(impls) - {"nptcp"}}
 
 
 def human_size(size: int) -> str:
@@ -459,7 +461,8 @@ class Report:
                              f"{worst[0]:.2f}× at {human_size(worst[1])})")
             if faster:
                 best = max(faster)
-                parts.append(f"faster at {len(faster)} of {compared} sizes (best {best[0]:.2f}× at "
+                parts.append(f"faster at {len(faster)} of {compared} sizes "
+                             f"(best {best[0]:.2f}× at "
                              f"{human_size(best[1])})")
             same = compared - len(slower) - len(faster)
             if same:
@@ -548,6 +551,8 @@ class Report:
 
         def curves(csv_name: str, test: str, ranks: int, impls: list[str]) -> str:
             parts = []
+            if csv_name not in self.plot_inputs:
+                return ""
             for impl in impls:
                 if has(test, ranks, impl):
                     parts.append(
@@ -600,7 +605,7 @@ class Report:
         for ranks in (2, 4):
             point = 7 if ranks == 2 else 5
             for impl, col, dash in (("rmpi", 11, 1), ("ompi", 12, 2)):
-                if has("allreduce", ranks, impl):
+                if has("allreduce", ranks, impl) and f"allreduce_{ranks}.csv" in self.plot_inputs:
                     busbw_plots.append(
                         f"'allreduce_{ranks}.csv' using 1:{col} with linespoints lw 2 pt {point} "
                         f"ps 0.5 dt {dash} lc rgb '{colour[impl]}' "

@@ -35,7 +35,8 @@ check_table() {
     shift 2
     grep -q '^# Size' "$file" || fail "$test: no '# Size' header in $(cat "$file")"
     local got
-    got=$(awk '!/^#/ && NF { if ($2 + 0 <= 0) bad = 1; printf "%s ", $1 } END { if (bad) print "BAD" }' "$file")
+    got=$(awk '!/^#/ && NF { if ($2 + 0 <= 0) bad = 1; printf "%s ", $1 }
+        END { if (bad) print "BAD" }' "$file")
     [ "$got" = "$* " ] || fail "$test: sizes/values '$got', want '$* '"
 }
 
@@ -82,7 +83,13 @@ printf 'rounds=1\nrounds_requested=1\nquick=1\nours_ok=0\nours_note=selftest\n' 
 
 OUT=$TMP/out
 DOC=$TMP/performance.md
-printf '# x\n<!-- BEGIN GENERATED RESULTS (scripts/compare.sh) -->\nold\n<!-- END GENERATED RESULTS -->\ntail\n' >"$DOC"
+{
+    echo '# x'
+    echo '<!-- BEGIN GENERATED RESULTS (scripts/compare.sh) -->'
+    echo old
+    echo '<!-- END GENERATED RESULTS -->'
+    echo tail
+} >"$DOC"
 python3 "$ROOT/scripts/plot.py" --raw "$RAW" --out "$OUT" --doc "$DOC" >/dev/null
 [ "$(find "$OUT" -name '*.csv' | wc -l)" -eq 22 ] || fail "want 22 CSV files, got $(ls "$OUT")"
 head -n 1 "$OUT/latency_2.csv" | grep -q '^size_bytes,rmpi_median_us,.*nptcp_median_us' ||
