@@ -654,6 +654,14 @@ impl Communicator {
         Channel { comm: self, plane: Plane::Collective }
     }
 
+    /// A point-to-point channel on this communicator's internal context, for out-of-band control
+    /// messages of collective implementations (for example, asking a stalled peer which call it
+    /// is in). Like the collective channel it never matches user traffic; tags below 16 are
+    /// reserved for the transport's own use (communicator creation).
+    pub fn control_channel(&self) -> Channel<'_> {
+        Channel { comm: self, plane: Plane::Internal }
+    }
+
     /// The next sequence number of a collective call on this communicator (0, 1, 2, ...). Every
     /// member calls collectives in the same order, so the numbers agree across ranks.
     pub fn next_collective_seq(&self) -> u64 {
@@ -717,6 +725,15 @@ impl<'c> Channel<'c> {
         tag: Option<Tag>,
     ) -> Result<(T, Status)> {
         self.comm.recv_obj_on(self.plane, Some(src), tag)
+    }
+
+    /// The envelope of the first arrived message on this channel matching `src` and `tag`
+    /// (`None`: any), without receiving it; `None` when there is none.
+    pub fn iprobe(&self, src: Option<usize>, tag: Option<Tag>) -> Result<Option<Status>> {
+        let sw = self.comm.src_world(src)?;
+        let ctx = self.comm.ctx(self.plane);
+        let info = self.comm.engine().with_state(|st| st.probe(ctx, sw, tag));
+        Ok(info.map(|i| self.comm.inner.status(Some(i))))
     }
 
     /// Runs `f` with a scope whose nonblocking operations are on this channel.

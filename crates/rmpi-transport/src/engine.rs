@@ -28,6 +28,9 @@ use crate::wire::{FrameHeader, FrameKind, HEADER_LEN};
 
 pub(crate) type ReqId = u64;
 
+/// The cause given for a peer that said goodbye.
+const FINISHED: &str = "it has finalized";
+
 /// Staging buffer per connection for small frames.
 const STAGING: usize = 64 * 1024;
 /// A payload remainder at least this large is read straight into its destination.
@@ -203,6 +206,10 @@ pub(crate) struct State {
     hosts: Arc<[String]>,
     /// Set once finalize has closed the connections.
     finalized: bool,
+    /// Peers in the order they were lost (first lost first).
+    lost: Vec<usize>,
+    /// Peers whose goodbye arrived during the current progress pass.
+    goodbyes: Vec<usize>,
 }
 
 /// The matching queues and request table.
@@ -285,6 +292,8 @@ impl Engine {
                 max_message,
                 hosts,
                 finalized: false,
+                lost: Vec::new(),
+                goodbyes: Vec::new(),
             }),
             poller: Mutex::new(Poller { poll, events: Events::with_capacity(256) }),
             cv: Condvar::new(),
@@ -551,8 +560,23 @@ impl State {
     pub(crate) fn watch_error(&self, watch: &Watch) -> Option<Error> {
         match watch {
             Watch::One(r) => self.peer_error(*r),
-            Watch::Group(g) => g.iter().find_map(|r| self.peer_error(*r)),
+            // The member lost first, and one that failed before one that merely finalized: that
+            // is the rank every survivor should name.
+            Watch::Group(g) => {
+                let in_group = |r: &&usize| g.contains(r);
+                let failed = |r: &&usize| !self.finished_normally(**r);
+                self.lost
+                    .iter()
+                    .filter(in_group)
+                    .find(failed)
+                    .or_else(|| self.lost.iter().find(in_group))
+                    .and_then(|r| self.peer_error(*r))
+            }
         }
+    }
+
+    fn finished_normally(&self, r: usize) -> bool {
+        matches!(self.conns.get(r), Some(Some(c)) if c.link == Link::Dead(FINISHED.into()))
     }
 
     fn all_flushed(&self) -> bool {
@@ -588,7 +612,7 @@ impl State {
         if c.link == Link::Closed {
             // The peer finalized; it reads nothing more.
             let host = self.hosts.get(dest).cloned().unwrap_or_default();
-            return Err(Error::PeerLost { rank: dest, host, cause: "it has finalized".into() });
+            return Err(Error::PeerLost { rank: dest, host, cause: FINISHED.into() });
         }
         let len = payload.bytes().len() as u64;
         let hdr = FrameHeader { kind: FrameKind::Data, context: ctx, tag, len }.encode();
@@ -640,10 +664,8 @@ impl State {
             p.src.filter(|s| matches!(self.conns.get(*s), Some(Some(c)) if c.link == Link::Closed));
         let err = if self.finalized {
             Some(self.after_finalize())
-        } else if let Some(s) = finished_source {
-            Some(self.lost(s, "it has finalized"))
         } else {
-            self.watch_error(&p.watch)
+            self.watch_error(&p.watch).or_else(|| finished_source.map(|s| self.lost(s, FINISHED)))
         };
         if let Some(e) = err {
             self.m.complete(p.req, Err(e));
@@ -727,6 +749,9 @@ impl State {
             if read {
                 self.read(r);
             }
+        }
+        for r in std::mem::take(&mut self.goodbyes) {
+            self.fail_posted_from(r);
         }
     }
 
@@ -892,7 +917,9 @@ impl State {
                     c.lo += HEADER_LEN;
                     if hdr.kind == FrameKind::Goodbye {
                         c.link = Link::Closed;
-                        self.fail_posted_from(r, "it has finalized");
+                        // Failed at the end of this pass, after every connection has been read:
+                        // if another peer died too, its loss is reported first.
+                        self.goodbyes.push(r);
                         return Ok(());
                     }
                     let len = usize::try_from(hdr.len).map_err(|_| "frame too long".to_string())?;
@@ -968,12 +995,14 @@ impl State {
         let cause = if c.link == Link::Closed {
             // It said goodbye; a reset afterwards is its socket closing, not a failure.
             tracing::debug!(rank = r, "connection closed after goodbye: {cause}");
-            "it has finalized".to_string()
+            FINISHED.to_string()
         } else {
             tracing::warn!(rank = r, "peer lost: {cause}");
             cause
         };
         c.link = Link::Dead(cause.clone());
+        self.lost.push(r);
+        let Some(Some(c)) = self.conns.get_mut(r) else { return };
         c.readable = false;
         c.writable = false;
         let _ = c.stream.shutdown(Shutdown::Both);
@@ -1008,12 +1037,13 @@ impl State {
         }
     }
 
-    /// Fails receives that name `r` as their source: `r` will send nothing more.
-    fn fail_posted_from(&mut self, r: usize, cause: &str) {
+    /// Fails receives that name `r` as their source: `r` will send nothing more. A receive that
+    /// also depends on a member that failed reports that failure instead.
+    fn fail_posted_from(&mut self, r: usize) {
         let posted = std::mem::take(&mut self.m.posted);
         for p in posted {
             if p.src == Some(r) {
-                let e = self.lost(r, cause);
+                let e = self.watch_error(&p.watch).unwrap_or_else(|| self.lost(r, FINISHED));
                 self.m.complete(p.req, Err(e));
             } else {
                 self.m.posted.push_back(p);

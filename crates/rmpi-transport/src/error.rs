@@ -100,6 +100,14 @@ pub enum Error {
         /// What was being waited for.
         what: String,
     },
+    /// An argument is unusable (a buffer of the wrong length, a missing root buffer, ...).
+    #[error("invalid argument on rank {rank}: {msg}")]
+    InvalidArgument {
+        /// The rank that was called with it (communicator rank).
+        rank: usize,
+        /// What is wrong.
+        msg: String,
+    },
     /// A collective was called inconsistently across ranks.
     #[error("collective mismatch on rank {rank}: {msg}")]
     Mismatch {

@@ -48,6 +48,48 @@ impl<'a, T> Request<'a, T> {
         (self.finish)(&self.comm, c?)
     }
 
+    /// Waits at most `timeout`: `Ok(Ok(value))` when the request completed, `Ok(Err(self))` (the
+    /// request, still in flight) when the time ran out, `Err` when it failed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// rmpi_transport::local::run(2, |world| {
+    ///     if world.rank() == 0 {
+    ///         let r = world.irecv::<u8>(1, 5)?;
+    ///         // Nothing sent yet: the wait times out and hands the request back.
+    ///         let r = r.wait_timeout(Duration::from_millis(20))?.unwrap_err();
+    ///         world.send(&[0u8], 1, 6)?;
+    ///         let (v, _) = r.wait()?;
+    ///         assert_eq!(v, vec![9]);
+    ///     } else {
+    ///         world.recv::<u8>(0, 6)?;
+    ///         world.send(&[9u8], 0, 5)?;
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), rmpi_transport::Error>(())
+    /// ```
+    pub fn wait_timeout(
+        mut self,
+        timeout: std::time::Duration,
+    ) -> Result<std::result::Result<T, Self>> {
+        let id = self.id;
+        let deadline = std::time::Instant::now() + timeout;
+        let done = self.comm.engine().wait(
+            Some(deadline),
+            || format!("request {id}"),
+            |st| st.take_done(id).map(Ok),
+        );
+        match done {
+            Ok(c) => {
+                self.live = false;
+                Ok(Ok((self.finish)(&self.comm, c?)?))
+            }
+            Err(crate::Error::Timeout { .. }) => Ok(Err(self)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Makes progress and tells whether [`wait`](Self::wait) would return at once.
     pub fn is_complete(&self) -> bool {
         self.comm.engine().with_state(|st| st.is_done(self.id))

@@ -293,3 +293,36 @@ fn the_message_limit_is_configurable() {
     assert_eq!(small.unwrap(), 1024);
     expect_lost(big, "1025 exceeds the limit of 1024");
 }
+
+#[test]
+fn a_collective_wait_names_the_rank_that_died_not_one_that_finalized() {
+    // Rank 2 crashes, then rank 1 finalizes (as a survivor would after its own error): rank 0,
+    // waiting on rank 1 in a collective, must name rank 2.
+    let token = JobToken::generate();
+    let rv = server(3, token, T);
+    let cfg = config(0, 3, token, rv);
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let h = thread::spawn(move || {
+        let w = Communicator::join(&cfg).unwrap();
+        go_rx.recv().unwrap();
+        w.collective_channel().recv::<u8>(1, None).unwrap_err()
+    });
+    let tok = *token.as_bytes();
+    let t1 = thread::spawn(move || table(fake_join(rv, &tok, 3, 1, 1)));
+    let t = table(fake_join(rv, &tok, 3, 2, 2));
+    t1.join().unwrap();
+    let mut s1 = fake_connect(&t[0], &tok, 3, 1);
+    let s2 = fake_connect(&t[0], &tok, 3, 2);
+    drop(s2); // crash
+    thread::sleep(Duration::from_millis(50));
+    let bye = FrameHeader { kind: FrameKind::Goodbye, context: 0, tag: 0, len: 0 };
+    s1.write_all(&bye.encode()).unwrap();
+    drop(s1);
+    thread::sleep(Duration::from_millis(200));
+    go_tx.send(()).unwrap();
+    let e = h.join().unwrap();
+    assert!(
+        matches!(&e, Error::PeerLost { rank: 2, cause, .. } if cause.contains("without a goodbye")),
+        "{e}"
+    );
+}
