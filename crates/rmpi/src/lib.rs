@@ -48,11 +48,13 @@ pub use rmpi_transport::{
 };
 
 /// Everything a typical program needs: the [`Collectives`](rmpi_collectives::Collectives)
-/// trait (so `world.allreduce(..)` works), the operators and the core types.
+/// trait (so `world.allreduce(..)` works), the operators, [`Settings`](rmpi_collectives::Settings)
+/// for choosing algorithms (`world.with_settings(..)`), and the core types. The algorithm enums
+/// and thresholds are in [`collectives`].
 pub mod prelude {
     pub use rmpi_collectives::{
         BAnd, BOr, BXor, Collectives, LAnd, LOr, LXor, Loc, Max, MaxLoc, Min, MinLoc, Op, Prod,
-        Sum, UserOp,
+        Settings, Sum, UserOp,
     };
     pub use rmpi_transport::{Communicator, Error, Pod, Request, Status, Tag};
 }
