@@ -5,6 +5,7 @@
 //! the numbers behind them.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use rmpi_transport::{Error, Result};
 
@@ -189,8 +190,9 @@ impl Default for Thresholds {
 ///
 /// [`Settings::from_env`] reads `RMPI_ALGO_BCAST`, `RMPI_ALGO_REDUCE`, `RMPI_ALGO_ALLREDUCE`,
 /// `RMPI_ALGO_ALLGATHER`, `RMPI_ALGO_GATHER`, `RMPI_ALGO_SCATTER`, `RMPI_ALGO_ALLTOALL`,
-/// `RMPI_ALGO_REDUCE_SCATTER`, `RMPI_ALGO_SCAN` (an algorithm name or `auto`) and `RMPI_COLL_CHECK` (`1` turns on
-/// the consistency check before every call). Every rank must use the same settings.
+/// `RMPI_ALGO_REDUCE_SCATTER`, `RMPI_ALGO_SCAN` (an algorithm name or `auto`), `RMPI_COLL_CHECK`
+/// (`1` turns on the consistency check before every call) and `RMPI_COLL_STALL_MS` (the stall
+/// slice of mismatch detection). Every rank must use the same settings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
     /// Broadcast.
@@ -215,12 +217,21 @@ pub struct Settings {
     /// in mismatched calls always get [`Error::Mismatch`], even where the calls' messages would
     /// not otherwise meet.
     pub check: bool,
+    /// How long a collective wait lasts before this rank asks the peer it waits on which call
+    /// it is in (the stall slice; `None`: [`DEFAULT_STALL`], or `RMPI_COLL_STALL_MS`).
+    pub stall: Option<Duration>,
     /// Size thresholds for the `Auto` choices.
     pub thresholds: Thresholds,
 }
 
 /// The name of the check variable.
 pub const CHECK_ENV: &str = "RMPI_COLL_CHECK";
+
+/// The name of the stall slice variable (milliseconds).
+pub const STALL_ENV: &str = "RMPI_COLL_STALL_MS";
+
+/// The stall slice when neither [`Settings::stall`] nor `RMPI_COLL_STALL_MS` sets one.
+pub const DEFAULT_STALL: Duration = Duration::from_millis(1000);
 
 fn env_algo<A>(
     var: &'static str,
@@ -282,7 +293,23 @@ impl Settings {
                 }
             };
         }
+        if let Some(v) = get(STALL_ENV) {
+            match v.trim().parse::<u64>() {
+                Ok(ms) if ms > 0 => s.stall = Some(Duration::from_millis(ms)),
+                _ => {
+                    return Err(Error::Env {
+                        var: STALL_ENV,
+                        msg: format!("expected a positive number of milliseconds, got {v:?}"),
+                    })
+                }
+            }
+        }
         Ok(s)
+    }
+
+    /// The stall slice: [`stall`](Self::stall) or [`DEFAULT_STALL`].
+    pub fn stall_slice(&self) -> Duration {
+        self.stall.filter(|d| !d.is_zero()).unwrap_or(DEFAULT_STALL)
     }
 
     /// The broadcast algorithm for `bytes` on `p` ranks.

@@ -7,7 +7,9 @@
 //! being taken for data.
 
 use bytemuck::Pod;
-use rmpi_transport::{Channel, Communicator, Error, Result, Status, Tag};
+use std::time::{Duration, Instant};
+
+use rmpi_transport::{Channel, Communicator, Error, Request, Result, Status, Tag};
 
 /// The collective operations, as they appear in tags and error messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,13 +170,45 @@ impl Sig {
     }
 }
 
+/// Control-channel tag of a query: "I am waiting for you in this call" (transport uses < 16).
+const QUERY_TAG: Tag = 16;
+/// Control-channel tag of a notice: "ranks are in different calls" (the call's sequence number,
+/// little-endian, then the description).
+const NOTICE_TAG: Tag = 17;
+/// Control-channel tag that is never sent: waiting for it only makes the transport progress.
+const IDLE_TAG: Tag = 18;
+/// The shortest and longest nap while waiting for a message of unknown length.
+const MIN_NAP: Duration = Duration::from_micros(10);
+const MAX_NAP: Duration = Duration::from_millis(1);
+/// Words of a query: the call's sequence number, operation, root, bytes, and the sender's rank.
+const DESC_WORDS: usize = 5;
+
+impl Sig {
+    fn words(self, rank: usize) -> [u64; DESC_WORDS] {
+        [self.seq, self.kind as u64, self.root as u64, self.bytes, rank as u64]
+    }
+
+    /// The signature and rank in `w` (`None` for an unknown operation).
+    fn from_words(w: &[u64]) -> Option<(Sig, usize)> {
+        let kind = OpKind::from_u8(u8::try_from(w[1]).ok()?)?;
+        let root = usize::try_from(w[2]).ok()?;
+        let rank = usize::try_from(w[4]).ok()?;
+        Some((Sig { seq: w[0], kind, root, bytes: w[3] }, rank))
+    }
+}
+
 /// A collective call in progress on one rank.
 pub(crate) struct Call<'c> {
     ch: Channel<'c>,
+    ctl: Channel<'c>,
     pub(crate) rank: usize,
     pub(crate) size: usize,
     pub(crate) sig: Sig,
     tag: Tag,
+    /// The signature other ranks are asked about (the user's call, also during its check).
+    query: Sig,
+    /// The stall slice: how long a wait lasts before the peer is asked which call it is in.
+    stall: Duration,
 }
 
 impl<'c> Call<'c> {
@@ -184,35 +218,53 @@ impl<'c> Call<'c> {
         kind: OpKind,
         root: usize,
         bytes: u64,
+        stall: Duration,
     ) -> Result<Self> {
         let size = comm.size();
         if kind.rooted() && root >= size {
             return Err(Error::InvalidRank { rank: root, size });
         }
         let sig = Sig { seq: comm.next_collective_seq(), kind, root, bytes };
-        Ok(Call { ch: comm.collective_channel(), rank: comm.rank(), size, sig, tag: sig.tag() })
+        Ok(Call {
+            ch: comm.collective_channel(),
+            ctl: comm.control_channel(),
+            rank: comm.rank(),
+            size,
+            sig,
+            tag: sig.tag(),
+            query: sig,
+            stall,
+        })
     }
 
     /// A call of another kind sharing this one's sequence number (the consistency check).
     pub(crate) fn sub(&self, kind: OpKind) -> Call<'c> {
         let sig = Sig { seq: self.sig.seq, kind, root: 0, bytes: 0 };
-        Call { ch: self.ch, rank: self.rank, size: self.size, sig, tag: sig.tag() }
+        Call { sig, tag: sig.tag(), ..*self }
     }
 
     /// An error saying this rank's arguments are unusable.
-    pub(crate) fn bad_arg(&self, msg: impl std::fmt::Display) -> Error {
-        Error::Mismatch { rank: self.rank, msg: format!("{}: {msg}", self.sig.describe()) }
+    pub(crate) fn invalid(&self, msg: impl std::fmt::Display) -> Error {
+        Error::InvalidArgument { rank: self.rank, msg: format!("{}: {msg}", self.sig.describe()) }
     }
 
+    /// An error saying another rank disagrees with this one about a byte count (every member
+    /// is told, see [`Call::notify`]).
+    fn count_mismatch(&self, src: usize, len: usize, expect: usize) -> Error {
+        let what = format!("{}: rank {src} sent {len} bytes where", self.sig.describe());
+        self.notify(
+            format!("{what} this rank expects {expect}"),
+            format!("{what} rank {} expects {expect}", self.rank),
+        )
+    }
+
+    /// An error saying `src` sent a message of another call (every member is told).
     fn mismatch(&self, src: usize, tag: Tag) -> Error {
-        Error::Mismatch {
-            rank: self.rank,
-            msg: format!(
-                "this rank is in {} but rank {src} sent a message of {}",
-                self.sig.describe(),
-                self.sig.describe_other(tag)
-            ),
-        }
+        let (mine, other) = (self.sig.describe(), self.sig.describe_other(tag));
+        self.notify(
+            format!("this rank is in {mine} but rank {src} sent a message of {other}"),
+            format!("rank {} is in {mine} but rank {src} sent it a message of {other}", self.rank),
+        )
     }
 
     /// Checks a received message's envelope: our tag, and `expect` bytes if given.
@@ -221,10 +273,7 @@ impl<'c> Call<'c> {
             return Err(self.mismatch(st.source, st.tag));
         }
         match expect {
-            Some(n) if n != st.len => Err(self.bad_arg(format!(
-                "rank {} sent {} bytes where this rank expects {n}",
-                st.source, st.len
-            ))),
+            Some(n) if n != st.len => Err(self.count_mismatch(st.source, st.len, n)),
             _ => Ok(()),
         }
     }
@@ -232,33 +281,166 @@ impl<'c> Call<'c> {
     /// Turns a transport error about a message that did not fit into a mismatch report.
     pub(crate) fn explain(&self, e: Error, src: usize, expect: usize) -> Error {
         match e {
-            Error::Truncated { tag, len, .. } if tag != self.tag => {
-                let _ = len;
-                self.mismatch(src, tag)
-            }
-            Error::Truncated { len, .. } => self
-                .bad_arg(format!("rank {src} sent {len} bytes where this rank expects {expect}")),
+            Error::Truncated { tag, .. } if tag != self.tag => self.mismatch(src, tag),
+            Error::Truncated { len, .. } => self.count_mismatch(src, len, expect),
             e => e,
         }
     }
 
+    // ------------------------------------------------------------ stall detection
+
+    /// Waits for `req` (an operation with `peer`) in slices of the stall time; after each slice
+    /// that runs out, asks `peer` which call it is in and reads the control messages that
+    /// arrived (see [`Call::stalled`]). Every wait of a collective goes through here.
+    pub(crate) fn wait<T>(&self, req: Request<'_, T>, peer: usize) -> Result<T> {
+        let mut req = req;
+        loop {
+            let done = req.wait_timeout(self.stall);
+            // A failure (a lost member, say) may be the consequence of a mismatch that a
+            // notice already explains.
+            let done = done.map_err(|e| self.noticed().ok().flatten().unwrap_or(e))?;
+            match done {
+                Ok(v) => return Ok(v),
+                Err(r) => {
+                    req = r;
+                    self.stalled(peer)?;
+                }
+            }
+        }
+    }
+
+    /// Waits for each of `reqs` (with the peer each is for); the first error wins.
+    fn wait_each<T>(&self, reqs: Vec<(Request<'_, T>, usize)>) -> Result<Vec<T>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for (r, peer) in reqs {
+            out.push(self.wait(r, peer)?);
+        }
+        Ok(out)
+    }
+
+    /// One stall slice ran out while waiting for `peer`: send it a query with this call's
+    /// signature, then handle every notice and query that has arrived. A notice for this call
+    /// or a later one is this call's error. A query for this sequence number with another
+    /// signature proves a mismatch: every member is told and the error returned. Queries that
+    /// agree, and stale or early ones, are dropped (a waiting sender repeats its query).
+    fn stalled(&self, peer: usize) -> Result<()> {
+        if peer != self.rank {
+            self.ctl.send(&self.query.words(self.rank), peer, QUERY_TAG)?;
+        }
+        if let Some(e) = self.noticed()? {
+            return Err(e);
+        }
+        while let Some(st) = self.ctl.iprobe(None, Some(QUERY_TAG))? {
+            let (w, _) = self.ctl.recv::<u64>(st.source, Some(QUERY_TAG))?;
+            if w.len() != DESC_WORDS {
+                continue;
+            }
+            let Some((other, r)) = Sig::from_words(&w) else { continue };
+            if other.seq != self.query.seq || other == self.query {
+                continue;
+            }
+            let (mine, theirs) = (self.query.describe(), other.describe());
+            return Err(self.notify(
+                format!("rank {r} is in {theirs} while this rank is in {mine}"),
+                format!("rank {r} is in {theirs} while rank {} is in {mine}", self.rank),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the notices that have arrived: the first about this call or a later one becomes
+    /// this call's error; older ones are dropped.
+    fn noticed(&self) -> Result<Option<Error>> {
+        while let Some(st) = self.ctl.iprobe(None, Some(NOTICE_TAG))? {
+            let (w, _) = self.ctl.recv::<u8>(st.source, Some(NOTICE_TAG))?;
+            let Some((seq, text)) = w.split_first_chunk::<8>() else { continue };
+            if u64::from_le_bytes(*seq) >= self.query.seq {
+                return Ok(Some(Error::Mismatch {
+                    rank: self.rank,
+                    msg: format!(
+                        "this rank is in {}; rank {} found: {}",
+                        self.query.describe(),
+                        st.source,
+                        String::from_utf8_lossy(text)
+                    ),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Tells every other member of the communicator about a mismatch (`shared`, naming this
+    /// rank) and returns this rank's error (`local`). The notices are best effort: a member
+    /// that cannot be reached is lost anyway, and this rank's error is the same either way.
+    fn notify(&self, local: String, shared: String) -> Error {
+        let mut w = self.query.seq.to_le_bytes().to_vec();
+        w.extend_from_slice(shared.as_bytes());
+        for dest in (0..self.size).filter(|d| *d != self.rank) {
+            let _ = self.ctl.send(&w, dest, NOTICE_TAG);
+        }
+        Error::Mismatch { rank: self.rank, msg: local }
+    }
+
+    // ------------------------------------------------------------ point-to-point
+
     /// Sends `buf` to `dest`.
     pub(crate) fn send<T: Pod>(&self, buf: &[T], dest: usize) -> Result<()> {
-        self.ch.send(buf, dest, self.tag)
+        let ch: Channel<'_> = self.ch;
+        ch.scope(|s| self.wait(s.isend(buf, dest, self.tag)?, dest))
     }
 
     /// Receives exactly `buf.len()` elements from `src` into `buf`.
     pub(crate) fn recv_into<T: Pod>(&self, buf: &mut [T], src: usize) -> Result<()> {
         let n = std::mem::size_of_val(buf);
-        let st = self.ch.recv_into(buf, src, None).map_err(|e| self.explain(e, src, n))?;
+        let ch: Channel<'_> = self.ch;
+        let st = ch
+            .scope(|s| self.wait(s.irecv_into(buf, src, None)?, src))
+            .map_err(|e| self.explain(e, src, n))?;
         self.check(&st, Some(n))
     }
 
-    /// Receives a message of any length from `src`.
+    /// Receives a message of any length from `src`. The channel has no receive into a new
+    /// vector that could be waited for in slices, so this waits for the message's arrival in
+    /// naps (from 10 µs, growing with the time waited to at most 1 ms) and then receives it.
+    /// A nap is a timed wait for a receive that nothing ever matches, so that the transport
+    /// makes progress (reads its sockets) meanwhile.
     pub(crate) fn recv_vec<T: Pod>(&self, src: usize) -> Result<Vec<T>> {
+        if self.ch.iprobe(Some(src), None)?.is_none() {
+            self.await_arrival(src)?;
+        }
         let (v, st) = self.ch.recv::<T>(src, None)?;
         self.check(&st, None)?;
         Ok(v)
+    }
+
+    /// Waits until a message from `src` has arrived on the collective channel (see
+    /// [`Call::recv_vec`]).
+    fn await_arrival(&self, src: usize) -> Result<()> {
+        let ctl: Channel<'_> = self.ctl;
+        let mut nothing: [u8; 0] = [];
+        ctl.scope(|s| {
+            let mut idle = s.irecv_into(&mut nothing, self.rank, IDLE_TAG)?;
+            let start = Instant::now();
+            let mut slice_end = start + self.stall;
+            loop {
+                let now = Instant::now();
+                if now >= slice_end {
+                    self.stalled(src)?;
+                    slice_end = now + self.stall;
+                }
+                let nap = ((now - start) / 8).clamp(MIN_NAP, MAX_NAP);
+                match idle.wait_timeout(nap) {
+                    Ok(Err(r)) => idle = r,
+                    Ok(Ok(_)) => {
+                        return Err(self.invalid("a control message with a reserved tag arrived"))
+                    }
+                    Err(e) => return Err(self.noticed().ok().flatten().unwrap_or(e)),
+                }
+                if self.ch.iprobe(Some(src), None)?.is_some() {
+                    return Ok(());
+                }
+            }
+        })
     }
 
     /// Sends `sbuf` to `dest` while receiving exactly `rbuf.len()` elements from `src`.
@@ -275,10 +457,8 @@ impl<'c> Call<'c> {
         let st = ch.scope(|s| {
             let r = s.irecv_into(rbuf, src, None)?;
             let w = s.isend(sbuf, dest, tag)?;
-            let st = r.wait();
-            let sent = w.wait();
-            let st = st?;
-            sent?;
+            let st = self.wait(r, src)?;
+            self.wait(w, dest)?;
             Ok::<_, Error>(st)
         });
         let st = st.map_err(|e| self.explain(e, src, n))?;
@@ -291,15 +471,8 @@ impl<'c> Call<'c> {
             [] => Ok(()),
             [d] => self.send(buf, *d),
             _ => {
-                let tag = self.tag;
-                let ch: Channel<'_> = self.ch;
-                ch.scope(|s| {
-                    let mut reqs = Vec::with_capacity(dests.len());
-                    for d in dests {
-                        reqs.push(s.isend(buf, *d, tag)?);
-                    }
-                    rmpi_transport::Request::wait_all(reqs).map(drop)
-                })
+                let msgs: Vec<(&[T], usize)> = dests.iter().map(|d| (buf, *d)).collect();
+                self.send_each(&msgs)
             }
         }
     }
@@ -311,9 +484,9 @@ impl<'c> Call<'c> {
         ch.scope(|s| {
             let mut reqs = Vec::with_capacity(msgs.len());
             for (buf, d) in msgs {
-                reqs.push(s.isend(buf, *d, tag)?);
+                reqs.push((s.isend(buf, *d, tag)?, *d));
             }
-            rmpi_transport::Request::wait_all(reqs).map(drop)
+            self.wait_each(reqs).map(drop)
         })
     }
 
@@ -351,8 +524,8 @@ impl<'c> Call<'c> {
             let mut statuses = Vec::with_capacity(nseg);
             let mut off = 0;
             for (k, r) in rreqs.into_iter().enumerate() {
-                let st = r
-                    .wait()
+                let st = self
+                    .wait(r, src)
                     .map_err(|e| self.explain(e, src, lens[k] * std::mem::size_of::<T>()))?;
                 self.check(&st, Some(lens[k] * std::mem::size_of::<T>()))?;
                 statuses.push(st);
@@ -360,11 +533,11 @@ impl<'c> Call<'c> {
                     // SAFETY: piece k (off..off+lens[k]) is inside `buf`; its receive has
                     // completed, so nothing writes it any more, and no other receive covers it.
                     let piece: &[T] = unsafe { std::slice::from_raw_parts(base.add(off), lens[k]) };
-                    sreqs.push(s.isend(piece, d, tag)?);
+                    sreqs.push((s.isend(piece, d, tag)?, d));
                 }
                 off += lens[k];
             }
-            rmpi_transport::Request::wait_all(sreqs)?;
+            self.wait_each(sreqs)?;
             Ok::<_, Error>(statuses)
         });
         out.map(drop)
@@ -388,12 +561,12 @@ impl<'c> Call<'c> {
             }
             let mut sreqs = Vec::with_capacity(sends.len());
             for (b, d) in sends {
-                sreqs.push(s.isend(b, *d, tag)?);
+                sreqs.push((s.isend(b, *d, tag)?, *d));
             }
             let mut first_err = None;
             let mut statuses = Vec::with_capacity(rreqs.len());
             for (i, r) in rreqs.into_iter().enumerate() {
-                match r.wait() {
+                match self.wait(r, expect[i].1) {
                     Ok(st) => statuses.push(st),
                     Err(e) => {
                         if first_err.is_none() {
@@ -406,7 +579,7 @@ impl<'c> Call<'c> {
             if let Some(e) = first_err {
                 return Err(e);
             }
-            rmpi_transport::Request::wait_all(sreqs)?;
+            self.wait_each(sreqs)?;
             Ok(statuses)
         })?;
         for (st, (n, _)) in out.iter().zip(&expect) {

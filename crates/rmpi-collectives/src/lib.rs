@@ -107,7 +107,7 @@ fn begin<'c, C: Collectives + ?Sized>(
     bytes: u64,
 ) -> Result<(Call<'c>, Settings)> {
     let settings = this.settings()?;
-    let c = Call::start(this.communicator(), kind, root, bytes)?;
+    let c = Call::start(this.communicator(), kind, root, bytes, settings.stall_slice())?;
     if settings.check {
         barrier::consistency(&c)?;
     }
@@ -119,14 +119,14 @@ fn sum_counts(c: &Call, counts: &[usize]) -> Result<usize> {
     counts
         .iter()
         .try_fold(0usize, |a, &n| a.checked_add(n))
-        .ok_or_else(|| c.bad_arg("the counts add up to more than usize::MAX"))
+        .ok_or_else(|| c.invalid("the counts add up to more than usize::MAX"))
 }
 
 fn need_len(c: &Call, what: &str, have: usize, want: usize) -> Result<()> {
     if have == want {
         Ok(())
     } else {
-        Err(c.bad_arg(format!("{what} holds {have} elements, {want} needed")))
+        Err(c.invalid(format!("{what} holds {have} elements, {want} needed")))
     }
 }
 
@@ -225,7 +225,7 @@ pub trait Collectives {
                     need_len(&c, "the receive buffer", out.len(), send.len())?;
                     Some(out)
                 }
-                None => return Err(c.bad_arg("the root must pass a receive buffer")),
+                None => return Err(c.invalid("the root must pass a receive buffer")),
             }
         } else {
             None
@@ -321,7 +321,7 @@ pub trait Collectives {
         let (c, s) = begin(self, OpKind::Scatter, root, bytes_of::<T>(recv.len()))?;
         let send = if c.rank == root {
             let Some(all) = send else {
-                return Err(c.bad_arg("the root must pass the data to scatter"));
+                return Err(c.invalid("the root must pass the data to scatter"));
             };
             need_len(&c, "the send buffer", all.len(), c.size * recv.len())?;
             Some(all)
@@ -364,7 +364,7 @@ pub trait Collectives {
         let (c, _) = begin(self, OpKind::Scatterv, root, 0)?;
         if c.rank == root {
             let Some((all, counts)) = send else {
-                return Err(c.bad_arg("the root must pass the data and counts to scatter"));
+                return Err(c.invalid("the root must pass the data and counts to scatter"));
             };
             need_len(&c, "the counts", counts.len(), c.size)?;
             need_len(&c, "the send buffer", all.len(), sum_counts(&c, counts)?)?;
@@ -393,7 +393,7 @@ pub trait Collectives {
         let (c, s) = begin(self, OpKind::Gather, root, bytes_of::<T>(send.len()))?;
         let recv = if c.rank == root {
             let Some(out) = recv else {
-                return Err(c.bad_arg("the root must pass a receive buffer"));
+                return Err(c.invalid("the root must pass a receive buffer"));
             };
             need_len(&c, "the receive buffer", out.len(), c.size * send.len())?;
             Some(out)
@@ -434,7 +434,7 @@ pub trait Collectives {
         let (c, _) = begin(self, OpKind::Gatherv, root, 0)?;
         if c.rank == root {
             let Some((out, counts)) = recv else {
-                return Err(c.bad_arg("the root must pass a receive buffer and counts"));
+                return Err(c.invalid("the root must pass a receive buffer and counts"));
             };
             need_len(&c, "the counts", counts.len(), c.size)?;
             need_len(&c, "the receive buffer", out.len(), sum_counts(&c, counts)?)?;
@@ -511,7 +511,7 @@ pub trait Collectives {
         let (c, s) = begin(self, OpKind::Alltoall, 0, bytes_of::<T>(send.len()))?;
         need_len(&c, "the receive buffer", recv.len(), send.len())?;
         if send.len() % c.size != 0 {
-            return Err(c.bad_arg(format!(
+            return Err(c.invalid(format!(
                 "the send buffer's {} elements are not {} equal blocks",
                 send.len(),
                 c.size
@@ -616,7 +616,7 @@ pub trait Collectives {
             let Some(v) = value else {
                 let why = "the root passed no value";
                 object::bcast_bytes(&c, Some(object::root_error(why)), root)?;
-                return Err(c.bad_arg(why));
+                return Err(c.invalid(why));
             };
             object::bcast_bytes(&c, Some(object::encode(&v)?), root)?;
             Ok(v)
@@ -685,7 +685,7 @@ pub trait Collectives {
                 let msg = object::root_error(&why);
                 let dests: Vec<usize> = (0..c.size).filter(|i| *i != root).collect();
                 c.send_all(&msg, &dests)?;
-                return Err(c.bad_arg(why));
+                return Err(c.invalid(why));
             }
         };
         let mut encoded = Vec::with_capacity(c.size);
@@ -699,7 +699,7 @@ pub trait Collectives {
             .map(|(i, b)| (&b[..], i))
             .collect();
         c.send_each(&msgs)?;
-        values.into_iter().nth(root).ok_or_else(|| c.bad_arg("no value for the root"))
+        values.into_iter().nth(root).ok_or_else(|| c.invalid("no value for the root"))
     }
 
     /// Every rank gets every rank's value, in rank order.

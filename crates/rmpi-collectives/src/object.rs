@@ -38,9 +38,9 @@ pub(crate) fn decode<T: DeserializeOwned>(c: &Call, bytes: &[u8], src: usize) ->
             }
             Ok(v)
         }
-        Some((&ROOT_ERROR, why)) => {
-            Err(c.bad_arg(format!("the root reported: {}", String::from_utf8_lossy(why))))
-        }
+        Some((&ROOT_ERROR, why)) => Err(
+            c.invalid(format!("the root (rank {src}) reported: {}", String::from_utf8_lossy(why)))
+        ),
         _ => Err(Error::Decode { source_rank: src, msg: "empty or unmarked message".into() }),
     }
 }
