@@ -455,6 +455,19 @@ mod tests {
     }
 
     #[test]
+    fn stall_slice_parsing() {
+        assert_eq!(Settings::default().stall_slice(), DEFAULT_STALL);
+        let s = Settings::from_lookup(|k| (k == STALL_ENV).then(|| " 50 ".into())).unwrap();
+        assert_eq!(s.stall_slice(), Duration::from_millis(50));
+        for bad in ["0", "-3", "1s", ""] {
+            match Settings::from_lookup(|k| (k == STALL_ENV).then(|| bad.into())) {
+                Err(Error::Env { var, .. }) => assert_eq!(var, STALL_ENV),
+                other => panic!("{bad:?}: expected an env error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn non_commutative_never_gets_ring() {
         let s = Settings { allreduce: AllreduceAlgo::Ring, ..Settings::default() };
         assert_eq!(s.pick_allreduce(1 << 20, 4, false), AllreduceAlgo::RecursiveDoubling);

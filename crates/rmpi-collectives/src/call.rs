@@ -243,9 +243,12 @@ impl<'c> Call<'c> {
         Call { sig, tag: sig.tag(), ..*self }
     }
 
-    /// An error saying this rank's arguments are unusable.
+    /// An error saying this rank's arguments are unusable. The other members are told (see
+    /// [`Call::notify`]), so that those waiting for this rank fail instead of waiting for it.
     pub(crate) fn invalid(&self, msg: impl std::fmt::Display) -> Error {
-        Error::InvalidArgument { rank: self.rank, msg: format!("{}: {msg}", self.sig.describe()) }
+        let msg = format!("{}: {msg}", self.sig.describe());
+        self.tell_all(&format!("rank {} was called with an invalid argument in {msg}", self.rank));
+        Error::InvalidArgument { rank: self.rank, msg }
     }
 
     /// An error saying another rank disagrees with this one about a byte count (every member
@@ -373,12 +376,17 @@ impl<'c> Call<'c> {
     /// rank) and returns this rank's error (`local`). The notices are best effort: a member
     /// that cannot be reached is lost anyway, and this rank's error is the same either way.
     fn notify(&self, local: String, shared: String) -> Error {
+        self.tell_all(&shared);
+        Error::Mismatch { rank: self.rank, msg: local }
+    }
+
+    /// Sends a notice about this call with `text` to every other member (best effort).
+    fn tell_all(&self, text: &str) {
         let mut w = self.query.seq.to_le_bytes().to_vec();
-        w.extend_from_slice(shared.as_bytes());
+        w.extend_from_slice(text.as_bytes());
         for dest in (0..self.size).filter(|d| *d != self.rank) {
             let _ = self.ctl.send(&w, dest, NOTICE_TAG);
         }
-        Error::Mismatch { rank: self.rank, msg: local }
     }
 
     // ------------------------------------------------------------ point-to-point

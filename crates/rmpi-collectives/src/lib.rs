@@ -23,7 +23,9 @@
 //! * [`algo`]: the algorithms of each family, the size thresholds and [`Settings`] (also read
 //!   from `RMPI_ALGO_<OP>` environment variables) to force one.
 //! * `call`: one collective call — sequence number, the tag that identifies the call on the
-//!   wire, and point-to-point helpers that check every received tag (mismatch detection).
+//!   wire, point-to-point helpers that check every received tag, and the sliced wait every
+//!   collective wait goes through (stall detection: queries and notices on the control
+//!   channel turn a wait on a rank in another call into `Error::Mismatch`).
 //! * One module per family with its algorithms: `barrier` (also the optional consistency
 //!   check), `bcast`, `reduce`, `allreduce`, `reduce_scatter`, `gather` (gather, gatherv,
 //!   allgather, allgatherv), `scatter`, `alltoall`, `scan`, `object` (serde values).
@@ -135,9 +137,11 @@ fn need_len(c: &Call, what: &str, have: usize, want: usize) -> Result<()> {
 ///
 /// Like MPI's, every member of the communicator must make the same calls in the same order.
 /// Errors: [`Error::Mismatch`](rmpi_transport::Error::Mismatch) when ranks are in different
-/// calls or pass unusable buffers, [`Error::PeerLost`](rmpi_transport::Error::PeerLost) naming
-/// a rank that died, [`Error::InvalidRank`](rmpi_transport::Error::InvalidRank) for a root out
-/// of range.
+/// calls (found from a message's tag, or, when a wait stalls for longer than the stall slice
+/// `RMPI_COLL_STALL_MS`, by asking the peer it waits for; see `docs/collectives.md`),
+/// [`Error::InvalidArgument`](rmpi_transport::Error::InvalidArgument) for buffers that do not
+/// fit the call, [`Error::PeerLost`](rmpi_transport::Error::PeerLost) naming a rank that died,
+/// [`Error::InvalidRank`](rmpi_transport::Error::InvalidRank) for a root out of range.
 pub trait Collectives {
     /// The communicator the operations run on.
     fn communicator(&self) -> &Communicator;

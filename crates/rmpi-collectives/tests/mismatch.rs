@@ -332,6 +332,30 @@ fn late_ranks_in_matching_calls_are_not_mismatches() {
 }
 
 #[test]
+fn an_invalid_argument_on_one_rank_fails_the_others() {
+    // Rank 1's receive buffer is too small; it stays alive (as a program that goes on would)
+    // while the others, who wait for its data, are told.
+    let (out, took) = timed(3, |w| {
+        let r = w.communicator().rank();
+        let mut all = vec![0u8; if r == 1 { 5 } else { 6 }];
+        let res = w.allgather(&[r as u8; 2], &mut all);
+        if r == 1 {
+            std::thread::sleep(40 * T);
+        }
+        res
+    });
+    assert!(out[1].as_ref().is_err_and(|m| m.contains("invalid argument")), "{out:?}");
+    for r in [0, 2] {
+        assert!(is_mismatch(&out[r]), "{out:?}");
+        assert!(
+            out[r].as_ref().unwrap_err().contains("rank 1 was called with an invalid"),
+            "{out:?}"
+        );
+    }
+    assert!(took < 40 * T + Duration::from_secs(1), "took {took:?}");
+}
+
+#[test]
 fn invalid_root_and_buffers_are_reported() {
     let out = outcomes(2, |w| {
         let mut v = [0u8; 2];
