@@ -49,6 +49,14 @@ fn timed(
     (out, start.elapsed())
 }
 
+/// Asserts that every rank failed within 5 s, at least one with a mismatch (the others may see
+/// that rank leave first).
+fn all_fail(what: &str, out: &[std::result::Result<(), String>], took: Duration) {
+    assert!(took < Duration::from_secs(5), "{what}: took {took:?}: {out:?}");
+    assert!(out.iter().all(|o| o.is_err()), "{what}: {out:?}");
+    assert!(out.iter().any(is_mismatch), "{what}: {out:?}");
+}
+
 /// Asserts that every rank got a mismatch error that mentions each of `words`, within 5 s.
 fn all_mismatch(
     what: &str,
@@ -215,9 +223,7 @@ fn different_operations_are_errors_everywhere() {
             w.allreduce(&[1, 2, 3], &mut res, Sum)
         }
     });
-    assert!(took < Duration::from_secs(5), "allreduce vs allgather: took {took:?}: {out:?}");
-    assert!(out.iter().all(|o| o.is_err()), "allreduce vs allgather: {out:?}");
-    assert!(out.iter().any(is_mismatch), "allreduce vs allgather: {out:?}");
+    all_fail("allreduce vs allgather", &out, took);
 }
 
 #[test]
@@ -262,9 +268,7 @@ fn different_counts_are_errors_everywhere() {
             let mut v = vec![1u16; n];
             w.allreduce_in_place(&mut v, Sum)
         });
-        assert!(took < Duration::from_secs(5), "p={p}: took {took:?}: {out:?}");
-        assert!(out.iter().all(|o| o.is_err()), "p={p}: {out:?}");
-        assert!(out.iter().any(is_mismatch), "p={p}: {out:?}");
+        all_fail(&format!("counts on p={p}"), &out, took);
     }
 }
 
