@@ -7,7 +7,7 @@
 //! being taken for data.
 
 use bytemuck::Pod;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rmpi_transport::{Channel, Communicator, Error, Request, Result, Status, Tag};
 
@@ -175,11 +175,10 @@ const QUERY_TAG: Tag = 16;
 /// Control-channel tag of a notice: "ranks are in different calls" (the call's sequence number,
 /// little-endian, then the description).
 const NOTICE_TAG: Tag = 17;
-/// Control-channel tag that is never sent: waiting for it only makes the transport progress.
-const IDLE_TAG: Tag = 18;
-/// The shortest and longest nap while waiting for a message of unknown length.
-const MIN_NAP: Duration = Duration::from_micros(10);
-const MAX_NAP: Duration = Duration::from_millis(1);
+/// The length header of a byte message of any length (see [`Call::recv_bytes`]).
+const HEADER_BYTES: usize = 8;
+/// Byte messages up to this length travel in one message with their header.
+pub(crate) const INLINE_BYTES: usize = 4096 - HEADER_BYTES;
 /// Words of a query: the call's sequence number, operation, root, bytes, and the sender's rank.
 const DESC_WORDS: usize = 5;
 
@@ -407,48 +406,69 @@ impl<'c> Call<'c> {
         self.check(&st, Some(n))
     }
 
-    /// Receives a message of any length from `src`. The channel has no receive into a new
-    /// vector that could be waited for in slices, so this waits for the message's arrival in
-    /// naps (from 10 µs, growing with the time waited to at most 1 ms) and then receives it.
-    /// A nap is a timed wait for a receive that nothing ever matches, so that the transport
-    /// makes progress (reads its sockets) meanwhile.
-    pub(crate) fn recv_vec<T: Pod>(&self, src: usize) -> Result<Vec<T>> {
-        if self.ch.iprobe(Some(src), None)?.is_none() {
-            self.await_arrival(src)?;
-        }
-        let (v, st) = self.ch.recv::<T>(src, None)?;
+    /// Receives a byte message of any length from `src`, sent with one of the `send_bytes`
+    /// forms: a first message of at most [`INLINE_BYTES`] + 8 bytes (an 8-byte length, then the
+    /// bytes if they fit), then, if they did not, the bytes as a second message. Both are
+    /// receives into buffers, so both wait in slices like every other receive.
+    pub(crate) fn recv_bytes(&self, src: usize) -> Result<Vec<u8>> {
+        let mut first = vec![0u8; HEADER_BYTES + INLINE_BYTES];
+        let ch: Channel<'_> = self.ch;
+        let st = ch
+            .scope(|s| self.wait(s.irecv_into(&mut first, src, None)?, src))
+            .map_err(|e| self.explain(e, src, first.len()))?;
         self.check(&st, None)?;
-        Ok(v)
+        let bad = |msg: String| Error::Decode { source_rank: src, msg };
+        let Some((head, _)) = first.split_first_chunk::<HEADER_BYTES>() else {
+            return Err(bad("no length header".into()));
+        };
+        let n = u64::from_le_bytes(*head);
+        let n = usize::try_from(n).map_err(|_| bad(format!("a length of {n} bytes")))?;
+        if st.len == HEADER_BYTES + n {
+            first.truncate(st.len);
+            first.drain(..HEADER_BYTES);
+            return Ok(first);
+        }
+        if st.len != HEADER_BYTES || n <= INLINE_BYTES {
+            return Err(bad(format!("a {}-byte message announces {n} bytes", st.len)));
+        }
+        let mut rest = Vec::new();
+        rest.try_reserve_exact(n).map_err(|e| bad(format!("cannot hold {n} bytes: {e}")))?;
+        rest.resize(n, 0);
+        self.recv_into(&mut rest, src)?;
+        Ok(rest)
     }
 
-    /// Waits until a message from `src` has arrived on the collective channel (see
-    /// [`Call::recv_vec`]).
-    fn await_arrival(&self, src: usize) -> Result<()> {
-        let ctl: Channel<'_> = self.ctl;
-        let mut nothing: [u8; 0] = [];
-        ctl.scope(|s| {
-            let mut idle = s.irecv_into(&mut nothing, self.rank, IDLE_TAG)?;
-            let start = Instant::now();
-            let mut slice_end = start + self.stall;
-            loop {
-                let now = Instant::now();
-                if now >= slice_end {
-                    self.stalled(src)?;
-                    slice_end = now + self.stall;
+    /// Sends a byte message to `dest` for [`recv_bytes`](Self::recv_bytes).
+    pub(crate) fn send_bytes(&self, bytes: &[u8], dest: usize) -> Result<()> {
+        self.send_bytes_each(&[(bytes, dest)])
+    }
+
+    /// Sends one byte message to every rank in `dests` for [`recv_bytes`](Self::recv_bytes).
+    pub(crate) fn send_bytes_all(&self, bytes: &[u8], dests: &[usize]) -> Result<()> {
+        let msgs: Vec<(&[u8], usize)> = dests.iter().map(|d| (bytes, *d)).collect();
+        self.send_bytes_each(&msgs)
+    }
+
+    /// Sends each `(bytes, dest)` for [`recv_bytes`](Self::recv_bytes), all at once.
+    pub(crate) fn send_bytes_each(&self, msgs: &[(&[u8], usize)]) -> Result<()> {
+        let heads: Vec<Vec<u8>> = msgs
+            .iter()
+            .map(|(b, _)| {
+                let mut h = (b.len() as u64).to_le_bytes().to_vec();
+                if b.len() <= INLINE_BYTES {
+                    h.extend_from_slice(b);
                 }
-                let nap = ((now - start) / 8).clamp(MIN_NAP, MAX_NAP);
-                match idle.wait_timeout(nap) {
-                    Ok(Err(r)) => idle = r,
-                    Ok(Ok(_)) => {
-                        return Err(self.invalid("a control message with a reserved tag arrived"))
-                    }
-                    Err(e) => return Err(self.noticed().ok().flatten().unwrap_or(e)),
-                }
-                if self.ch.iprobe(Some(src), None)?.is_some() {
-                    return Ok(());
-                }
+                h
+            })
+            .collect();
+        let mut out: Vec<(&[u8], usize)> = Vec::with_capacity(2 * msgs.len());
+        for ((b, d), h) in msgs.iter().zip(&heads) {
+            out.push((h, *d));
+            if b.len() > INLINE_BYTES {
+                out.push((b, *d));
             }
-        })
+        }
+        self.send_each(&out)
     }
 
     /// Sends `sbuf` to `dest` while receiving exactly `rbuf.len()` elements from `src`.

@@ -676,7 +676,7 @@ pub trait Collectives {
     ) -> Result<T> {
         let (c, _) = begin(self, OpKind::ScatterObj, root, 0)?;
         if c.rank != root {
-            let bytes = c.recv_vec::<u8>(root)?;
+            let bytes = c.recv_bytes(root)?;
             return object::decode(&c, &bytes, root);
         }
         let values = match values {
@@ -688,7 +688,7 @@ pub trait Collectives {
                 };
                 let msg = object::root_error(&why);
                 let dests: Vec<usize> = (0..c.size).filter(|i| *i != root).collect();
-                c.send_all(&msg, &dests)?;
+                c.send_bytes_all(&msg, &dests)?;
                 return Err(c.invalid(why));
             }
         };
@@ -702,7 +702,7 @@ pub trait Collectives {
             .filter(|(i, _)| *i != root)
             .map(|(i, b)| (&b[..], i))
             .collect();
-        c.send_each(&msgs)?;
+        c.send_bytes_each(&msgs)?;
         values.into_iter().nth(root).ok_or_else(|| c.invalid("no value for the root"))
     }
 

@@ -57,18 +57,18 @@ pub(crate) fn bcast_bytes(c: &Call, bytes: Option<Vec<u8>>, root: usize) -> Resu
     let (p, r) = (c.size, c.rank);
     let (vr, parent, mask) = tree_pos(r, p, root);
     let bytes = match parent {
-        Some(parent) => c.recv_vec::<u8>(parent)?,
+        Some(parent) => c.recv_bytes(parent)?,
         None => bytes.unwrap_or_default(),
     };
     let dests: Vec<usize> = children(vr, mask, p).iter().map(|(v, _)| (v + root) % p).collect();
-    c.send_all(&bytes, &dests)?;
+    c.send_bytes_all(&bytes, &dests)?;
     Ok(bytes)
 }
 
 /// Linear gather of byte messages at `root` (in rank order; `mine` at the root's place).
 pub(crate) fn gather_bytes(c: &Call, mine: Vec<u8>, root: usize) -> Result<Option<Vec<Vec<u8>>>> {
     if c.rank != root {
-        c.send(&mine, root)?;
+        c.send_bytes(&mine, root)?;
         return Ok(None);
     }
     let mut all = Vec::with_capacity(c.size);
@@ -77,7 +77,7 @@ pub(crate) fn gather_bytes(c: &Call, mine: Vec<u8>, root: usize) -> Result<Optio
         if i == root {
             all.push(mine.take().unwrap_or_default());
         } else {
-            all.push(c.recv_vec::<u8>(i)?);
+            all.push(c.recv_bytes(i)?);
         }
     }
     Ok(Some(all))
@@ -92,8 +92,8 @@ pub(crate) fn allgather_bytes(c: &Call, mine: Vec<u8>) -> Result<Vec<Vec<u8>>> {
     for s in 0..p.saturating_sub(1) {
         let send_i = (r + p - s) % p;
         let recv_i = (r + 2 * p - s - 1) % p;
-        c.send(&all[send_i], right)?;
-        all[recv_i] = c.recv_vec::<u8>(left)?;
+        c.send_bytes(&all[send_i], right)?;
+        all[recv_i] = c.recv_bytes(left)?;
     }
     Ok(all)
 }

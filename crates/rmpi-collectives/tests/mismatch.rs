@@ -328,6 +328,12 @@ fn late_ranks_in_matching_calls_are_not_mismatches() {
             if o != (0..p).collect::<Vec<_>>() {
                 return Err(Error::Encode(format!("allgather_obj gave {o:?}")));
             }
+            // An object larger than one framed message (length first, then the value).
+            late(0);
+            let big = w.bcast_obj((r == 0).then(|| vec![5u32; 10_000]), 0)?;
+            if big != vec![5u32; 10_000] {
+                return Err(Error::Encode("bcast_obj gave the wrong vector".into()));
+            }
             late(p - 1);
             w.barrier()
         });
