@@ -5,6 +5,12 @@
 //! source, so a message from a peer that is in a different call (another operation, root or
 //! count, or another call altogether) is noticed and reported as [`Error::Mismatch`] instead of
 //! being taken for data.
+//!
+//! Every wait goes through [`Call::wait`], which waits in slices of the stall time. A rank whose
+//! slice runs out asks the peer it waits for which call it is in (a query on the communicator's
+//! control channel) and reads the queries and notices that reached it: a query of the same
+//! sequence number with another signature proves a mismatch, which is then told to every member
+//! (a notice) so that a cycle of waits ends in an error on every rank instead of a hang.
 
 use bytemuck::Pod;
 use std::time::Duration;
