@@ -491,7 +491,7 @@ impl Communicator {
     pub fn iprobe(&self, src: Option<usize>, tag: Option<Tag>) -> Result<Option<Status>> {
         let sw = self.src_world(src)?;
         let ctx = self.ctx(Plane::User);
-        let info = self.engine().with_state(|st| st.probe(ctx, sw, tag));
+        let info = self.engine().with_fresh_state(|st| st.probe(ctx, sw, tag));
         Ok(info.map(|i| self.inner.status(Some(i))))
     }
 
@@ -732,7 +732,7 @@ impl<'c> Channel<'c> {
     pub fn iprobe(&self, src: Option<usize>, tag: Option<Tag>) -> Result<Option<Status>> {
         let sw = self.comm.src_world(src)?;
         let ctx = self.comm.ctx(self.plane);
-        let info = self.comm.engine().with_state(|st| st.probe(ctx, sw, tag));
+        let info = self.comm.engine().with_fresh_state(|st| st.probe(ctx, sw, tag));
         Ok(info.map(|i| self.comm.inner.status(Some(i))))
     }
 

@@ -307,6 +307,20 @@ impl Engine {
         self.hosts.get(rank).map(String::as_str).unwrap_or("?")
     }
 
+    /// Like [`with_state`](Self::with_state), but first asks the kernel, without blocking, which
+    /// sockets have something (a call that only looks, like `iprobe` or `is_complete`, must see
+    /// what arrived since the last wait).
+    pub(crate) fn with_fresh_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        if let Ok(mut p) = self.poller.try_lock() {
+            let p = &mut *p;
+            if p.poll.poll(&mut p.events, Some(Duration::ZERO)).is_ok() && !p.events.is_empty() {
+                let mut st = lock(&self.state);
+                st.mark(&p.events);
+            }
+        }
+        self.with_state(f)
+    }
+
     /// Runs `f` on the state after making progress.
     pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         let mut st = lock(&self.state);
@@ -368,16 +382,7 @@ impl Engine {
                     }
                     if !p.events.is_empty() {
                         let mut st = lock(&self.state);
-                        for ev in p.events.iter() {
-                            if let Some(Some(c)) = st.conns.get_mut(ev.token().0) {
-                                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                                    c.readable = true;
-                                }
-                                if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-                                    c.writable = true;
-                                }
-                            }
-                        }
+                        st.mark(&p.events);
                         st.progress();
                         drop(st);
                         if self.sleepers.load(Ordering::SeqCst) > 0 {
@@ -510,6 +515,20 @@ fn unacked_bytes(s: &mio::net::TcpStream) -> usize {
 }
 
 impl State {
+    /// Records what the poller reported.
+    fn mark(&mut self, events: &Events) {
+        for ev in events.iter() {
+            if let Some(Some(c)) = self.conns.get_mut(ev.token().0) {
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    c.readable = true;
+                }
+                if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                    c.writable = true;
+                }
+            }
+        }
+    }
+
     /// A fresh request id with a pending slot.
     pub(crate) fn new_req(&mut self) -> ReqId {
         self.m.next_req += 1;

@@ -92,7 +92,7 @@ impl<'a, T> Request<'a, T> {
 
     /// Makes progress and tells whether [`wait`](Self::wait) would return at once.
     pub fn is_complete(&self) -> bool {
-        self.comm.engine().with_state(|st| st.is_done(self.id))
+        self.comm.engine().with_fresh_state(|st| st.is_done(self.id))
     }
 
     /// Waits for every request, in order, and returns their results (the first error wins, after

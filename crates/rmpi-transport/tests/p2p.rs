@@ -360,3 +360,36 @@ fn operations_after_finalize_are_errors() {
     assert!(matches!(w2.send(&[1u8], 0, 0), Err(Error::Finalized { rank: 0 })));
     assert!(matches!(w2.recv::<u8>(0, 0), Err(Error::Finalized { rank: 0 })));
 }
+
+#[test]
+fn polling_without_waiting_sees_new_messages() {
+    // iprobe and is_complete in a loop with sleeps (no blocking call in between) must notice
+    // what arrives.
+    local::run(2, |w| {
+        if w.rank() == 0 {
+            std::thread::sleep(Duration::from_millis(100));
+            w.send(&[1u8], 1, 3)?;
+            std::thread::sleep(Duration::from_millis(100));
+            w.send(&[2u8], 1, 4)?;
+        } else {
+            let t = Instant::now();
+            let st = loop {
+                if let Some(st) = w.iprobe(None, None)? {
+                    break st;
+                }
+                assert!(t.elapsed() < Duration::from_secs(10), "iprobe never saw the message");
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            assert_eq!((st.source, st.tag), (0, 3));
+            w.recv::<u8>(0, 3)?;
+            let r = w.irecv::<u8>(0, 4)?;
+            while !r.is_complete() {
+                assert!(t.elapsed() < Duration::from_secs(10), "is_complete never turned true");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(r.wait()?.0, vec![2]);
+        }
+        Ok(())
+    })
+    .unwrap();
+}
