@@ -250,9 +250,10 @@ impl Communicator {
     fn post_send(&self, plane: Plane, payload: Payload, dest: usize, tag: Tag) -> Result<ReqId> {
         let dw = self.world_rank(dest)?;
         let ctx = self.ctx(plane);
+        let watch = (plane != Plane::User).then(|| Watch::Group(self.inner.group.clone()));
         self.engine().with_state(|st| {
             let id = st.new_req();
-            match st.post_send(dw, ctx, tag, payload, Some(id)) {
+            match st.post_send(dw, ctx, tag, payload, Some(id), watch) {
                 Ok(()) => Ok(id),
                 Err(e) => {
                     st.cancel(id);
@@ -753,10 +754,11 @@ impl<'scope> Scope<'scope, '_> {
         let dw = self.world(dest)?;
         let bytes: &[u8] = bytemuck::cast_slice(buf);
         let ctx = self.ctx;
+        let watch = (ctx % 4 != Plane::User as u32).then(|| Watch::Group(self.group()));
+        let payload = Payload::Borrowed(RawBuf::from_slice(bytes));
         let id = self.comm.engine().with_state(|st| {
             let id = st.new_req();
-            match st.post_send(dw, ctx, tag, Payload::Borrowed(RawBuf::from_slice(bytes)), Some(id))
-            {
+            match st.post_send(dw, ctx, tag, payload, Some(id), watch) {
                 Ok(()) => Ok(id),
                 Err(e) => {
                     st.cancel(id);

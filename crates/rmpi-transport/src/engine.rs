@@ -129,6 +129,8 @@ struct TxOp {
     /// Bytes of header + payload already written.
     done: usize,
     req: Option<ReqId>,
+    /// Peers whose loss fails this send's request (collective traffic: any member).
+    watch: Option<Watch>,
 }
 
 impl TxOp {
@@ -434,6 +436,7 @@ impl Engine {
                         payload: Payload::Owned(bytes::Bytes::new()),
                         done: 0,
                         req: None,
+                        watch: None,
                     });
                 }
             }
@@ -610,6 +613,7 @@ impl State {
         tag: u64,
         payload: Payload,
         req: Option<ReqId>,
+        watch: Option<Watch>,
     ) -> Result<()> {
         if self.finalized {
             return Err(self.after_finalize());
@@ -625,6 +629,9 @@ impl State {
         if let Some(e) = self.peer_error(dest) {
             return Err(e);
         }
+        if let Some(e) = watch.as_ref().and_then(|w| self.watch_error(w)) {
+            return Err(e);
+        }
         let Some(Some(c)) = self.conns.get_mut(dest) else {
             return Err(Error::InvalidRank { rank: dest, size: self.conns.len() });
         };
@@ -636,7 +643,7 @@ impl State {
         let len = payload.bytes().len() as u64;
         let hdr = FrameHeader { kind: FrameKind::Data, context: ctx, tag, len }.encode();
         let was_idle = c.tx.is_empty();
-        c.tx.push_back(TxOp { hdr, payload, done: 0, req });
+        c.tx.push_back(TxOp { hdr, payload, done: 0, req, watch });
         if was_idle && c.writable {
             self.flush(dest);
         }
@@ -1041,6 +1048,23 @@ impl State {
                     failed.push((req, err()))
                 }
                 Dest::Owned { req: None, .. } => {}
+            }
+        }
+        // Sends to other peers that depend on `r` (collective traffic) fail now too. A frame
+        // already on its way cannot be taken back without corrupting that stream, so it is
+        // finished from a copy; the caller's buffer is released with the error.
+        for (q, c) in self.conns.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            if q == r {
+                continue;
+            }
+            for op in c.tx.iter_mut() {
+                if op.watch.as_ref().is_some_and(|w| w.covers(r)) {
+                    if let Some(id) = op.req.take() {
+                        op.own_payload();
+                        failed.push((id, err()));
+                    }
+                }
             }
         }
         let posted = std::mem::take(&mut self.m.posted);

@@ -326,3 +326,38 @@ fn a_collective_wait_names_the_rank_that_died_not_one_that_finalized() {
         "{e}"
     );
 }
+
+#[test]
+fn a_collective_send_fails_when_another_member_dies() {
+    // Rank 0 is blocked sending a large collective message to rank 1 (which does not read) when
+    // rank 2 crashes: the send fails at once, naming rank 2, and rank 0's buffer is released.
+    let token = JobToken::generate();
+    let rv = server(3, token, T);
+    let cfg = config(0, 3, token, rv);
+    let h = thread::spawn(move || {
+        let w = Communicator::join(&cfg).unwrap();
+        let t = Instant::now();
+        let e = w.collective_channel().send(&vec![7u8; 64 << 20], 1, 0).unwrap_err();
+        let took = t.elapsed();
+        drop(w); // finalize: finishes the frame to rank 1 once it reads
+        (e, took)
+    });
+    let tok = *token.as_bytes();
+    let t1 = thread::spawn(move || table(fake_join(rv, &tok, 3, 1, 1)));
+    let t = table(fake_join(rv, &tok, 3, 2, 2));
+    t1.join().unwrap();
+    let mut s1 = fake_connect(&t[0], &tok, 3, 1); // alive, not reading yet
+    let s2 = fake_connect(&t[0], &tok, 3, 2);
+    thread::sleep(Duration::from_millis(300));
+    drop(s2);
+    // Rank 1 reads again only later, as a real survivor would when it leaves: rank 0's error must
+    // not wait for that.
+    let reader = thread::spawn(move || {
+        thread::sleep(Duration::from_secs(1));
+        let _ = std::io::copy(&mut s1, &mut std::io::sink());
+    });
+    let (e, took) = h.join().unwrap();
+    reader.join().unwrap();
+    assert!(matches!(&e, Error::PeerLost { rank: 2, .. }), "{e}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
