@@ -91,6 +91,21 @@ impl CommInner {
         &self.shared.engine
     }
 
+    /// For collective traffic: an error saying a member finished is replaced by the loss of a
+    /// member that failed, if there is one (after a fresh look at the sockets). When a rank
+    /// crashes, the survivors that notice first leave; the others must still name the crash.
+    pub(crate) fn refine(&self, e: Error) -> Error {
+        let finished = |e: &Error| matches!(e, Error::PeerLost { cause, .. } if cause == crate::engine::FINISHED);
+        if !finished(&e) {
+            return e;
+        }
+        let watch = Watch::Group(self.group.clone());
+        match self.engine().with_fresh_state(|st| st.watch_error(&watch)) {
+            Some(f) if !finished(&f) => f,
+            _ => e,
+        }
+    }
+
     pub(crate) fn status(&self, info: Option<MsgInfo>) -> Status {
         let info = info.unwrap_or(MsgInfo { src: usize::MAX, tag: 0, len: 0 });
         Status {
@@ -280,13 +295,7 @@ impl Communicator {
         }))
     }
 
-    pub(crate) fn send_bytes(
-        &self,
-        plane: Plane,
-        data: &[u8],
-        dest: usize,
-        tag: Tag,
-    ) -> Result<()> {
+    fn send_bytes_raw(&self, plane: Plane, data: &[u8], dest: usize, tag: Tag) -> Result<()> {
         let id = self.post_send(plane, Payload::Borrowed(RawBuf::from_slice(data)), dest, tag)?;
         let hold = Hold { engine: self.engine(), id };
         self.engine().wait_req(id, || format!("send to rank {dest} (tag {tag})"))?;
@@ -294,7 +303,7 @@ impl Communicator {
         Ok(())
     }
 
-    pub(crate) fn recv_bytes_into(
+    fn recv_bytes_into_raw(
         &self,
         plane: Plane,
         buf: &mut [u8],
@@ -308,7 +317,7 @@ impl Communicator {
         Ok(self.inner.status(c.info))
     }
 
-    pub(crate) fn recv_bytes(
+    fn recv_bytes_raw(
         &self,
         plane: Plane,
         src: Option<usize>,
@@ -320,6 +329,45 @@ impl Communicator {
         std::mem::forget(hold);
         let status = self.inner.status(c.info);
         Ok((c.data.unwrap_or_default(), status))
+    }
+
+    pub(crate) fn send_bytes(
+        &self,
+        plane: Plane,
+        data: &[u8],
+        dest: usize,
+        tag: Tag,
+    ) -> Result<()> {
+        self.send_bytes_raw(plane, data, dest, tag).map_err(|e| self.refine_on(plane, e))
+    }
+
+    pub(crate) fn recv_bytes_into(
+        &self,
+        plane: Plane,
+        buf: &mut [u8],
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<Status> {
+        self.recv_bytes_into_raw(plane, buf, src, tag).map_err(|e| self.refine_on(plane, e))
+    }
+
+    pub(crate) fn recv_bytes(
+        &self,
+        plane: Plane,
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<(AlignedBuf, Status)> {
+        self.recv_bytes_raw(plane, src, tag).map_err(|e| self.refine_on(plane, e))
+    }
+
+    /// Collective and internal traffic name the member that failed first (see
+    /// [`CommInner::refine`]).
+    fn refine_on(&self, plane: Plane, e: Error) -> Error {
+        if plane == Plane::User {
+            e
+        } else {
+            self.inner.refine(e)
+        }
     }
 
     // ---------------------------------------------------------------- numeric slices
@@ -767,7 +815,8 @@ impl<'scope> Scope<'scope, '_> {
             }
         })?;
         self.track(id);
-        Ok(Request::new(self.comm.clone(), id, finish_unit))
+        let group = ctx % 4 != Plane::User as u32;
+        Ok(Request::new(self.comm.clone(), id, finish_unit).on_group(group))
     }
 
     /// Starts a receive straight into `buf`; `src`/`tag` `None` match any.
@@ -795,7 +844,8 @@ impl<'scope> Scope<'scope, '_> {
             id
         });
         self.track(id);
-        Ok(Request::new(self.comm.clone(), id, finish_status))
+        let group = ctx % 4 != Plane::User as u32;
+        Ok(Request::new(self.comm.clone(), id, finish_status).on_group(group))
     }
 
     fn world(&self, r: usize) -> Result<usize> {

@@ -29,7 +29,7 @@ use crate::wire::{FrameHeader, FrameKind, HEADER_LEN};
 pub(crate) type ReqId = u64;
 
 /// The cause given for a peer that said goodbye.
-const FINISHED: &str = "it has finalized";
+pub(crate) const FINISHED: &str = "it has finalized";
 
 /// Staging buffer per connection for small frames.
 const STAGING: usize = 64 * 1024;
@@ -66,15 +66,6 @@ pub(crate) enum Watch {
     One(usize),
     /// Any member of this group (world ranks): any-source receives and collectives.
     Group(Arc<[usize]>),
-}
-
-impl Watch {
-    fn covers(&self, r: usize) -> bool {
-        match self {
-            Watch::One(x) => *x == r,
-            Watch::Group(g) => g.contains(&r),
-        }
-    }
 }
 
 /// Where a posted receive puts its message.
@@ -212,6 +203,10 @@ pub(crate) struct State {
     lost: Vec<usize>,
     /// Peers whose goodbye arrived during the current progress pass.
     goodbyes: Vec<usize>,
+    /// A peer was lost and dependent operations have not been failed yet (see `settle`).
+    unsettled: bool,
+    /// Collective sends to a lost peer, failed in `settle` with their group's first loss.
+    deferred: Vec<(ReqId, Watch)>,
 }
 
 /// The matching queues and request table.
@@ -296,6 +291,8 @@ impl Engine {
                 finalized: false,
                 lost: Vec::new(),
                 goodbyes: Vec::new(),
+                unsettled: false,
+                deferred: Vec::new(),
             }),
             poller: Mutex::new(Poller { poll, events: Events::with_capacity(256) }),
             cv: Condvar::new(),
@@ -646,6 +643,7 @@ impl State {
         c.tx.push_back(TxOp { hdr, payload, done: 0, req, watch });
         if was_idle && c.writable {
             self.flush(dest);
+            self.settle();
         }
         Ok(())
     }
@@ -776,6 +774,7 @@ impl State {
                 self.read(r);
             }
         }
+        self.settle();
         for r in std::mem::take(&mut self.goodbyes) {
             self.fail_posted_from(r);
         }
@@ -837,6 +836,8 @@ impl State {
             }
         }
         if let Some(cause) = failed {
+            // The peer may have said goodbye and closed: read what it sent before judging it.
+            self.read(r);
             self.kill(r, cause);
         }
     }
@@ -1038,8 +1039,11 @@ impl State {
         let err = || Error::PeerLost { rank: r, host: host.clone(), cause: cause.clone() };
         let mut failed: Vec<(ReqId, Error)> = Vec::new();
         for op in tx {
-            if let Some(id) = op.req {
-                failed.push((id, err()));
+            match (op.req, op.watch) {
+                // Collective sends name the member their group lost first: settled below.
+                (Some(id), Some(w)) => self.deferred.push((id, w)),
+                (Some(id), None) => failed.push((id, err())),
+                (None, _) => {}
             }
         }
         if let Rx::Payload { dest, .. } = rx {
@@ -1050,29 +1054,55 @@ impl State {
                 Dest::Owned { req: None, .. } => {}
             }
         }
-        // Sends to other peers that depend on `r` (collective traffic) fail now too. A frame
-        // already on its way cannot be taken back without corrupting that stream, so it is
-        // finished from a copy; the caller's buffer is released with the error.
-        for (q, c) in self.conns.iter_mut().enumerate() {
-            let Some(c) = c else { continue };
-            if q == r {
-                continue;
-            }
-            for op in c.tx.iter_mut() {
-                if op.watch.as_ref().is_some_and(|w| w.covers(r)) {
-                    if let Some(id) = op.req.take() {
-                        op.own_payload();
-                        failed.push((id, err()));
-                    }
-                }
+        for (id, e) in failed {
+            self.m.complete(id, Err(e));
+        }
+        // Everything else that depends on `r` (receives watching it, collective sends to other
+        // members) fails in `settle`, at the end of this progress pass: by then every connection
+        // has been read, so if several members were lost the error names the one that failed
+        // first rather than one that merely finished.
+        self.unsettled = true;
+    }
+
+    /// Fails every pending operation that depends on a lost peer, naming for each the member of
+    /// its group that failed first.
+    fn settle(&mut self) {
+        if !std::mem::take(&mut self.unsettled) {
+            return;
+        }
+        let mut failed: Vec<(ReqId, Error)> = Vec::new();
+        for (id, w) in std::mem::take(&mut self.deferred) {
+            if let Some(e) = self.watch_error(&w) {
+                failed.push((id, e));
             }
         }
         let posted = std::mem::take(&mut self.m.posted);
         for p in posted {
-            if p.watch.covers(r) {
-                failed.push((p.req, err()));
-            } else {
-                self.m.posted.push_back(p);
+            match self.watch_error(&p.watch) {
+                Some(e) => failed.push((p.req, e)),
+                None => self.m.posted.push_back(p),
+            }
+        }
+        // A frame already on its way cannot be taken back without corrupting that stream, so a
+        // failed collective send is finished from a copy; the caller's buffer is released.
+        let mut sends: Vec<(usize, usize, Watch)> = Vec::new();
+        for (q, c) in self.conns.iter().enumerate() {
+            let Some(c) = c else { continue };
+            for (i, op) in c.tx.iter().enumerate() {
+                if let (Some(_), Some(w)) = (op.req, &op.watch) {
+                    sends.push((q, i, w.clone()));
+                }
+            }
+        }
+        for (q, i, w) in sends {
+            let Some(e) = self.watch_error(&w) else { continue };
+            if let Some(Some(c)) = self.conns.get_mut(q) {
+                if let Some(op) = c.tx.get_mut(i) {
+                    if let Some(id) = op.req.take() {
+                        op.own_payload();
+                        failed.push((id, e));
+                    }
+                }
             }
         }
         for (id, e) in failed {

@@ -26,6 +26,8 @@ pub struct Request<'a, T> {
     id: ReqId,
     finish: Finish<T>,
     live: bool,
+    /// Collective traffic: errors are refined to name the member that failed first.
+    group: bool,
     _borrow: PhantomData<&'a mut ()>,
 }
 
@@ -37,7 +39,20 @@ impl<T> std::fmt::Debug for Request<'_, T> {
 
 impl<'a, T> Request<'a, T> {
     pub(crate) fn new(comm: Arc<CommInner>, id: ReqId, finish: Finish<T>) -> Self {
-        Request { comm, id, finish, live: true, _borrow: PhantomData }
+        Request { comm, id, finish, live: true, group: false, _borrow: PhantomData }
+    }
+
+    pub(crate) fn on_group(mut self, group: bool) -> Self {
+        self.group = group;
+        self
+    }
+
+    fn refine(&self, e: crate::Error) -> crate::Error {
+        if self.group {
+            self.comm.refine(e)
+        } else {
+            e
+        }
     }
 
     /// Waits for completion and returns the result.
@@ -45,7 +60,8 @@ impl<'a, T> Request<'a, T> {
         let id = self.id;
         let c = self.comm.engine().wait_req(id, || format!("request {id}"));
         self.live = false;
-        (self.finish)(&self.comm, c?)
+        let c = c.map_err(|e| self.refine(e))?;
+        (self.finish)(&self.comm, c)
     }
 
     /// Waits at most `timeout`: `Ok(Ok(value))` when the request completed, `Ok(Err(self))` (the
@@ -83,10 +99,11 @@ impl<'a, T> Request<'a, T> {
         match done {
             Ok(c) => {
                 self.live = false;
-                Ok(Ok((self.finish)(&self.comm, c?)?))
+                let c = c.map_err(|e| self.refine(e))?;
+                Ok(Ok((self.finish)(&self.comm, c)?))
             }
             Err(crate::Error::Timeout { .. }) => Ok(Err(self)),
-            Err(e) => Err(e),
+            Err(e) => Err(self.refine(e)),
         }
     }
 
