@@ -266,16 +266,7 @@ impl Communicator {
         let dw = self.world_rank(dest)?;
         let ctx = self.ctx(plane);
         let watch = (plane != Plane::User).then(|| Watch::Group(self.inner.group.clone()));
-        self.engine().with_state(|st| {
-            let id = st.new_req();
-            match st.post_send(dw, ctx, tag, payload, Some(id), watch) {
-                Ok(()) => Ok(id),
-                Err(e) => {
-                    st.cancel(id);
-                    Err(e)
-                }
-            }
-        })
+        self.engine().with_state(|st| st.send_request(dw, ctx, tag, payload, watch))
     }
 
     fn post_recv(
@@ -804,16 +795,8 @@ impl<'scope> Scope<'scope, '_> {
         let ctx = self.ctx;
         let watch = (ctx % 4 != Plane::User as u32).then(|| Watch::Group(self.group()));
         let payload = Payload::Borrowed(RawBuf::from_slice(bytes));
-        let id = self.comm.engine().with_state(|st| {
-            let id = st.new_req();
-            match st.post_send(dw, ctx, tag, payload, Some(id), watch) {
-                Ok(()) => Ok(id),
-                Err(e) => {
-                    st.cancel(id);
-                    Err(e)
-                }
-            }
-        })?;
+        let id =
+            self.comm.engine().with_state(|st| st.send_request(dw, ctx, tag, payload, watch))?;
         self.track(id);
         let group = ctx % 4 != Plane::User as u32;
         Ok(Request::new(self.comm.clone(), id, finish_unit).on_group(group))

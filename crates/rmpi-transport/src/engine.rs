@@ -537,6 +537,25 @@ impl State {
         id
     }
 
+    /// Queues a send under a new request; on failure the request is let go of again.
+    pub(crate) fn send_request(
+        &mut self,
+        dest: usize,
+        ctx: u32,
+        tag: u64,
+        payload: Payload,
+        watch: Option<Watch>,
+    ) -> Result<ReqId> {
+        let id = self.new_req();
+        match self.post_send(dest, ctx, tag, payload, Some(id), watch) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                self.cancel(id);
+                Err(e)
+            }
+        }
+    }
+
     /// Takes the result of a finished request, leaving pending ones alone.
     pub(crate) fn take_done(&mut self, id: ReqId) -> Option<Result<Completion>> {
         match self.m.slots.get(&id) {

@@ -5,21 +5,9 @@
 use rand::{Rng, SeedableRng};
 use rmpi_transport::wire::{Endpoint, FrameHeader, FrameKind, Hello, HelloKind, RendezvousReply};
 
-fn check(data: &[u8]) {
-    if let Ok(h) = FrameHeader::decode(data, u64::MAX) {
-        assert_eq!(&h.encode()[..], &data[..32]);
-    }
-    if let Ok(h) = Hello::decode(data) {
-        assert_eq!(&h.encode()[..], &data[..32]);
-    }
-    if let Ok((e, used)) = Endpoint::decode(data) {
-        let mut out = Vec::new();
-        e.encode_into(&mut out);
-        assert_eq!(&out[..], &data[..used]);
-    }
-    let size = data.first().copied().unwrap_or(0) as u32;
-    let _ = RendezvousReply::decode(data.get(1..).unwrap_or(&[]), size);
-}
+#[path = "../fuzz/check.rs"]
+mod check;
+use check::check;
 
 #[test]
 fn decoders_survive_random_and_mutated_input() {

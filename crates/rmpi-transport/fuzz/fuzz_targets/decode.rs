@@ -1,22 +1,9 @@
-//! Feeds arbitrary bytes to every wire decoder: none may panic, and whatever decodes must
-//! encode back to the bytes it came from.
+//! Feeds arbitrary bytes to every wire decoder (see `../check.rs`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rmpi_transport::wire::{Endpoint, FrameHeader, Hello, RendezvousReply};
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(h) = FrameHeader::decode(data, u64::MAX) {
-        assert_eq!(&h.encode()[..], &data[..32]);
-    }
-    if let Ok(h) = Hello::decode(data) {
-        assert_eq!(&h.encode()[..], &data[..32]);
-    }
-    if let Ok((e, used)) = Endpoint::decode(data) {
-        let mut out = Vec::new();
-        e.encode_into(&mut out);
-        assert_eq!(&out[..], &data[..used]);
-    }
-    let size = data.first().copied().unwrap_or(0) as u32;
-    let _ = RendezvousReply::decode(data.get(1..).unwrap_or(&[]), size);
-});
+#[path = "../check.rs"]
+mod check;
+
+fuzz_target!(|data: &[u8]| check::check(data));
