@@ -24,4 +24,13 @@ if [ -x scripts/setup-moto.sh ]; then
 fi
 
 # Release mode: the multi-rank tests move hundreds of MiB and start dozens of processes.
-cargo test --release --workspace --no-fail-fast "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --release --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite (cargo prints one per test binary).
+totals=$(grep -E '^test result:' "$log" | awk '{p += $4; f += $6} END {printf "%d passed, %d failed", p, f}')
+echo "tests: $totals"
+exit "$status"
