@@ -5,7 +5,7 @@
 //!
 //! * [`wire`]: every byte on the wire (handshake, rendezvous records, frame headers), as pure
 //!   encode/decode functions; specified in `docs/wire-protocol.md`.
-//! * [`env`]: the launcher/rank contract (environment variables) and [`BootConfig`].
+//! * [`env`](mod@env): the launcher/rank contract (environment variables) and [`BootConfig`].
 //! * [`token`]: the job token.
 //! * [`rendezvous`]: the server a launcher runs so ranks can find each other.
 //! * [`addr`]: choosing the address a rank advertises.
