@@ -294,32 +294,23 @@ impl Communicator {
         Ok(())
     }
 
-    fn recv_bytes_into_raw(
+    /// Posts a receive into `sink`, waits for it, and names a failed member for collective
+    /// traffic. Caller memory in `sink` is let go of on every path out.
+    fn receive(
         &self,
         plane: Plane,
-        buf: &mut [u8],
+        sink: Sink,
         src: Option<usize>,
         tag: Option<Tag>,
-    ) -> Result<Status> {
-        let id = self.post_recv(plane, Sink::User(RawBuf::from_mut(buf)), src, tag)?;
+    ) -> Result<Completion> {
+        let id = self.post_recv(plane, sink, src, tag)?;
         let hold = Hold { engine: self.engine(), id };
-        let c = self.engine().wait_req(id, || describe_recv(src, tag))?;
-        std::mem::forget(hold);
-        Ok(self.inner.status(c.info))
-    }
-
-    fn recv_bytes_raw(
-        &self,
-        plane: Plane,
-        src: Option<usize>,
-        tag: Option<Tag>,
-    ) -> Result<(AlignedBuf, Status)> {
-        let id = self.post_recv(plane, Sink::Alloc, src, tag)?;
-        let hold = Hold { engine: self.engine(), id };
-        let c = self.engine().wait_req(id, || describe_recv(src, tag))?;
-        std::mem::forget(hold);
-        let status = self.inner.status(c.info);
-        Ok((c.data.unwrap_or_default(), status))
+        let done = self.engine().wait_req(id, || describe_recv(src, tag));
+        if done.is_ok() {
+            // Completed: the engine holds nothing of ours any more.
+            std::mem::forget(hold);
+        }
+        done.map_err(|e| self.refine_on(plane, e))
     }
 
     pub(crate) fn send_bytes(
@@ -339,7 +330,8 @@ impl Communicator {
         src: Option<usize>,
         tag: Option<Tag>,
     ) -> Result<Status> {
-        self.recv_bytes_into_raw(plane, buf, src, tag).map_err(|e| self.refine_on(plane, e))
+        let c = self.receive(plane, Sink::User(RawBuf::from_mut(buf)), src, tag)?;
+        Ok(self.inner.status(c.info))
     }
 
     pub(crate) fn recv_bytes(
@@ -348,7 +340,9 @@ impl Communicator {
         src: Option<usize>,
         tag: Option<Tag>,
     ) -> Result<(AlignedBuf, Status)> {
-        self.recv_bytes_raw(plane, src, tag).map_err(|e| self.refine_on(plane, e))
+        let c = self.receive(plane, Sink::Alloc, src, tag)?;
+        let status = self.inner.status(c.info);
+        Ok((c.data.unwrap_or_default(), status))
     }
 
     /// Collective and internal traffic name the member that failed first (see
