@@ -9,7 +9,7 @@
 //! * [`token`]: the job token.
 //! * [`rendezvous`]: the server a launcher runs so ranks can find each other.
 //! * [`addr`]: choosing the address a rank advertises.
-//! * `mesh`: building the full mesh of connections.
+//! * `mesh`: building the full mesh of connections (`accept`: the bootstrap accept thread).
 //! * `engine`: the progress engine (matching, framing, polling) shared by all communicators.
 //! * [`Communicator`]: groups of ranks and their point-to-point operations; [`Request`] and
 //!   [`Scope`] for nonblocking ones.
@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+mod accept;
 pub mod addr;
 mod buf;
 mod comm;

@@ -6,11 +6,11 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::accept::Acceptor;
 use crate::env::BootConfig;
 use crate::error::{Error, Result};
 use crate::rendezvous::{self, list};
@@ -46,11 +46,10 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
     // Accept from higher ranks in the background while we connect to lower ones.
     let expect_higher = size - rank - 1;
     let (tx, rx) = mpsc::channel::<(usize, TcpStream)>();
-    let stop = Arc::new(AtomicBool::new(false));
     let acceptor = if expect_higher > 0 {
-        let l = listener.try_clone().map_err(|e| Error::io("listener", e))?;
-        let (stop, token) = (stop.clone(), cfg.token);
-        Some(thread::spawn(move || accept_peers(l, stop, token, rank, size, tx)))
+        let token = cfg.token;
+        let greet = move |s, peer| greet_peer(s, peer, token, rank, size, &tx);
+        Some(Acceptor::spawn(&listener, format!("rank {rank}"), greet)?)
     } else {
         None
     };
@@ -78,7 +77,6 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
             Err(_) => {
                 let missing: Vec<usize> =
                     (rank + 1..size).filter(|j| streams[*j].is_none()).collect();
-                stop.store(true, Ordering::SeqCst);
                 let names: Vec<String> =
                     missing.iter().map(|j| format!("{j} ({})", endpoints[*j].host)).collect();
                 return Err(fail(format!(
@@ -90,18 +88,8 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
             }
         }
     }
-    stop.store(true, Ordering::SeqCst);
-    if let Some(a) = acceptor {
-        // Wake the acceptor so it sees the stop flag, then let the listener go.
-        let mut wake = listener.local_addr().map_err(|e| Error::io("listener address", e))?;
-        wake.set_ip(if wake.is_ipv4() {
-            Ipv4Addr::LOCALHOST.into()
-        } else {
-            Ipv6Addr::LOCALHOST.into()
-        });
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
-        let _ = a.join();
-    }
+    // Stop accepting: the listener closes with this function, so later strays are refused.
+    drop(acceptor);
     Ok(Mesh { streams, endpoints })
 }
 
@@ -186,55 +174,37 @@ fn connect_peer(
     Ok(s)
 }
 
-fn accept_peers(
-    listener: TcpListener,
-    stop: Arc<AtomicBool>,
+/// Checks the hello of an accepted connection and answers it; hands a peer's stream to `tx`.
+fn greet_peer(
+    mut s: TcpStream,
+    peer: SocketAddr,
     token: JobToken,
     rank: usize,
     size: usize,
-    tx: mpsc::Sender<(usize, TcpStream)>,
+    tx: &mpsc::Sender<(usize, TcpStream)>,
 ) {
-    loop {
-        let (mut s, peer) = match listener.accept() {
-            Ok(x) => x,
-            Err(e) => {
-                if stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                tracing::warn!("rank {rank}: accept failed: {e}");
-                thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let tx = tx.clone();
-        thread::spawn(move || {
-            let _ = s.set_read_timeout(Some(PEER_HELLO_TIMEOUT));
-            let mut b = [0u8; HELLO_LEN];
-            let res = s
-                .read_exact(&mut b)
-                .map_err(|e| format!("no hello: {e}"))
-                .and_then(|_| check_hello(&b, token, size))
-                .and_then(|j| {
-                    if j > rank {
-                        Ok(j)
-                    } else {
-                        Err(format!("rank {j} should not connect to rank {rank}"))
-                    }
-                });
-            match res {
-                Ok(j) => {
-                    if s.write_all(&hello(token, size, rank)).is_ok() {
-                        let _ = s.set_read_timeout(None);
-                        let _ = s.set_nodelay(true);
-                        let _ = tx.send((j, s));
-                    }
-                }
-                Err(why) => tracing::warn!(%peer, "rank {rank}: refused a connection: {why}"),
+    let _ = s.set_read_timeout(Some(PEER_HELLO_TIMEOUT));
+    let mut b = [0u8; HELLO_LEN];
+    let res = s
+        .read_exact(&mut b)
+        .map_err(|e| format!("no hello: {e}"))
+        .and_then(|_| check_hello(&b, token, size))
+        .and_then(|j| {
+            if j > rank {
+                Ok(j)
+            } else {
+                Err(format!("rank {j} should not connect to rank {rank}"))
             }
         });
+    match res {
+        Ok(j) => {
+            if s.write_all(&hello(token, size, rank)).is_ok() {
+                let _ = s.set_read_timeout(None);
+                let _ = s.set_nodelay(true);
+                let _ = tx.send((j, s));
+            }
+        }
+        Err(why) => tracing::warn!(%peer, "rank {rank}: refused a connection: {why}"),
     }
 }
 

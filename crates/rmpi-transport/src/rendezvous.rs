@@ -6,11 +6,11 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::accept::Acceptor;
 use crate::error::{Error, Result};
 use crate::token::JobToken;
 use crate::wire::{Endpoint, Hello, HelloKind, RendezvousReply, HELLO_LEN};
@@ -78,14 +78,22 @@ impl RendezvousServer {
     pub fn run(self) -> Result<()> {
         let start = Instant::now();
         let (tx, rx) = mpsc::channel::<Joined>();
-        let stop = Arc::new(AtomicBool::new(false));
-        let wake_addr = self.wake_addr();
-        let listener =
-            self.listener.try_clone().map_err(|e| Error::io("rendezvous listener", e))?;
-        let acceptor = {
-            let (stop, token, size) = (stop.clone(), self.token, self.size);
-            thread::spawn(move || accept_loop(listener, stop, token, size, tx))
-        };
+        let (token, size) = (self.token, self.size);
+        let acceptor = Acceptor::spawn(
+            &self.listener,
+            "rendezvous".into(),
+            move |stream, peer| match read_join(stream, token, size) {
+                Ok(j) => {
+                    let _ = tx.send(j);
+                }
+                Err((stream, why)) => {
+                    tracing::warn!(%peer, "rendezvous: refused connection: {why}");
+                    if let Some(s) = stream {
+                        refuse(s, &why);
+                    }
+                }
+            },
+        )?;
         let mut joined: Vec<Option<Joined>> = (0..self.size).map(|_| None).collect();
         let mut count = 0;
         let outcome = loop {
@@ -112,9 +120,7 @@ impl RendezvousServer {
                 }
             }
         };
-        stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&wake_addr, Duration::from_millis(200));
-        let _ = acceptor.join();
+        drop(acceptor);
         match outcome {
             Ok(()) => {
                 let table: Vec<Endpoint> =
@@ -144,18 +150,6 @@ impl RendezvousServer {
             }
         }
     }
-
-    fn wake_addr(&self) -> SocketAddr {
-        let mut a = self.local_addr();
-        if a.ip().is_unspecified() {
-            a.set_ip(if a.is_ipv4() {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            });
-        }
-        a
-    }
 }
 
 /// Formats a rank list compactly: `0, 3, 5-9`.
@@ -176,43 +170,6 @@ pub(crate) fn list(ranks: &[usize]) -> String {
 fn refuse(mut s: TcpStream, msg: &str) {
     let _ = s.write_all(&RendezvousReply::Failed(msg.to_owned()).encode());
     let _ = s.shutdown(Shutdown::Both);
-}
-
-fn accept_loop(
-    listener: TcpListener,
-    stop: Arc<AtomicBool>,
-    token: JobToken,
-    size: usize,
-    tx: mpsc::Sender<Joined>,
-) {
-    loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(x) => x,
-            Err(e) => {
-                if stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                tracing::warn!("rendezvous: accept failed: {e}");
-                thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let tx = tx.clone();
-        thread::spawn(move || match read_join(stream, token, size) {
-            Ok(j) => {
-                let _ = tx.send(j);
-            }
-            Err((stream, why)) => {
-                tracing::warn!(%peer, "rendezvous: refused connection: {why}");
-                if let Some(s) = stream {
-                    refuse(s, &why);
-                }
-            }
-        });
-    }
 }
 
 type Refusal = (Option<TcpStream>, String);
