@@ -36,13 +36,13 @@ fn run(link: &mut RmpiLink, role: Role, bufs: &mut Bufs, o: Order) -> Result<Dur
     link.sync()?;
     match o.what {
         LATENCY => p2p::pingpong(link, role, &mut bufs.ping[..size], 0, iters).map(|t| t / 2),
-        _ => p2p::stream(link, role, &mut bufs.arena, (size, window(size)), 0, iters),
+        _ => p2p::stream(link, role, &mut bufs.window, (size, window(size)), 0, iters),
     }
 }
 
 struct Bufs {
     ping: Vec<u8>,
-    arena: Vec<u8>,
+    window: Vec<u8>,
 }
 
 fn initiator(world: &Communicator) -> Result<()> {
@@ -54,7 +54,7 @@ fn initiator(world: &Communicator) -> Result<()> {
         .measurement_time(Duration::from_secs(1))
         .configure_from_args();
     let mut link = RmpiLink::new(world.clone(), 1);
-    let mut bufs = Bufs { ping: vec![1u8; MAX], arena: vec![1u8; MAX] };
+    let mut bufs = Bufs { ping: vec![1u8; MAX], window: vec![1u8; MAX] };
     for (what, name) in [(LATENCY, "p2p_latency"), (BANDWIDTH, "p2p_bandwidth")] {
         let mut g = c.benchmark_group(name);
         g.sampling_mode(SamplingMode::Flat);
@@ -81,7 +81,7 @@ fn initiator(world: &Communicator) -> Result<()> {
 
 fn responder(world: &Communicator) -> Result<()> {
     let mut link = RmpiLink::new(world.clone(), 0);
-    let mut bufs = Bufs { ping: vec![0u8; MAX], arena: vec![0u8; WINDOW_BYTES] };
+    let mut bufs = Bufs { ping: vec![1u8; MAX], window: vec![1u8; MAX] };
     driver::serve(world, |o| run(&mut link, Role::Responder, &mut bufs, o).map(drop))
 }
 

@@ -27,28 +27,12 @@ pub trait Link {
     /// Sends `window` messages of `buf` back to back (nonblocking where the link has it), then
     /// waits for the receiver's 4-byte acknowledgement.
     fn send_window(&mut self, buf: &[u8], window: usize) -> Result<()>;
-    /// Receives one message into each of `bufs` (all posted before any data is waited for),
-    /// then sends the 4-byte acknowledgement.
-    fn recv_window(&mut self, bufs: Vec<&mut [u8]>) -> Result<()>;
+    /// Receives `window` messages of exactly `buf.len()` bytes, one after another into `buf`
+    /// (as OSU's `osu_bw` receiver does: its window of receives all name one buffer), then sends
+    /// the 4-byte acknowledgement.
+    fn recv_window(&mut self, buf: &mut [u8], window: usize) -> Result<()>;
     /// Returns once the peer has called `sync` too.
     fn sync(&mut self) -> Result<()>;
-}
-
-/// Splits `arena` into `count` disjoint slices of `size` bytes (`size` may be 0).
-///
-/// Returns `None` when the arena is too small.
-pub fn split_window(arena: &mut [u8], size: usize, count: usize) -> Option<Vec<&mut [u8]>> {
-    if arena.len() < size.checked_mul(count)? {
-        return None;
-    }
-    let mut out = Vec::with_capacity(count);
-    let mut rest = arena;
-    for _ in 0..count {
-        let (head, tail) = rest.split_at_mut(size);
-        out.push(head);
-        rest = tail;
-    }
-    Some(out)
 }
 
 /// rmpi point-to-point between this rank and `peer` of a communicator.
@@ -106,20 +90,15 @@ impl Link for RmpiLink {
         self.check_len(st.len, ack.len(), TAG_ACK)
     }
 
-    fn recv_window(&mut self, bufs: Vec<&mut [u8]>) -> Result<()> {
-        let peer = self.peer;
-        let lens: Vec<usize> = bufs.iter().map(|b| b.len()).collect();
-        let statuses = self.comm.scope(|s| {
-            let reqs = bufs
-                .into_iter()
-                .map(|b| s.irecv_into(b, peer, TAG_WINDOW))
-                .collect::<rmpi::Result<Vec<_>>>()?;
-            Request::wait_all(reqs)
-        })?;
-        for (st, want) in statuses.iter().zip(lens) {
+    fn recv_window(&mut self, buf: &mut [u8], window: usize) -> Result<()> {
+        // Blocking receives: each one is posted as the previous completes, and claims its
+        // message while the payload is still in the socket, so bytes go straight into `buf`.
+        let want = buf.len();
+        for _ in 0..window {
+            let st = self.comm.recv_into(buf, self.peer, TAG_WINDOW)?;
             self.check_len(st.len, want, TAG_WINDOW)?;
         }
-        Ok(self.comm.send(&[0u8; 4], peer, TAG_ACK)?)
+        Ok(self.comm.send(&[0u8; 4], self.peer, TAG_ACK)?)
     }
 
     fn sync(&mut self) -> Result<()> {
@@ -169,9 +148,9 @@ impl Link for TcpLink {
         self.read(&mut ack, "receiving the window's acknowledgement")
     }
 
-    fn recv_window(&mut self, bufs: Vec<&mut [u8]>) -> Result<()> {
-        for b in bufs {
-            self.read(b, "receiving a window")?;
+    fn recv_window(&mut self, buf: &mut [u8], window: usize) -> Result<()> {
+        for _ in 0..window {
+            self.read(buf, "receiving a window")?;
         }
         self.write(&[0u8; 4], "acknowledging a window")
     }
@@ -179,25 +158,5 @@ impl Link for TcpLink {
     fn sync(&mut self) -> Result<()> {
         self.write(&[0u8], "synchronising")?;
         self.read(&mut [0u8], "synchronising")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_window_gives_disjoint_slices() {
-        let mut arena = vec![0u8; 10];
-        let mut parts = split_window(&mut arena, 3, 3).unwrap();
-        assert_eq!(parts.len(), 3);
-        for (i, p) in parts.iter_mut().enumerate() {
-            assert_eq!(p.len(), 3);
-            p.fill(i as u8 + 1);
-        }
-        drop(parts);
-        assert_eq!(arena, [1, 1, 1, 2, 2, 2, 3, 3, 3, 0]);
-        assert_eq!(split_window(&mut arena, 0, 64).unwrap().len(), 64);
-        assert!(split_window(&mut arena, 4, 3).is_none());
     }
 }

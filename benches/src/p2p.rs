@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{BenchError, Result};
-use crate::link::{split_window, Link};
+use crate::link::Link;
 use crate::options::Options;
 use crate::table;
 
@@ -50,30 +50,28 @@ pub fn pingpong<L: Link>(
 
 /// Runs `warmup + iters` windows of `window` messages of `size` bytes, each window acknowledged
 /// by the receiver, and returns the time of the last `iters`. The initiator sends
-/// `arena[..size]`; the responder receives into `window` disjoint slices of `arena`.
+/// `buf[..size]` `window` times; the responder receives every message into `buf[..size]`.
 pub fn stream<L: Link>(
     link: &mut L,
     role: Role,
-    arena: &mut [u8],
+    buf: &mut [u8],
     (size, window): (usize, usize),
     warmup: usize,
     iters: usize,
 ) -> Result<Duration> {
-    let len = arena.len();
-    let short = || BenchError::Usage(format!("buffer of {len} bytes is too small"));
+    let len = buf.len();
     if len < size {
-        return Err(short());
+        return Err(BenchError::Usage(format!("buffer of {len} bytes is too small for {size}")));
     }
+    let buf = &mut buf[..size];
     let mut t0 = Instant::now();
     for i in 0..warmup + iters {
         if i == warmup {
             t0 = Instant::now();
         }
         match role {
-            Role::Initiator => link.send_window(&arena[..size], window)?,
-            Role::Responder => {
-                link.recv_window(split_window(arena, size, window).ok_or_else(short)?)?
-            }
+            Role::Initiator => link.send_window(buf, window)?,
+            Role::Responder => link.recv_window(buf, window)?,
         }
     }
     Ok(t0.elapsed())
@@ -119,19 +117,15 @@ pub fn bandwidth_table<L: Link>(
     opts: &Options,
     impl_name: &str,
 ) -> Result<()> {
-    // The sender's bytes are written once (not the shared zero page); the receiver needs a
-    // distinct buffer per message in flight, faulted in by the warm-up.
-    let mut arena = match role {
-        Role::Initiator => vec![1u8; opts.max_size],
-        Role::Responder => vec![0u8; opts.max_size * WINDOW],
-    };
+    // Written once, so neither side reads the shared zero page or faults pages in while timed.
+    let mut buf = vec![1u8; opts.max_size];
     if role == Role::Initiator {
         table::header(impl_name, "Bandwidth Test", 2, table::BANDWIDTH_COLUMNS);
     }
     for size in opts.sizes() {
         let iters = opts.iters_for(size);
         link.sync()?;
-        let t = stream(link, role, &mut arena, (size, WINDOW), opts.warmup_for(iters), iters)?;
+        let t = stream(link, role, &mut buf, (size, WINDOW), opts.warmup_for(iters), iters)?;
         if role == Role::Initiator {
             table::emit(&table::row(size, mb_per_s(t, size, iters)));
         }
@@ -144,22 +138,24 @@ mod tests {
     use super::*;
     use crate::link::{RmpiLink, TcpLink};
 
-    /// Streams 3 windows of 100-byte messages and returns what the responder's arena holds.
+    /// Streams 3 windows of 100-byte messages, then ping-pongs 200 bytes (which only lines up
+    /// if the windows left nothing behind), and returns what the responder's buffer holds.
     fn stream_pattern<L: Link>(link: &mut L, role: Role) -> Result<Vec<u8>> {
-        let mut arena = match role {
-            Role::Initiator => (0..100u8).collect(),
-            Role::Responder => vec![0u8; 100 * WINDOW],
+        let mut buf = match role {
+            Role::Initiator => (0..200u8).collect(),
+            Role::Responder => vec![0u8; 200],
         };
-        stream(link, role, &mut arena, (100, WINDOW), 1, 2)?;
-        pingpong(link, role, &mut arena[..100], 1, 3)?;
-        Ok(arena)
+        stream(link, role, &mut buf, (100, WINDOW), 1, 2)?;
+        if role == Role::Responder {
+            assert!(buf[..100].iter().enumerate().all(|(i, b)| *b == i as u8));
+            assert!(buf[100..].iter().all(|b| *b == 0), "stream wrote past its size");
+        }
+        pingpong(link, role, &mut buf, 1, 3)?;
+        Ok(buf)
     }
 
-    fn check_received(arena: &[u8]) {
-        assert_eq!(arena.len(), 100 * WINDOW);
-        for chunk in arena.chunks(100) {
-            assert!(chunk.iter().enumerate().all(|(i, b)| *b == i as u8));
-        }
+    fn check_received(buf: &[u8]) {
+        assert!(buf.iter().enumerate().all(|(i, b)| *b == i as u8));
     }
 
     #[test]
@@ -184,9 +180,9 @@ mod tests {
         });
         let (stream, _) = listener.accept().unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let arena = stream_pattern(&mut TcpLink::new(stream).unwrap(), Role::Responder).unwrap();
+        let buf = stream_pattern(&mut TcpLink::new(stream).unwrap(), Role::Responder).unwrap();
         peer.join().unwrap();
-        check_received(&arena);
+        check_received(&buf);
     }
 
     #[test]

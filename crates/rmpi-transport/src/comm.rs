@@ -279,7 +279,7 @@ impl Communicator {
         let sw = self.src_world(src)?;
         let ctx = self.ctx(plane);
         let watch = self.watch(plane, sw);
-        Ok(self.engine().with_state(|st| {
+        Ok(self.engine().locked(|st| {
             let id = st.new_req();
             st.post_recv(Posted { req: id, ctx, src: sw, tag, sink, watch });
             id
@@ -815,7 +815,7 @@ impl<'scope> Scope<'scope, '_> {
         };
         let sink = Sink::User(RawBuf::from_mut(bytemuck::cast_slice_mut(buf)));
         let (ctx, tag) = (self.ctx, tag.into());
-        let id = self.comm.engine().with_state(|st| {
+        let id = self.comm.engine().locked(|st| {
             let id = st.new_req();
             st.post_recv(Posted { req: id, ctx, src: sw, tag, sink, watch });
             id

@@ -144,6 +144,23 @@ enum Dest {
     User { req: ReqId, buf: RawBuf },
     /// Into an engine buffer; `req` is set when a receive claimed the message mid-flight.
     Owned { req: Option<(ReqId, Sink)>, buf: AlignedBuf },
+    /// Nowhere yet: a large message nobody has asked for. Its payload stays in the socket for
+    /// the rest of progress pass `since`, so a receive posted right after (the usual case for a
+    /// program receiving messages one by one) takes it straight into its own memory instead of
+    /// through an engine buffer and a copy. The next pass buffers it, so nothing waits on it.
+    Unclaimed { since: u64 },
+}
+
+impl Dest {
+    /// Where the payload's bytes go, or `None` while it is unclaimed.
+    fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        match self {
+            // SAFETY: the receive is live while it is the destination.
+            Dest::User { buf, .. } => Some(unsafe { buf.bytes_mut() }),
+            Dest::Owned { buf, .. } => Some(buf.as_mut_bytes()),
+            Dest::Unclaimed { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -172,6 +189,17 @@ struct Conn {
     rx: Rx,
     tx: VecDeque<TxOp>,
     link: Link,
+}
+
+impl Conn {
+    fn is_unclaimed(&self) -> bool {
+        matches!(self.rx, Rx::Payload { dest: Dest::Unclaimed { .. }, .. })
+    }
+
+    /// Input this connection has that the next progress pass takes, with no new event.
+    fn has_backlog(&self) -> bool {
+        self.link == Link::Open && (self.readable || self.is_unclaimed())
+    }
 }
 
 #[derive(Debug)]
@@ -207,6 +235,8 @@ pub(crate) struct State {
     unsettled: bool,
     /// Collective sends to a lost peer, failed in `settle` with their group's first loss.
     deferred: Vec<(ReqId, Watch)>,
+    /// Progress passes made so far (see [`Dest::Unclaimed`]).
+    pass: u64,
 }
 
 /// The matching queues and request table.
@@ -293,6 +323,7 @@ impl Engine {
                 goodbyes: Vec::new(),
                 unsettled: false,
                 deferred: Vec::new(),
+                pass: 0,
             }),
             poller: Mutex::new(Poller { poll, events: Events::with_capacity(256) }),
             cv: Condvar::new(),
@@ -318,6 +349,12 @@ impl Engine {
             }
         }
         self.with_state(f)
+    }
+
+    /// Runs `f` on the state as it is, without a progress pass first (posting a receive this
+    /// way lets it claim a message whose payload is still in the socket).
+    pub(crate) fn locked<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut lock(&self.state))
     }
 
     /// Runs `f` on the state after making progress.
@@ -351,16 +388,24 @@ impl Engine {
             if self.spin.is_zero() || !host_has_idle_cores() { Duration::ZERO } else { self.spin };
         let spin_end = start + spin;
         let mut polls = 0u32;
+        // Whether the poller just made a pass (then the condition is checked before another one,
+        // so an unclaimed message is offered to this caller first).
+        let mut fresh = false;
         loop {
-            {
+            let backlog = {
                 let mut st = lock(&self.state);
-                st.progress();
+                if !std::mem::take(&mut fresh) {
+                    st.progress();
+                }
                 if let Some(r) = check(&mut st) {
                     return r;
                 }
-            }
+                st.conns.iter().flatten().any(Conn::has_backlog)
+            };
             let now = Instant::now();
-            let mut sleep = max_sleep;
+            // Input left behind by the last pass (a read budget used up, a payload held back
+            // for a receive) raises no new event: look again without sleeping.
+            let mut sleep = if backlog { Duration::ZERO } else { max_sleep };
             if let Some(d) = deadline {
                 if now >= d {
                     return Err(Error::Timeout { after: now - start, what: what() });
@@ -383,6 +428,7 @@ impl Engine {
                         let mut st = lock(&self.state);
                         st.mark(&p.events);
                         st.progress();
+                        fresh = true;
                         drop(st);
                         if self.sleepers.load(Ordering::SeqCst) > 0 {
                             self.cv.notify_all();
@@ -691,16 +737,45 @@ impl State {
                 return;
             }
         }
-        // 2. A message whose payload is arriving right now and that nobody has claimed.
-        for (r, c) in self.conns.iter_mut().enumerate() {
-            let Some(c) = c else { continue };
-            if let Rx::Payload { hdr, dest: Dest::Owned { req: claim @ None, .. }, .. } = &mut c.rx
+        // 2. A message whose payload is arriving right now and that nobody has claimed: the rest
+        //    of it goes straight into the receive's memory when it fits there.
+        let arriving = self.conns.iter().enumerate().position(|(r, c)| {
+            matches!(c.as_ref().map(|c| &c.rx), Some(Rx::Payload {
+                hdr,
+                dest: Dest::Unclaimed { .. } | Dest::Owned { req: None, .. },
+                ..
+            }) if p.matches(hdr.context, r, hdr.tag))
+        });
+        if let Some(r) = arriving {
+            if let Some(Some(Conn { rx: Rx::Payload { hdr, dest, filled }, .. })) =
+                self.conns.get_mut(r)
             {
-                if p.matches(hdr.context, r, hdr.tag) {
-                    *claim = Some((p.req, p.sink));
-                    return;
-                }
+                let len = hdr.len as usize;
+                let old = std::mem::replace(dest, Dest::Unclaimed { since: 0 });
+                *dest = match (p.sink, old) {
+                    (Sink::User(ub), Dest::Owned { buf, .. }) if len <= ub.len => {
+                        // SAFETY: the receive being posted is live.
+                        let into = unsafe { ub.bytes_mut() };
+                        into[..*filled].copy_from_slice(&buf.as_bytes()[..*filled]);
+                        Dest::User { req: p.req, buf: ub }
+                    }
+                    (Sink::User(ub), Dest::Unclaimed { .. }) if len <= ub.len => {
+                        Dest::User { req: p.req, buf: ub }
+                    }
+                    (sink, Dest::Owned { buf, .. }) => {
+                        Dest::Owned { req: Some((p.req, sink)), buf }
+                    }
+                    (sink, _) => {
+                        Dest::Owned { req: Some((p.req, sink)), buf: AlignedBuf::zeroed(len) }
+                    }
+                };
             }
+            // Part of the payload (or all of it) may be staged already, and no socket event
+            // will come for it: take it now.
+            if let Err(cause) = self.parse(r) {
+                self.kill(r, cause);
+            }
+            return;
         }
         // 3. Nothing yet: fail now if a peer it depends on is gone, else wait.
         let finished_source =
@@ -717,15 +792,27 @@ impl State {
         self.m.posted.push_back(p);
     }
 
-    /// The envelope of the first arrived message matching, without receiving it.
+    /// The envelope of the first arrived message matching, without receiving it: a complete one,
+    /// or else one whose header is in and whose payload nobody has claimed yet (a receive posted
+    /// next takes that one, so probing first costs a large message no extra copy).
     pub(crate) fn probe(&self, ctx: u32, src: Option<usize>, tag: Option<u64>) -> Option<MsgInfo> {
-        self.m
-            .unexpected
-            .iter()
-            .find(|u| {
-                u.ctx == ctx && src.is_none_or(|s| s == u.src) && tag.is_none_or(|t| t == u.tag)
-            })
-            .map(|u| MsgInfo { src: u.src, tag: u.tag, len: u.buf.len() })
+        let wanted = |c: u32, s: usize, t: u64| {
+            c == ctx && src.is_none_or(|w| w == s) && tag.is_none_or(|w| w == t)
+        };
+        let complete = self.m.unexpected.iter().find(|u| wanted(u.ctx, u.src, u.tag));
+        if let Some(u) = complete {
+            return Some(MsgInfo { src: u.src, tag: u.tag, len: u.buf.len() });
+        }
+        self.conns.iter().enumerate().find_map(|(r, c)| match c.as_ref().map(|c| &c.rx) {
+            Some(Rx::Payload {
+                hdr,
+                dest: Dest::Unclaimed { .. } | Dest::Owned { req: None, .. },
+                ..
+            }) if wanted(hdr.context, r, hdr.tag) => {
+                Some(MsgInfo { src: r, tag: hdr.tag, len: hdr.len as usize })
+            }
+            _ => None,
+        })
     }
 
     /// Lets go of a request: a receive that has not matched is withdrawn (its message, when it
@@ -779,10 +866,11 @@ impl State {
 
     /// Does all the I/O that can be done without blocking.
     fn progress(&mut self) {
+        self.pass += 1;
         for r in 0..self.conns.len() {
             let (flush, read) = match &self.conns[r] {
                 Some(c) if !matches!(c.link, Link::Dead(_)) => {
-                    (c.writable && !c.tx.is_empty(), c.readable)
+                    (c.writable && !c.tx.is_empty(), c.readable || c.is_unclaimed())
                 }
                 _ => continue,
             };
@@ -869,22 +957,18 @@ impl State {
                 return;
             }
             let Some(Some(c)) = self.conns.get_mut(r) else { return };
-            if budget == 0 || c.link != Link::Open {
+            if budget == 0 || c.link != Link::Open || c.is_unclaimed() {
                 return;
             }
             // Choose where the next bytes go.
             let direct = match &mut c.rx {
                 Rx::Payload { dest, filled, hdr } if c.lo == c.hi => {
                     let rem = hdr.len as usize - *filled;
-                    if rem >= DIRECT_READ_MIN {
-                        let slice: &mut [u8] = match dest {
-                            // SAFETY: the receive is live while it is the destination.
-                            Dest::User { buf, .. } => unsafe { buf.bytes_mut() },
-                            Dest::Owned { buf, .. } => buf.as_mut_bytes(),
-                        };
-                        Some((slice.as_mut_ptr(), *filled, rem))
-                    } else {
-                        None
+                    match dest.bytes_mut() {
+                        Some(slice) if rem >= DIRECT_READ_MIN => {
+                            Some((slice.as_mut_ptr(), *filled, rem))
+                        }
+                        _ => None,
                     }
                 }
                 _ => None,
@@ -976,6 +1060,7 @@ impl State {
                         Some(p) => {
                             Dest::Owned { req: Some((p.req, p.sink)), buf: AlignedBuf::zeroed(len) }
                         }
+                        None if len >= DIRECT_READ_MIN => Dest::Unclaimed { since: self.pass },
                         None => Dest::Owned { req: None, buf: AlignedBuf::zeroed(len) },
                     };
                     let Some(Some(c)) = self.conns.get_mut(r) else { return Ok(()) };
@@ -983,13 +1068,17 @@ impl State {
                 }
                 Rx::Payload { hdr, dest, filled } => {
                     let len = hdr.len as usize;
+                    if let Dest::Unclaimed { since } = *dest {
+                        if since == self.pass {
+                            return Ok(());
+                        }
+                        // Nobody asked for it within a pass: buffer it, so the messages behind
+                        // it (which someone may be waiting for) keep flowing.
+                        *dest = Dest::Owned { req: None, buf: AlignedBuf::zeroed(len) };
+                    }
                     let take = (len - *filled).min(c.hi - c.lo);
                     if take > 0 {
-                        let into: &mut [u8] = match dest {
-                            // SAFETY: the receive is live while it is the destination.
-                            Dest::User { buf, .. } => unsafe { buf.bytes_mut() },
-                            Dest::Owned { buf, .. } => buf.as_mut_bytes(),
-                        };
+                        let Some(into) = dest.bytes_mut() else { return Ok(()) };
                         into[*filled..*filled + take]
                             .copy_from_slice(&c.staging[c.lo..c.lo + take]);
                         *filled += take;
@@ -1017,6 +1106,9 @@ impl State {
                             tag: hdr.tag,
                             buf,
                         }),
+                        // Not reached: an unclaimed payload is given a home before any of it
+                        // is taken.
+                        Dest::Unclaimed { .. } => {}
                     }
                 }
             }
@@ -1070,7 +1162,7 @@ impl State {
                 Dest::User { req, .. } | Dest::Owned { req: Some((req, _)), .. } => {
                     failed.push((req, err()))
                 }
-                Dest::Owned { req: None, .. } => {}
+                Dest::Owned { req: None, .. } | Dest::Unclaimed { .. } => {}
             }
         }
         for (id, e) in failed {
