@@ -182,14 +182,20 @@ impl Communicator {
     pub fn join(cfg: &BootConfig) -> Result<Communicator> {
         let mesh = crate::mesh::build(cfg)?;
         let hosts = mesh.endpoints.iter().map(|e| e.host.clone()).collect();
-        let engine = Engine::new(cfg.rank, mesh.streams, hosts, cfg.spin, cfg.max_message)?;
+        let engine = Engine::new(
+            cfg.rank,
+            mesh.streams,
+            hosts,
+            (cfg.spin, cfg.ranks_on_host),
+            cfg.max_message,
+        )?;
         Ok(Self::world(engine))
     }
 
     /// A world of one rank (no sockets).
     pub fn singleton() -> Communicator {
         let host = crate::mesh::hostname();
-        let engine = Engine::new(0, vec![None], vec![host], std::time::Duration::ZERO, 0);
+        let engine = Engine::new(0, vec![None], vec![host], (std::time::Duration::ZERO, 1), 0);
         match engine {
             Ok(e) => Self::world(e),
             // Creating an epoll instance can only fail when the process is out of file

@@ -38,7 +38,8 @@ pub const MAX_MESSAGE: &str = "RMPI_MAX_MESSAGE";
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default largest accepted message (64 GiB).
 pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 36;
-/// Default spin before sleeping when the host is not oversubscribed.
+/// Default time a waiting call polls before it sleeps (how it polls depends on the host's load:
+/// see [`BootConfig::spin`]).
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
 /// Everything a rank needs to join a job.
@@ -58,8 +59,13 @@ pub struct BootConfig {
     pub port_range: Option<(u16, u16)>,
     /// Deadline for rendezvous and mesh set-up.
     pub boot_timeout: Duration,
-    /// How long a wait polls before it blocks.
+    /// How long a wait polls before it blocks. While every running task on the host has a core,
+    /// it busy-polls; while the only excess is this job's own ranks (no more running tasks than
+    /// `ranks_on_host`), it polls and yields the core after every look, so a peer rank sharing the
+    /// core runs at once; with other load on the host it does not poll at all. Zero: never poll.
     pub spin: Duration,
+    /// Ranks of this job on this host (`RMPI_LOCAL_SIZE`; 1 when unknown).
+    pub ranks_on_host: usize,
     /// Largest accepted message.
     pub max_message: u64,
     /// The launcher's name for this host, if it gave one.
@@ -78,6 +84,7 @@ impl BootConfig {
             port_range: None,
             boot_timeout: DEFAULT_BOOT_TIMEOUT,
             spin: DEFAULT_SPIN,
+            ranks_on_host: 1,
             max_message: DEFAULT_MAX_MESSAGE,
             host_label: None,
         }
@@ -121,25 +128,15 @@ impl BootConfig {
         }
         let local_size: Option<usize> =
             get(LOCAL_SIZE).map(|s| parse(LOCAL_SIZE, &s)).transpose()?;
-        cfg.spin = match get(SPIN_US) {
-            Some(s) => Duration::from_micros(parse(SPIN_US, &s)?),
-            None => default_spin(local_size.unwrap_or(1)),
-        };
+        cfg.ranks_on_host = local_size.unwrap_or(1).max(1);
+        if let Some(s) = get(SPIN_US) {
+            cfg.spin = Duration::from_micros(parse(SPIN_US, &s)?);
+        }
         if let Some(s) = get(MAX_MESSAGE) {
             cfg.max_message = parse(MAX_MESSAGE, &s)?;
         }
         cfg.host_label = get(HOST).filter(|s| !s.is_empty());
         Ok(Some(cfg))
-    }
-}
-
-/// Spinning only pays when every waiting rank has a core to itself.
-pub(crate) fn default_spin(ranks_on_host: usize) -> Duration {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    if ranks_on_host <= cores {
-        DEFAULT_SPIN
-    } else {
-        Duration::ZERO
     }
 }
 
@@ -203,6 +200,7 @@ mod tests {
             (BOOT_TIMEOUT, "2.5"),
             (SPIN_US, "0"),
             (IFACE, "10.0.0.0/8"),
+            (LOCAL_SIZE, "6"),
         ])
         .unwrap()
         .unwrap();
@@ -210,6 +208,7 @@ mod tests {
         assert_eq!(c.port_range, Some((5000, 5100)));
         assert_eq!(c.boot_timeout, Duration::from_millis(2500));
         assert_eq!(c.spin, Duration::ZERO);
+        assert_eq!(c.ranks_on_host, 6);
         assert_eq!(c.token.to_hex(), TOK);
     }
 

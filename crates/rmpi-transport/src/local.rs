@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::comm::Communicator;
-use crate::env::{default_spin, BootConfig};
+use crate::env::{BootConfig, DEFAULT_SPIN};
 use crate::error::{Error, Result};
 use crate::rendezvous::RendezvousServer;
 use crate::token::JobToken;
@@ -17,7 +17,8 @@ use crate::token::JobToken;
 pub struct LocalOptions {
     /// Deadline for the job to assemble.
     pub boot_timeout: Duration,
-    /// Spin before sleeping (default: 50 µs if the ranks fit on the cores, else 0).
+    /// How long a wait polls before it sleeps (default 50 µs; how it polls follows the load,
+    /// see [`BootConfig::spin`]).
     pub spin: Option<Duration>,
     /// Largest accepted message.
     pub max_message: u64,
@@ -61,7 +62,7 @@ where
         RendezvousServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), n, token, opts.boot_timeout)?;
     let addr = server.local_addr();
     let server = server.spawn();
-    let spin = opts.spin.unwrap_or_else(|| default_spin(n));
+    let spin = opts.spin.unwrap_or(DEFAULT_SPIN);
     let results: Vec<Result<R>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..n)
             .map(|rank| {
@@ -69,6 +70,7 @@ where
                 let mut cfg = BootConfig::new(rank, n, token, addr);
                 cfg.boot_timeout = opts.boot_timeout;
                 cfg.spin = spin;
+                cfg.ranks_on_host = n;
                 cfg.max_message = opts.max_message;
                 cfg.host_label = Some(format!("local{rank}"));
                 std::thread::Builder::new().name(format!("rank-{rank}")).spawn_scoped(
