@@ -154,7 +154,8 @@ pub struct Thresholds {
     pub bcast_long: usize,
     /// Broadcasts of at least this many bytes use the pipelined chain (when 2 < p < 8).
     pub bcast_pipeline: usize,
-    /// Reductions of at least this many bytes use reduce-scatter + gather (when p > 2).
+    /// Reductions of at least this many bytes use reduce-scatter + gather when p ≥ 16 (below
+    /// that the segmented binomial tree won at every size measured here).
     pub reduce_long: usize,
     /// Allreduces of at least this many bytes use a reduce-scatter based algorithm.
     pub allreduce_long: usize,
@@ -330,7 +331,7 @@ impl Settings {
     pub fn pick_reduce(&self, bytes: usize, p: usize, commutative: bool) -> ReduceAlgo {
         match self.reduce {
             _ if !commutative => ReduceAlgo::Binomial,
-            ReduceAlgo::Auto if p > 2 && bytes >= self.thresholds.reduce_long => {
+            ReduceAlgo::Auto if p >= 16 && bytes >= self.thresholds.reduce_long => {
                 ReduceAlgo::ReduceScatterGather
             }
             ReduceAlgo::Auto => ReduceAlgo::Binomial,

@@ -1,5 +1,5 @@
-//! Reduce: binomial tree for short messages and non-commutative operators, ring reduce-scatter
-//! + gather to the root for long ones.
+//! Reduce: a binomial tree, segmented for long messages when p > 2; ring reduce-scatter + gather
+//! to the root for long messages on many ranks.
 
 use bytemuck::Pod;
 use rmpi_transport::Result;
@@ -16,6 +16,12 @@ use crate::ops::Op;
 /// covers relative ranks `[vr, vr + 2^k)` after the k-th child, so the result is
 /// `x0 ∘ (x1) ∘ (x2 ∘ x3) ∘ (x4 ∘ ... ∘ x7) ...` in relative rank order.
 ///
+/// Messages longer than [`SEGMENT`] bytes travel the tree in segments: a node combines segment
+/// k from each child and sends it on before it takes segment k + 1, so every level works at
+/// once and each segment is combined while it is still in cache (one pass over a 16 MiB vector
+/// received whole runs at memory speed; one over 256 KiB pieces does not leave the cache).
+/// Every element is still combined in the same order, so the result does not depend on it.
+///
 /// `recv` must be `Some` at `root` (checked by the caller).
 pub(crate) fn binomial<T: Pod, O: Op<T>>(
     c: &Call,
@@ -28,9 +34,21 @@ pub(crate) fn binomial<T: Pod, O: Op<T>>(
     let tree_root = if op.commutative() { root } else { 0 };
     let (vr, parent, mask) = tree_pos(r, p, tree_root);
     let kids = children(vr, mask, p);
+    let n = send.len();
+    // Segments only where a node has several children to take turns with (p > 2): every rank
+    // derives the same segment size from (n, p), so the messages match.
+    let seg_bytes = if p > 2 { SEGMENT } else { usize::MAX };
+    let seg = (seg_bytes / std::mem::size_of::<T>().max(1)).clamp(1, n.max(1));
+    let nseg = n.div_ceil(seg).max(1);
+    let piece = |k: usize| (k * seg).min(n)..((k + 1) * seg).min(n);
     if kids.is_empty() {
         // A leaf sends its own contribution untouched.
         match parent {
+            Some(parent) if nseg > 1 => {
+                let msgs: Vec<(&[T], usize)> =
+                    (0..nseg).map(|k| (&send[piece(k)], parent)).collect();
+                c.send_each(&msgs)?
+            }
             Some(parent) => c.send(send, parent)?,
             // p == 1: the root is its own tree.
             None => {
@@ -47,26 +65,40 @@ pub(crate) fn binomial<T: Pod, O: Op<T>>(
         }
         return Ok(());
     }
+    // The partial result is built in the output buffer at the root (elsewhere in a buffer of
+    // its own). The first child's segment is received straight into it and combined with this
+    // rank's own values from the left, so `send` is never copied.
     let mut own: Vec<T>;
     let mut recv = recv;
     let acc: &mut [T] = match (&mut recv, r == root && tree_root == root) {
-        (Some(out), true) => {
-            out.copy_from_slice(send);
-            out
-        }
+        (Some(out), true) => out,
         _ => {
-            own = send.to_vec();
+            own = bytemuck::zeroed_vec(n);
             &mut own
         }
     };
-    let mut tmp: Vec<T> = bytemuck::zeroed_vec(send.len());
-    for &(v, _) in kids.iter().rev() {
-        c.recv_into(&mut tmp, (v + tree_root) % p)?;
-        op.combine(acc, &tmp);
+    // One segment buffer for each child after the first; all children's pieces of a segment are
+    // received at once, so each lands in place whichever child is quicker.
+    let extra = kids.len().saturating_sub(1);
+    let mut tmp: Vec<T> = bytemuck::zeroed_vec(extra * seg);
+    for k in 0..nseg {
+        let range = piece(k);
+        let len = range.len();
+        let acc_k = &mut acc[range.clone()];
+        let mut order = kids.iter().rev().map(|&(v, _)| (v + tree_root) % p);
+        let Some(first) = order.next() else { break };
+        let mut bufs: Vec<(&mut [T], usize)> = vec![(&mut *acc_k, first)];
+        bufs.extend(tmp.chunks_mut(seg).map(|t| &mut t[..len]).zip(order));
+        c.exchange_many(bufs, &[])?;
+        op.combine_rev(&send[range.clone()], acc_k);
+        for t in tmp.chunks(seg) {
+            op.combine(acc_k, &t[..len]);
+        }
+        if let Some(parent) = parent {
+            c.send(acc_k, parent)?;
+        }
     }
-    if let Some(parent) = parent {
-        c.send(acc, parent)?;
-    } else if root != tree_root {
+    if parent.is_none() && root != tree_root {
         // Rank 0 holds the rank-order result; the root is elsewhere.
         c.send(acc, root)?;
     }
@@ -77,6 +109,11 @@ pub(crate) fn binomial<T: Pod, O: Op<T>>(
     }
     Ok(())
 }
+
+/// Segment size of the binomial reduction's long messages (bytes): large enough that the
+/// per-message cost is small against the bytes, small enough that a segment and its partner
+/// stay in a core's cache while they are combined.
+pub(crate) const SEGMENT: usize = 256 << 10;
 
 /// Ring reduce-scatter over a copy of `send`, then every rank sends its reduced chunk straight
 /// to the root (commutative operators only).
