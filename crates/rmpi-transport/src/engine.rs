@@ -562,7 +562,7 @@ impl Polling {
     fn choose(running: usize, cores: usize, ranks_on_host: usize) -> Polling {
         if running <= cores {
             Polling::Busy
-        } else if running <= ranks_on_host {
+        } else if running <= ranks_on_host.max(cores) + 1 {
             Polling::Yielding
         } else {
             Polling::None
@@ -1333,7 +1333,10 @@ mod tests {
         // not at all once other tasks run too.
         assert_eq!(Polling::choose(2, 2, 4), Polling::Busy);
         assert_eq!(Polling::choose(4, 2, 4), Polling::Yielding);
-        assert_eq!(Polling::choose(5, 2, 4), Polling::None);
-        assert_eq!(Polling::choose(3, 2, 1), Polling::None);
+        assert_eq!(Polling::choose(5, 2, 4), Polling::Yielding);
+        assert_eq!(Polling::choose(6, 2, 4), Polling::None);
+        // 2 ranks on 2 cores and one passing task (a launcher thread forwarding output).
+        assert_eq!(Polling::choose(3, 2, 2), Polling::Yielding);
+        assert_eq!(Polling::choose(4, 2, 2), Polling::None);
     }
 }
