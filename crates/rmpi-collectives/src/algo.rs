@@ -322,6 +322,9 @@ impl Settings {
             BcastAlgo::Auto if p >= 8 && bytes >= self.thresholds.bcast_long => {
                 BcastAlgo::ScatterAllgather
             }
+            // Up to 4 ranks one hop for everybody beats a second tree level: a hop costs a
+            // scheduling round when ranks share cores, the root's extra send does not.
+            BcastAlgo::Auto if p <= 4 => BcastAlgo::Linear,
             BcastAlgo::Auto => BcastAlgo::Binomial,
             a => a,
         }
@@ -383,7 +386,7 @@ impl Settings {
     /// The scatter algorithm for a total of `bytes` on `p` ranks.
     pub fn pick_scatter(&self, bytes: usize, p: usize) -> ScatterAlgo {
         match self.scatter {
-            ScatterAlgo::Auto if p <= 2 || bytes >= self.thresholds.gather_long => {
+            ScatterAlgo::Auto if p <= 4 || bytes >= self.thresholds.gather_long => {
                 ScatterAlgo::Linear
             }
             ScatterAlgo::Auto => ScatterAlgo::Binomial,
