@@ -66,10 +66,12 @@ algo_enum!(
 algo_enum!(
     /// Reduce algorithms.
     ReduceAlgo, "RMPI_ALGO_REDUCE", {
-        /// Binomial tree of whole-vector combines.
+        /// Binomial tree of whole-vector combines (segmented for long vectors when p > 2).
         Binomial => "binomial",
         /// Ring reduce-scatter then gather to the root (commutative operators only).
         ReduceScatterGather => "reduce_scatter_gather",
+        /// Every rank sends to the root at once; the root combines in rank order.
+        Linear => "linear",
     }
 );
 
@@ -157,6 +159,8 @@ pub struct Thresholds {
     /// Reductions of at least this many bytes use reduce-scatter + gather when p ≥ 16 (below
     /// that the segmented binomial tree won at every size measured here).
     pub reduce_long: usize,
+    /// Reductions shorter than this go linear on up to 4 ranks (the root holds p − 1 copies).
+    pub reduce_linear: usize,
     /// Allreduces of at least this many bytes use a reduce-scatter based algorithm.
     pub allreduce_long: usize,
     /// Allgathers whose total output is at least this many bytes use the ring.
@@ -177,6 +181,7 @@ impl Default for Thresholds {
             bcast_long: 128 << 10,
             bcast_pipeline: 128 << 10,
             reduce_long: 4 << 20,
+            reduce_linear: 8 << 20,
             allreduce_long: 64 << 10,
             allgather_long: 64 << 10,
             gather_long: 16 << 10,
@@ -333,9 +338,14 @@ impl Settings {
     /// The reduce algorithm for `bytes` on `p` ranks.
     pub fn pick_reduce(&self, bytes: usize, p: usize, commutative: bool) -> ReduceAlgo {
         match self.reduce {
-            _ if !commutative => ReduceAlgo::Binomial,
-            ReduceAlgo::Auto if p >= 16 && bytes >= self.thresholds.reduce_long => {
+            ReduceAlgo::ReduceScatterGather if !commutative => ReduceAlgo::Binomial,
+            ReduceAlgo::Auto if p >= 16 && bytes >= self.thresholds.reduce_long && commutative => {
                 ReduceAlgo::ReduceScatterGather
+            }
+            // One hop for everybody, as for bcast; the root's extra receive is cheaper than a
+            // tree level while ranks share cores.
+            ReduceAlgo::Auto if p <= 4 && bytes < self.thresholds.reduce_linear => {
+                ReduceAlgo::Linear
             }
             ReduceAlgo::Auto => ReduceAlgo::Binomial,
             a => a,

@@ -238,6 +238,7 @@ pub trait Collectives {
             ReduceAlgo::ReduceScatterGather => {
                 reduce::reduce_scatter_gather(&c, send, recv, &op, root)
             }
+            ReduceAlgo::Linear => reduce::linear(&c, send, recv, &op, root),
             _ => reduce::binomial(&c, send, recv, &op, root),
         }
     }

@@ -110,6 +110,47 @@ pub(crate) fn binomial<T: Pod, O: Op<T>>(
     Ok(())
 }
 
+/// Linear reduction: every rank sends its vector to the root at once; the root receives them
+/// all (each into its own slot, whichever arrives first) and combines them in rank order,
+/// `x0 ∘ x1 ∘ ... ∘ x(p-1)`, so any operator works. One hop for everybody; the root handles
+/// p − 1 messages, so this is for short vectors on few ranks.
+///
+/// `recv` must be `Some` at `root` (checked by the caller).
+pub(crate) fn linear<T: Pod, O: Op<T>>(
+    c: &Call,
+    send: &[T],
+    recv: Option<&mut [T]>,
+    op: &O,
+    root: usize,
+) -> Result<()> {
+    let (p, r, n) = (c.size, c.rank, send.len());
+    let Some(out) = recv.filter(|_| r == root) else {
+        return c.send(send, root);
+    };
+    let mut slots: Vec<T> = bytemuck::zeroed_vec(n * (p - 1));
+    let mut bufs: Vec<(&mut [T], usize)> = Vec::with_capacity(p - 1);
+    let mut rest: &mut [T] = &mut slots;
+    for i in (0..p).filter(|&i| i != root) {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+        bufs.push((head, i));
+        rest = tail;
+    }
+    c.exchange_many(bufs, &[])?;
+    // Rank i's vector: our own at the root, else slot i (or i - 1 past the root).
+    let part = |i: usize| -> &[T] {
+        match i.cmp(&root) {
+            std::cmp::Ordering::Equal => send,
+            std::cmp::Ordering::Less => &slots[i * n..(i + 1) * n],
+            std::cmp::Ordering::Greater => &slots[(i - 1) * n..i * n],
+        }
+    };
+    out.copy_from_slice(part(0));
+    for i in 1..p {
+        op.combine(out, part(i));
+    }
+    Ok(())
+}
+
 /// Segment size of the binomial reduction's long messages (bytes): large enough that the
 /// per-message cost is small against the bytes, small enough that a segment and its partner
 /// stay in a core's cache while they are combined.

@@ -42,10 +42,11 @@ fn variants() -> Vec<(&'static str, Settings)> {
             Settings { allreduce: AllreduceAlgo::Rabenseifner, bcast: BcastAlgo::Pipeline, ..long },
         ),
         (
-            "reduce_bcast+check",
+            "linear+reduce_bcast+check",
             Settings {
                 allreduce: AllreduceAlgo::ReduceBcast,
                 bcast: BcastAlgo::Linear,
+                reduce: ReduceAlgo::Linear,
                 check: true,
                 ..short
             },
