@@ -161,6 +161,8 @@ pub struct Thresholds {
     pub reduce_long: usize,
     /// Reductions shorter than this go linear on up to 4 ranks (the root holds p − 1 copies).
     pub reduce_linear: usize,
+    /// Allreduces shorter than this use reduce + bcast (both linear) on 3 or 4 ranks.
+    pub allreduce_linear: usize,
     /// Allreduces of at least this many bytes use a reduce-scatter based algorithm.
     pub allreduce_long: usize,
     /// Allgathers whose total output is at least this many bytes use the ring.
@@ -183,6 +185,7 @@ impl Default for Thresholds {
             reduce_long: 4 << 20,
             reduce_linear: 8 << 20,
             allreduce_long: 64 << 10,
+            allreduce_linear: 128 << 10,
             allgather_long: 64 << 10,
             gather_long: 16 << 10,
             alltoall_long: 128 << 10,
@@ -359,6 +362,11 @@ impl Settings {
                 AllreduceAlgo::RecursiveDoubling
             }
             AllreduceAlgo::Auto if !commutative => AllreduceAlgo::RecursiveDoubling,
+            // Up to 4 ranks: linear reduce + linear bcast, two hops, until the ring's spread of
+            // the combining work pays.
+            AllreduceAlgo::Auto if p <= 4 && p > 2 && bytes < self.thresholds.allreduce_linear => {
+                AllreduceAlgo::ReduceBcast
+            }
             AllreduceAlgo::Auto if bytes >= self.thresholds.allreduce_long && p > 1 => {
                 if p.is_power_of_two() && p >= 8 {
                     AllreduceAlgo::Rabenseifner
@@ -487,6 +495,21 @@ mod tests {
         assert_eq!(s.pick_allreduce(1 << 20, 4, false), AllreduceAlgo::RecursiveDoubling);
         assert_eq!(s.pick_allreduce(1 << 20, 4, true), AllreduceAlgo::Ring);
         let d = Settings::default();
-        assert_eq!(d.pick_allreduce(8, 4, true), AllreduceAlgo::RecursiveDoubling);
+        assert_eq!(d.pick_allreduce(8, 4, true), AllreduceAlgo::ReduceBcast);
+        assert_eq!(d.pick_allreduce(8, 4, false), AllreduceAlgo::RecursiveDoubling);
+        assert_eq!(d.pick_allreduce(8, 8, true), AllreduceAlgo::RecursiveDoubling);
+        assert_eq!(d.pick_allreduce(1 << 20, 4, true), AllreduceAlgo::Ring);
+    }
+
+    #[test]
+    fn reduce_choice_follows_size_and_ranks() {
+        let d = Settings::default();
+        assert_eq!(d.pick_reduce(8, 4, false), ReduceAlgo::Linear);
+        assert_eq!(d.pick_reduce(16 << 20, 4, true), ReduceAlgo::Binomial);
+        assert_eq!(d.pick_reduce(8, 8, true), ReduceAlgo::Binomial);
+        assert_eq!(d.pick_reduce(16 << 20, 16, true), ReduceAlgo::ReduceScatterGather);
+        assert_eq!(d.pick_reduce(16 << 20, 16, false), ReduceAlgo::Binomial);
+        let forced = Settings { reduce: ReduceAlgo::ReduceScatterGather, ..d };
+        assert_eq!(forced.pick_reduce(8, 4, false), ReduceAlgo::Binomial);
     }
 }

@@ -176,13 +176,23 @@ pub(crate) fn rabenseifner<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) ->
     f.fold_out(c, buf)
 }
 
-/// Reduce to rank 0 in rank order, then binomial broadcast.
+/// Reduce to rank 0 in rank order, then broadcast: both linear up to 4 ranks, binomial above.
 pub(crate) fn reduce_bcast<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Result<()> {
     let mut out: Vec<T> = if c.rank == 0 { bytemuck::zeroed_vec(buf.len()) } else { Vec::new() };
     let target = if c.rank == 0 { Some(&mut out[..]) } else { None };
-    crate::reduce::binomial(c, buf, target, op, 0)?;
+    // Up to 4 ranks both halves go linear: two hops in all.
+    let linear = c.size <= 4;
+    if linear {
+        crate::reduce::linear(c, buf, target, op, 0)?;
+    } else {
+        crate::reduce::binomial(c, buf, target, op, 0)?;
+    }
     if c.rank == 0 {
         buf.copy_from_slice(&out);
     }
-    crate::bcast::binomial(c, buf, 0)
+    if linear {
+        crate::bcast::linear(c, buf, 0)
+    } else {
+        crate::bcast::binomial(c, buf, 0)
+    }
 }
