@@ -96,6 +96,8 @@ algo_enum!(
         Bruck => "bruck",
         /// Ring: p-1 rounds of one block, straight into the output.
         Ring => "ring",
+        /// Every rank sends its block to every other rank at once: one round.
+        Linear => "linear",
     }
 );
 

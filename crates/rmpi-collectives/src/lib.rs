@@ -468,6 +468,7 @@ pub trait Collectives {
         need_len(&c, "the receive buffer", recv.len(), c.size * send.len())?;
         match s.pick_allgather(std::mem::size_of_val(recv), c.size) {
             AllgatherAlgo::Ring => gather::ring(&c, send, recv, &vec![send.len(); c.size]),
+            AllgatherAlgo::Linear => gather::allgather_linear(&c, send, recv),
             _ => gather::bruck(&c, send, recv),
         }
     }

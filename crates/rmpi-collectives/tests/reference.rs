@@ -47,6 +47,7 @@ fn variants() -> Vec<(&'static str, Settings)> {
                 allreduce: AllreduceAlgo::ReduceBcast,
                 bcast: BcastAlgo::Linear,
                 reduce: ReduceAlgo::Linear,
+                allgather: AllgatherAlgo::Linear,
                 check: true,
                 ..short
             },
