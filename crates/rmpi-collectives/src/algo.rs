@@ -161,7 +161,7 @@ pub struct Thresholds {
     /// Reductions of at least this many bytes use reduce-scatter + gather when p ≥ 16 (below
     /// that the segmented binomial tree won at every size measured here).
     pub reduce_long: usize,
-    /// Reductions shorter than this go linear on up to 4 ranks (the root holds p − 1 copies).
+    /// Reductions shorter than this go linear on 3 or 4 ranks (the root holds p − 2 copies).
     pub reduce_linear: usize,
     /// Allreduces shorter than this use reduce + bcast (both linear) on 3 or 4 ranks.
     pub allreduce_linear: usize,
@@ -349,7 +349,7 @@ impl Settings {
             }
             // One hop for everybody, as for bcast; the root's extra receive is cheaper than a
             // tree level while ranks share cores.
-            ReduceAlgo::Auto if p <= 4 && bytes < self.thresholds.reduce_linear => {
+            ReduceAlgo::Auto if (3..=4).contains(&p) && bytes < self.thresholds.reduce_linear => {
                 ReduceAlgo::Linear
             }
             ReduceAlgo::Auto => ReduceAlgo::Binomial,
@@ -507,6 +507,7 @@ mod tests {
     fn reduce_choice_follows_size_and_ranks() {
         let d = Settings::default();
         assert_eq!(d.pick_reduce(8, 4, false), ReduceAlgo::Linear);
+        assert_eq!(d.pick_reduce(8, 2, true), ReduceAlgo::Binomial);
         assert_eq!(d.pick_reduce(16 << 20, 4, true), ReduceAlgo::Binomial);
         assert_eq!(d.pick_reduce(8, 8, true), ReduceAlgo::Binomial);
         assert_eq!(d.pick_reduce(16 << 20, 16, true), ReduceAlgo::ReduceScatterGather);

@@ -127,26 +127,33 @@ pub(crate) fn linear<T: Pod, O: Op<T>>(
     let Some(out) = recv.filter(|_| r == root) else {
         return c.send(send, root);
     };
-    let mut slots: Vec<T> = bytemuck::zeroed_vec(n * (p - 1));
+    if p == 1 {
+        out.copy_from_slice(send);
+        return Ok(());
+    }
+    // The lowest other rank's vector lands straight in `out` (the left end of the expression,
+    // or second after the root's own when the root is rank 0); the rest get a slot each.
+    let first = usize::from(root == 0);
+    let others: Vec<usize> = (0..p).filter(|&i| i != root && i != first).collect();
+    let mut slots: Vec<T> = bytemuck::zeroed_vec(n * others.len());
     let mut bufs: Vec<(&mut [T], usize)> = Vec::with_capacity(p - 1);
+    bufs.push((&mut *out, first));
     let mut rest: &mut [T] = &mut slots;
-    for i in (0..p).filter(|&i| i != root) {
+    for &i in &others {
         let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
         bufs.push((head, i));
         rest = tail;
     }
     c.exchange_many(bufs, &[])?;
-    // Rank i's vector: our own at the root, else slot i (or i - 1 past the root).
-    let part = |i: usize| -> &[T] {
-        match i.cmp(&root) {
-            std::cmp::Ordering::Equal => send,
-            std::cmp::Ordering::Less => &slots[i * n..(i + 1) * n],
-            std::cmp::Ordering::Greater => &slots[(i - 1) * n..i * n],
-        }
-    };
-    out.copy_from_slice(part(0));
-    for i in 1..p {
-        op.combine(out, part(i));
+    if root == 0 {
+        op.combine_rev(send, out);
+    }
+    for i in first + 1..p {
+        let x = match others.iter().position(|&o| o == i) {
+            Some(k) => &slots[k * n..(k + 1) * n],
+            None => send,
+        };
+        op.combine(out, x);
     }
     Ok(())
 }
