@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of rmpi against Open MPI (forced onto loopback TCP) and raw TCP
-# (NetPIPE's NPtcp), in one run on one machine. Writes per-size medians as CSV, markdown
+# (NetPIPE's NPtcp), and for the collectives also against MPICH (ch4:ucx forced onto loopback
+# TCP), in one run on one machine. Writes per-size medians as CSV, markdown
 # tables and plots into docs/perf/, and refreshes the results section of docs/performance.md.
 #
 # Usage: scripts/compare.sh [--quick] [--only LIST] [--rounds N] [--budget S] [--out DIR]
-#                           [--no-build] [--nice N]
+#                           [--no-build] [--nice N] [--no-mpich]
 #   --quick          one round, sizes up to 1 MiB: a smoke test of the whole pipeline
 #   --only LIST      comma-separated tests: latency,bw,nptcp,bcast,reduce,allreduce,gather,
 #                    scatter,barrier,allgather,alltoall,reduce_scatter,scan (default: all)
@@ -15,14 +16,20 @@
 #                    only rewritten when DIR is the default
 #   --no-build       use the rmpi binaries already in the target dir instead of building them
 #   --nice N         run every benchmark process under `nice -n N` (e.g. -5 as root on a machine
-#                    shared with compile jobs; both sides and NPtcp get the same priority)
+#                    shared with compile jobs; every side and NPtcp get the same priority)
+#   --no-mpich       skip MPICH (by default it runs the collectives at 2 and 4 ranks)
 # Environment: COMPARE_RUN_TIMEOUT (seconds one sweep may take, default 120; a sweep that times
-#   out is not run again in later rounds), CARGO_TARGET_DIR.
+#   out is not run again in later rounds), COMPARE_MPICH_ITERS (MPICH's -i, default 20: its
+#   ranks busy-poll, so with more ranks than cores every call takes milliseconds and MPICH gets
+#   20 timed calls per size, 10 above 16 KiB, after 2 warm-up calls), CARGO_TARGET_DIR.
 #
-# Runs unattended as root on a fresh Debian 12: installs openmpi-bin, libopenmpi-dev, gcc,
-# netpipe-tcp, gnuplot-nox and python3 only when their commands are missing.
+# Runs unattended as root on a fresh Debian 12: installs openmpi-bin, libopenmpi-dev, mpich,
+# libmpich-dev, gcc, netpipe-tcp, gnuplot-nox and python3 only when their commands are missing.
+# Open MPI is always called as mpirun.openmpi/mpicc.openmpi and MPICH as mpirun.mpich/
+# mpicc.mpich (Debian's names), so the alternatives behind plain mpirun/mpicc do not matter;
+# plain mpirun/mpicc are used for Open MPI only where the suffixed names do not exist.
 # If rmpi's benchmark programs cannot be built or fail, the Open MPI and NPtcp parts still
-# run and rmpi's columns say "pending".
+# run and rmpi's columns say "pending"; if MPICH cannot build or run, its columns show "—".
 set -euo pipefail
 
 START=$(date +%s)
@@ -39,6 +46,8 @@ BUDGET=840
 BUILD=1
 NICE=0
 ONLY=""
+MPICH=1
+MPICH_ITERS=${COMPARE_MPICH_ITERS:-20}
 P2P_TESTS=(latency bw)
 COLL_TESTS=(bcast reduce allreduce gather scatter barrier allgather alltoall reduce_scatter scan)
 COLL_RANKS=(2 4)
@@ -59,7 +68,8 @@ while [ $# -gt 0 ]; do
     --out) [ $# -ge 2 ] || die "--out needs a directory"; OUT=$(realpath -m "$2"); DOC=""; shift ;;
     --no-build) BUILD=0 ;;
     --nice) [ $# -ge 2 ] || die "--nice needs a niceness"; NICE=$2; shift ;;
-    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-mpich) MPICH=0 ;;
+    -h | --help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
     esac
     shift
@@ -67,6 +77,8 @@ done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds wants a positive integer, got '$ROUNDS'"
 [[ $BUDGET =~ ^[0-9]+$ ]] || die "--budget wants seconds, got '$BUDGET'"
 [[ $NICE =~ ^-?[0-9]+$ ]] || die "--nice wants an integer, got '$NICE'"
+[[ $MPICH_ITERS =~ ^[1-9][0-9]*$ ]] ||
+    die "COMPARE_MPICH_ITERS wants a positive integer, got '$MPICH_ITERS'"
 PRIO=(nice -n "$NICE")
 
 selected() {
@@ -82,12 +94,34 @@ if [ -n "$ONLY" ]; then
         esac
     done
 fi
+# MPICH only runs the collectives: without any selected, it has nothing to do
+if [ "$MPICH" -eq 1 ]; then
+    MPICH=0
+    for t in "${COLL_TESTS[@]}"; do selected "$t" && MPICH=1; done
+fi
 
 # ---------------------------------------------------------------- prerequisites
+# first_cmd NAME...: the first NAME that is an installed command (nothing if none is)
+first_cmd() {
+    local c
+    for c in "$@"; do
+        if command -v "$c" >/dev/null; then
+            echo "$c"
+            return 0
+        fi
+    done
+}
 need_pkgs=()
 command -v gcc >/dev/null || need_pkgs+=(gcc)
-command -v mpicc >/dev/null || need_pkgs+=(libopenmpi-dev)
-command -v mpirun >/dev/null || need_pkgs+=(openmpi-bin)
+# On Debian, libmpich-dev/mpich can own the plain mpicc/mpirun names: ask for Open MPI's own
+OMPI_NAMES=(.openmpi)
+command -v apt-get >/dev/null || OMPI_NAMES+=("")
+[ -n "$(first_cmd "${OMPI_NAMES[@]/#/mpicc}")" ] || need_pkgs+=(libopenmpi-dev)
+[ -n "$(first_cmd "${OMPI_NAMES[@]/#/mpirun}")" ] || need_pkgs+=(openmpi-bin)
+if [ "$MPICH" -eq 1 ]; then
+    command -v mpicc.mpich >/dev/null || need_pkgs+=(libmpich-dev)
+    command -v mpirun.mpich >/dev/null || need_pkgs+=(mpich)
+fi
 command -v NPtcp >/dev/null || need_pkgs+=(netpipe-tcp)
 command -v gnuplot >/dev/null || need_pkgs+=(gnuplot-nox)
 command -v python3 >/dev/null || need_pkgs+=(python3)
@@ -99,13 +133,40 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
+OMPI_CC=$(first_cmd mpicc.openmpi mpicc)
+OMPI_RUN=$(first_cmd mpirun.openmpi mpirun)
+if [ -z "$OMPI_CC" ] || [ -z "$OMPI_RUN" ]; then die "Open MPI's mpicc/mpirun not found"; fi
+OMPI_VERSION=$("$OMPI_RUN" --version 2>/dev/null | head -n1 || true)
+case $OMPI_VERSION in
+*"Open MPI"* | *OpenRTE*) ;;
+*) die "$OMPI_RUN is not Open MPI ('$OMPI_VERSION'); install openmpi-bin" ;;
+esac
 
 rm -rf "$RAW"
-mkdir -p "$RAW/rmpi" "$RAW/ompi" "$RAW/nptcp" "$OUT"
+mkdir -p "$RAW/rmpi" "$RAW/ompi" "$RAW/mpich" "$RAW/nptcp" "$OUT"
 
 # ---------------------------------------------------------------- builds
-log "building ompi_bench"
-mpicc -O2 -Wall -o "$WORK/ompi_bench" "$ROOT/benches/compare/ompi_bench.c"
+log "building ompi_bench ($OMPI_CC)"
+"$OMPI_CC" -O2 -Wall -o "$WORK/ompi_bench" "$ROOT/benches/compare/ompi_bench.c"
+
+MPICH_OK=0
+MPICH_NOTE="skipped (--no-mpich or no collective selected)"
+MPICH_VERSION=""
+if [ "$MPICH" -eq 1 ]; then
+    log "building mpich_bench (mpicc.mpich)"
+    MPICH_VERSION=$(mpirun.mpich --version 2>/dev/null |
+        sed -n 's/^ *Version: *\(.*\)$/MPICH \1/p' | head -n1 || true)
+    # MPICH's mpi.h declares status arrays that -Wstringop-overflow misreads at MPI_Waitall
+    if mpicc.mpich -O2 -Wall -Wno-stringop-overflow -o "$WORK/mpich_bench" \
+        "$ROOT/benches/compare/ompi_bench.c" >"$WORK/mpich-build.log" 2>&1; then
+        MPICH_OK=1
+        MPICH_NOTE="built"
+    else
+        MPICH_NOTE="mpicc.mpich failed (see $WORK/mpich-build.log)"
+        log "mpich_bench build failed; MPICH columns will be empty:" \
+            "$(tail -n 3 "$WORK/mpich-build.log" | tr '\n' ' ')"
+    fi
+fi
 
 OURS_OK=0
 OURS_NOTE="not built"
@@ -140,9 +201,14 @@ if [ "$OURS_OK" -eq 1 ] && [ ! -x "$RMPIRUN" ]; then
 fi
 
 # ---------------------------------------------------------------- how each side runs
-MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none
+# shellcheck disable=SC2054 # the commas are inside MCA values
+MPIRUN=("$OMPI_RUN" --allow-run-as-root --oversubscribe --bind-to none
     --mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include lo
     --mca oob_tcp_if_include lo --mca coll '^sm' --mca btl_base_warn_component_unused 0)
+# MPICH 4 (ch4:ucx): no shared memory between local ranks, UCX on TCP over loopback only
+# shellcheck disable=SC2054 # the commas are inside a value
+MPICH_ENV=(MPIR_CVAR_NOLOCAL=1 UCX_TLS=tcp,self UCX_NET_DEVICES=lo)
+MPICH_ARGS=(-i "$MPICH_ITERS" -x 2)
 
 size_args() { # test -> extra arguments limiting sizes in --quick mode
     if [ "$QUICK" -eq 1 ] && [ "$1" != barrier ]; then
@@ -168,6 +234,13 @@ run_one() {
             return 0
         fi
         cmd=("$RMPIRUN" --oversubscribe -n "$np" "$bin" "${extra[@]}")
+    elif [ "$impl" = mpich ]; then
+        if [ "$MPICH_OK" -ne 1 ]; then
+            echo "$MPICH_NOTE" >"$out.missing"
+            return 0
+        fi
+        cmd=(env "${MPICH_ENV[@]}" mpirun.mpich -n "$np" "$WORK/mpich_bench" "$test"
+            "${extra[@]}" "${MPICH_ARGS[@]}")
     else
         cmd=("${MPIRUN[@]}" -n "$np" "$WORK/ompi_bench" "$test" "${extra[@]}")
     fi
@@ -222,7 +295,11 @@ run_nptcp() {
     echo "host_cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "host_cores=$(nproc)"
     echo "kernel=$(uname -r)"
-    echo "ompi_version=$(mpirun --version 2>/dev/null | head -n1)"
+    echo "ompi_version=$OMPI_VERSION"
+    echo "mpich=$MPICH"
+    echo "mpich_ok=$MPICH_OK"
+    echo "mpich_note=$MPICH_NOTE"
+    echo "mpich_version=$MPICH_VERSION"
     echo "rustc_version=$(rustc --version 2>/dev/null || echo none)"
     echo "git_commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "quick=$QUICK"
@@ -231,6 +308,7 @@ run_nptcp() {
     echo "ours_note=$OURS_NOTE"
     echo "mpirun_cmd=${MPIRUN[*]} -n N ompi_bench TEST"
     echo "rmpirun_cmd=target/release/rmpirun --oversubscribe -n N target/release/osu_TEST"
+    echo "mpich_cmd=${MPICH_ENV[*]} mpirun.mpich -n N mpich_bench TEST ${MPICH_ARGS[*]}"
     echo "nptcp_cmd=NPtcp -P PORT -p 0 -u MAX & NPtcp -h 127.0.0.1 -P PORT -p 0 -u MAX -o FILE"
 } >"$RAW/meta.env"
 
@@ -245,17 +323,27 @@ for ((r = 1; r <= ROUNDS; r++)); do
     rs=$(date +%s)
     echo "load_round_$r=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW/meta.env"
     log "round $r/$ROUNDS (load $(cut -d' ' -f1-3 /proc/loadavg))"
-    # alternate who goes first, so neither side always runs on a machine the other just warmed
-    if [ $((r % 2)) -eq 1 ]; then order=(rmpi ompi); else order=(ompi rmpi); fi
+    # rotate who goes first, so no side always runs on a machine another just warmed
+    # (rmpi and Open MPI still swap places every round, as without MPICH)
+    case $((r % 3)) in
+    1) order=(rmpi ompi mpich) ;;
+    2) order=(ompi mpich rmpi) ;;
+    0) order=(mpich rmpi ompi) ;;
+    esac
+    [ "$MPICH" -eq 1 ] || order=("${order[@]/mpich/}")
     for t in "${P2P_TESTS[@]}"; do
         selected "$t" || continue
-        for impl in "${order[@]}"; do run_one "$impl" "$t" 2 "$r"; done
+        for impl in "${order[@]}"; do
+            if [ "$impl" = rmpi ] || [ "$impl" = ompi ]; then run_one "$impl" "$t" 2 "$r"; fi
+        done
     done
     if selected nptcp || selected latency || selected bw; then run_nptcp "$r"; fi
     for np in "${COLL_RANKS[@]}"; do
         for t in "${COLL_TESTS[@]}"; do
             selected "$t" || continue
-            for impl in "${order[@]}"; do run_one "$impl" "$t" "$np" "$r"; done
+            for impl in "${order[@]}"; do
+                if [ -n "$impl" ]; then run_one "$impl" "$t" "$np" "$r"; fi
+            done
         done
     done
     done_rounds=$r

@@ -5,12 +5,15 @@ Input (--raw DIR), as written by compare.sh:
   meta.env                       key=value facts about the run (date, versions, load, rounds)
   rmpi/TEST_P_rR.txt             rmpi's OSU-style table for TEST on P ranks, round R
   ompi/TEST_P_rR.txt             the same from ompi_bench under Open MPI
+  mpich/TEST_P_rR.txt            the same program under MPICH (collectives only; optional)
   nptcp/np_rR.out                NetPIPE output: bytes, Mbit/s, one-way seconds
   */*.missing, */*.failed        a run that could not happen or exited non-zero
 
 Output (--out DIR): one CSV per test and rank count, results.md (every table), plots.gp
 (a gnuplot script compare.sh runs to draw the PNGs), and, with --doc FILE, the block between
 the GENERATED markers of docs/performance.md is replaced by the summary tables.
+MPICH columns, summary lines and plot curves appear only when the raw directory has MPICH
+runs (or recorded failures); without them every output is as it was before MPICH was added.
 
 Only the Python standard library is used.
 """
@@ -44,6 +47,8 @@ COLLECTIVES = [
 ]
 # Within this relative difference two medians are reported as "about the same".
 SAME_BAND = 0.05
+# The speed-up over MPICH that the rmpi vs MPICH summary measures every collective against.
+MPICH_TARGET = 10.0
 RAW_NAME = re.compile(r"^(?P<test>[a-z_]+)_(?P<np>\d+)_r(?P<round>\d+)\.txt$")
 
 
@@ -125,7 +130,7 @@ def read_meta(raw: Path) -> dict[str, str]:
 def collect(raw: Path) -> dict[tuple[str, int], dict[str, Series]]:
     """All measurements, keyed by (test, ranks) then implementation."""
     data: dict[tuple[str, int], dict[str, Series]] = {}
-    for impl in ("rmpi", "ompi"):
+    for impl in ("rmpi", "ompi", "mpich"):
         folder = raw / impl
         if not folder.is_dir():
             continue
@@ -157,7 +162,7 @@ def collect(raw: Path) -> dict[tuple[str, int], dict[str, Series]]:
                 data.setdefault(("bw", 2), {}).setdefault("nptcp", Series()).rounds.append(bw)
     # NPtcp alone does not make a table (e.g. --only latency still runs NPtcp, which also
     # yields ping-pong rates): keep a test only when rmpi or Open MPI was asked to run it
-    return {key: impls for key, impls in data.items() if set(impls) - {"nptcp"}}
+    return {key: impls for key, impls in data.items() if set(impls) - {"nptcp", "mpich"}}
 
 
 def human_size(size: int) -> str:
@@ -195,6 +200,17 @@ def verdict(ours: float | None, theirs: float | None, higher_is_better: bool) ->
     return f"{ratio:.2f}", words
 
 
+def times(ratio: float | None) -> str:
+    """A speed-up factor with digits that suit its size (12.3, 1.05, 240); None is a dash."""
+    if ratio is None:
+        return "—"
+    if ratio < 10:
+        return f"{ratio:.2f}"
+    if ratio < 100:
+        return f"{ratio:.1f}"
+    return f"{ratio:.0f}"
+
+
 def ours_cell(series: Series | None, size: int) -> str:
     """rmpi's median, or 'pending' when rmpi has no result."""
     if series is None or not series.values(size):
@@ -219,6 +235,13 @@ class Row(NamedTuple):
     raw: float | None
     ratio: str
     words: str
+    mpich: float | None = None
+
+    def mpich_over_ours(self) -> float | None:
+        """How many times faster rmpi is than MPICH (MPICH time / rmpi time), or None."""
+        if self.ours and self.mpich:
+            return self.mpich / self.ours
+        return None
 
 
 @dataclass
@@ -229,6 +252,11 @@ class Report:
     meta: dict[str, str]
     out: Path
     plot_inputs: list[str] = field(default_factory=list)
+
+    @property
+    def with_mpich(self) -> bool:
+        """True when this run included MPICH (results or recorded failures)."""
+        return any("mpich" in impls for impls in self.data.values())
 
     def series(self, test: str, ranks: int, impl: str) -> Series | None:
         """One implementation's series, if it was run."""
@@ -258,6 +286,11 @@ class Report:
         header.append("ratio_rmpi_over_ompi")
         if test == "allreduce":
             header += ["rmpi_busbw_MBps", "ompi_busbw_MBps"]
+        # MPICH goes after every older column, so their positions do not depend on it
+        mpich_cols = self.with_mpich and test in COLLECTIVES
+        if mpich_cols:
+            header += [f"mpich_median_{unit}", f"mpich_min_{unit}", f"mpich_max_{unit}",
+                       "mpich_rounds", "ratio_mpich_over_rmpi"]
         path = self.out / f"{test}_{ranks}.csv"
         with path.open("w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
@@ -278,6 +311,16 @@ class Report:
                 if test == "allreduce":
                     for value in (busbw(size, ours, ranks), busbw(size, theirs, ranks)):
                         row.append(f"{value:.3f}" if value is not None else "")
+                if mpich_cols:
+                    s = self.series(test, ranks, "mpich")
+                    vals = s.values(size) if s else []
+                    if vals:
+                        row += [f"{statistics.median(vals):.3f}", f"{min(vals):.3f}",
+                                f"{max(vals):.3f}", str(len(vals))]
+                    else:
+                        row += ["", "", "", "0"]
+                    mpich = statistics.median(vals) if vals else None
+                    row.append(f"{mpich / ours:.4f}" if ours and mpich else "")
                 writer.writerow(row)
         self.plot_inputs.append(path.name)
         return path
@@ -296,7 +339,8 @@ class Report:
             ompi = self.median(test, ranks, "ompi", size)
             ratio, words = verdict(ours, ompi, higher_is_better=test == "bw")
             yield Row(size, ours_cell(ours_s, size), ours, ompi,
-                      self.median(test, ranks, "nptcp", size), ratio, words)
+                      self.median(test, ranks, "nptcp", size), ratio, words,
+                      self.median(test, ranks, "mpich", size))
 
     def latency_table(self) -> list[str]:
         """Point-to-point latency, 2 ranks, with NPtcp as the raw TCP floor."""
@@ -336,6 +380,10 @@ class Report:
         if busbw_cols:
             head += " rmpi busbw (MB/s) | Open MPI busbw (MB/s) |"
             rule += " ---: | ---: |"
+        mpich_cols = self.with_mpich
+        if mpich_cols:
+            head += " MPICH (µs) | MPICH/rmpi |"
+            rule += " ---: | ---: |"
         lines = [head, rule]
         for r in self.rows(test, ranks):
             line = (f"| {human_size(r.size) if test != 'barrier' else '—'} "
@@ -343,6 +391,8 @@ class Report:
             if busbw_cols:
                 line += (f" {fmt(busbw(r.size, r.ours, ranks))} "
                          f"| {fmt(busbw(r.size, r.ompi, ranks))} |")
+            if mpich_cols:
+                line += f" {fmt(r.mpich)} | {times(r.mpich_over_ours())} |"
             lines.append(line)
         return lines
 
@@ -470,6 +520,53 @@ class Report:
             lines.append(f"- {name}: " + "; ".join(parts) + ".")
         return lines
 
+    def mpich_summary(self) -> list[str]:
+        """Per collective and rank count: how many times faster rmpi is than MPICH.
+
+        4 ranks first (the case the target is about), then 2; each line gives the minimum
+        and the median over the sizes both measured, and the sizes below the target.
+        """
+        lines = [f"Speed-up = MPICH median time / rmpi median time per size; target "
+                 f"{MPICH_TARGET:.0f}×.", ""]
+        for ranks in (4, 2):
+            every: list[tuple[float, str, int]] = []
+            for test in COLLECTIVES:
+                if (test, ranks) not in self.data:
+                    continue
+                name = f"{test}, {ranks} ranks"
+                mpich_s = self.series(test, ranks, "mpich")
+                if mpich_s is None or not mpich_s.rounds:
+                    lines.append(f"- {name}: MPICH pending.")
+                    continue
+                pairs = [(r.mpich_over_ours(), r.size) for r in self.rows(test, ranks)]
+                ups = [(x, size) for x, size in pairs if x is not None]
+                if not ups:
+                    lines.append(f"- {name}: rmpi pending.")
+                    continue
+                every += [(x, test, size) for x, size in ups]
+                low, low_size = min(ups)
+                med = statistics.median(x for x, _ in ups)
+                where = "" if test == "barrier" else f" at {human_size(low_size)}"
+                if low < 1:
+                    where += f", where MPICH is {times(1 / low)}× faster"
+                text = (f"rmpi {times(low)}× as fast as MPICH{where}" if len(ups) == 1 else
+                        f"rmpi min {times(low)}×{where}, median {times(med)}× as fast as "
+                        f"MPICH over {len(ups)} sizes")
+                below = [size for x, size in ups if x < MPICH_TARGET]
+                if below:
+                    sizes = ", ".join(human_size(z) for z in below) if test != "barrier" else ""
+                    text += (f"; **below {MPICH_TARGET:.0f}× at {len(below)} of {len(ups)} "
+                             f"size{'s' if len(ups) > 1 else ''}**"
+                             + (f" ({sizes})" if sizes else ""))
+                lines.append(f"- {name}: {text}.")
+            if every:
+                low, test, size = min(every)
+                med = statistics.median(x for x, _, _ in every)
+                at = test if test == "barrier" else f"{test} {human_size(size)}"
+                lines.append(f"- **all collectives, {ranks} ranks: min {times(low)}× ({at}), "
+                             f"median {times(med)}× over {len(every)} test/size points.**")
+        return lines
+
     def run_facts(self) -> list[str]:
         """Where and how the numbers were taken."""
         m = self.meta
@@ -478,7 +575,10 @@ class Report:
             f"- Run: {m.get('date_utc', '?')} UTC, {m.get('host_cores', '?')} cores "
             f"({m.get('host_cpu', '?')}), Linux {m.get('kernel', '?')}, commit "
             f"{m.get('git_commit', '?')}.",
-            f"- {m.get('ompi_version', 'Open MPI ?')}; {m.get('rustc_version', 'rustc ?')}.",
+            f"- {m.get('ompi_version', 'Open MPI ?')}; {m.get('rustc_version', 'rustc ?')}"
+            + (f"; {m.get('mpich_version') or 'MPICH ?'} (collectives only, "
+               f"`{m.get('mpich_cmd', '?')}`)" if self.with_mpich else "")
+            + ".",
             f"- Rounds: {m.get('rounds', '?')} of {m.get('rounds_requested', '?')} requested"
             f"{' (quick mode: sizes up to 1 MiB)' if m.get('quick') == '1' else ''}; "
             f"whole script {m.get('runtime_s', '?')} s before the report step.",
@@ -487,6 +587,8 @@ class Report:
         if m.get("ours_ok") != "1":
             facts.append(f"- rmpi: **missing** ({m.get('ours_note', 'not built')}); its columns "
                          "say pending.")
+        if self.with_mpich and m.get("mpich_ok") == "0":
+            facts.append(f"- MPICH: **missing** ({m.get('mpich_note', 'not built')}).")
         notes = []
         for (test, ranks), impls in sorted(self.data.items()):
             for impl, s in impls.items():
@@ -502,9 +604,13 @@ class Report:
         """results.md: every table."""
         out = ["# rmpi vs Open MPI vs raw TCP: all measured tables", "",
                "Generated by `scripts/compare.sh` (see [../performance.md](../performance.md)). "
-               "Medians over rounds; ratio = rmpi / Open MPI.", ""]
+               "Medians over rounds; ratio = rmpi / Open MPI"
+               + ("; MPICH/rmpi = how many times faster rmpi is than MPICH" if self.with_mpich
+                  else "") + ".", ""]
         out += self.run_facts() + [""]
         out += ["## Where rmpi is slower than Open MPI", ""] + self.slower_summary() + [""]
+        if self.with_mpich:
+            out += ["## rmpi vs MPICH (collectives)", ""] + self.mpich_summary() + [""]
         if ("latency", 2) in self.data:
             out += ["## Latency, 2 ranks (`osu_latency`)", ""] + self.latency_table() + [""]
         if ("bw", 2) in self.data:
@@ -521,6 +627,8 @@ class Report:
         out = ["", "### Run", ""] + self.run_facts() + [""]
         out += ["### Headline", ""] + self.headline() + [""]
         out += ["### Where rmpi is slower than Open MPI", ""] + self.slower_summary() + [""]
+        if self.with_mpich:
+            out += ["### rmpi vs MPICH (collectives)", ""] + self.mpich_summary() + [""]
         if ("latency", 2) in self.data:
             out += ["### Latency, 2 ranks", ""] + self.latency_table() + [""]
         if ("bw", 2) in self.data:
@@ -543,11 +651,20 @@ class Report:
             s = self.series(test, ranks, impl)
             return bool(s and s.rounds)
 
-        colour = {"rmpi": "#d62728", "ompi": "#1f77b4", "nptcp": "#2ca02c"}
-        title = {"rmpi": "rmpi", "ompi": "Open MPI (TCP)", "nptcp": "NPtcp (raw TCP)"}
+        colour = {"rmpi": "#d62728", "ompi": "#1f77b4", "nptcp": "#2ca02c", "mpich": "#ff7f0e"}
+        title = {"rmpi": "rmpi", "ompi": "Open MPI (TCP)", "nptcp": "NPtcp (raw TCP)",
+                 "mpich": "MPICH (TCP)"}
         # CSV column of each implementation's median (see write_csv: 4 columns per side,
-        # then the ratio and, for allreduce, the two bus bandwidths at columns 11 and 12)
+        # then the ratio and, for allreduce, the two bus bandwidths at columns 11 and 12;
+        # MPICH's four follow all of those in the collectives' files)
         column = {"rmpi": 2, "ompi": 6, "nptcp": 10}
+
+        def col(impl: str, test: str) -> int:
+            if impl == "mpich":
+                return 13 if test == "allreduce" else 11
+            return column[impl]
+
+        coll_impls = ["rmpi", "ompi", "mpich"]
 
         def curves(csv_name: str, test: str, ranks: int, impls: list[str]) -> str:
             parts = []
@@ -556,7 +673,7 @@ class Report:
             for impl in impls:
                 if has(test, ranks, impl):
                     parts.append(
-                        f"'{csv_name}' using (($1>0)?$1:NaN):{column[impl]} with linespoints "
+                        f"'{csv_name}' using (($1>0)?$1:NaN):{col(impl, test)} with linespoints "
                         f"lw 2 pt 7 ps 0.5 lc rgb '{colour[impl]}' title '{title[impl]}'"
                     )
             return ", \\\n     ".join(parts)
@@ -587,7 +704,7 @@ class Report:
                           f"plot {c}", "unset logscale y"]
         for ranks in (2, 4):
             panels = [t for t in COLLECTIVES if t != "barrier" and (t, ranks) in self.data]
-            panels = [t for t in panels if curves(f"{t}_{ranks}.csv", t, ranks, ["rmpi", "ompi"])]
+            panels = [t for t in panels if curves(f"{t}_{ranks}.csv", t, ranks, coll_impls)]
             if not panels:
                 continue
             lines += [f"set output 'collectives_{ranks}.png'",
@@ -598,7 +715,7 @@ class Report:
             for test in panels:
                 name = test.replace("_", "\\_")
                 lines += [f"set title '{name}'",
-                          f"plot {curves(f'{test}_{ranks}.csv', test, ranks, ['rmpi', 'ompi'])}"]
+                          f"plot {curves(f'{test}_{ranks}.csv', test, ranks, coll_impls)}"]
             lines += ["unset multiplot", "unset logscale y",
                       "set terminal pngcairo size 900,600 font 'sans,10'"]
         busbw_plots = []

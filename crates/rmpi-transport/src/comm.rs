@@ -391,7 +391,8 @@ impl Communicator {
 
     /// Receives a message from `src` with `tag` into `buf` (the message may be shorter than the
     /// buffer; a longer one is an [`Error::Truncated`]). Bytes go straight from the socket into
-    /// `buf` when the receive is posted before the message arrives.
+    /// `buf` when the receive is posted before the message arrives, or before its payload has
+    /// been buffered (a large unexpected message waits in the socket for one progress pass).
     pub fn recv_into<T: Pod>(&self, buf: &mut [T], src: usize, tag: Tag) -> Result<Status> {
         self.recv_into_from(buf, Some(src), Some(tag))
     }
