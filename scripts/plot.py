@@ -8,6 +8,8 @@ Input (--raw DIR), as written by compare.sh:
   mpich/TEST_P_rR.txt            the same program under MPICH (collectives only; optional)
   nptcp/np_rR.out                NetPIPE output: bytes, Mbit/s, one-way seconds
   */*.missing, */*.failed        a run that could not happen or exited non-zero
+  mpich/*.stopped                an MPICH run stopped after printing its whole table (it did
+                                 not leave MPI_Finalize); its table counts
 
 Output (--out DIR): one CSV per test and rank count, results.md (every table), plots.gp
 (a gnuplot script compare.sh runs to draw the PNGs), and, with --doc FILE, the block between
@@ -147,6 +149,8 @@ def collect(raw: Path) -> dict[tuple[str, int], dict[str, Series]]:
                     series.rounds.append(table)
                 else:
                     series.notes.append(f"round {m['round']}: no rows")
+            elif path.suffix == ".stopped":
+                series.notes.append(f"round {m['round']}: stopped after its last row")
             elif path.suffix == ".failed":
                 series.notes.append(f"round {m['round']}: failed")
             elif path.suffix == ".missing":
@@ -554,7 +558,9 @@ class Report:
                         f"MPICH over {len(ups)} sizes")
                 below = [size for x, size in ups if x < MPICH_TARGET]
                 if below:
-                    sizes = ", ".join(human_size(z) for z in below) if test != "barrier" else ""
+                    # name the sizes when they are few; "all" or a count says enough otherwise
+                    sizes = (", ".join(human_size(z) for z in below)
+                             if test != "barrier" and len(below) <= 4 else "")
                     text += (f"; **below {MPICH_TARGET:.0f}× at {len(below)} of {len(ups)} "
                              f"size{'s' if len(ups) > 1 else ''}**"
                              + (f" ({sizes})" if sizes else ""))
@@ -598,6 +604,12 @@ class Report:
                     notes.append(f"{impl} {test} on {ranks} ranks ({', '.join(bad)})")
         if notes:
             facts.append("- Runs that failed or were skipped: " + "; ".join(notes) + ".")
+        stopped = sorted(f"{test} on {ranks} ranks" for (test, ranks), impls in self.data.items()
+                         for n in impls.get("mpich", Series()).notes if "stopped" in n)
+        if stopped:
+            facts.append(f"- MPICH runs that printed their whole table but did not leave "
+                         f"MPI_Finalize, stopped and counted ({len(stopped)}): "
+                         + ", ".join(stopped) + ".")
         return facts
 
     def all_tables(self) -> list[str]:
