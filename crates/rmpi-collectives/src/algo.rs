@@ -384,6 +384,12 @@ impl Settings {
     /// The allgather algorithm for a total output of `bytes` on `p` ranks.
     pub fn pick_allgather(&self, bytes: usize, p: usize) -> AllgatherAlgo {
         match self.allgather {
+            // Up to 4 ranks one round of p − 1 messages each way beats p − 1 ring steps.
+            AllgatherAlgo::Auto
+                if (3..=4).contains(&p) && bytes >= self.thresholds.allgather_long =>
+            {
+                AllgatherAlgo::Linear
+            }
             AllgatherAlgo::Auto if p == 2 || bytes >= self.thresholds.allgather_long => {
                 AllgatherAlgo::Ring
             }
@@ -415,9 +421,12 @@ impl Settings {
     }
 
     /// The alltoall algorithm for per-pair blocks of `bytes` on `p` ranks.
-    pub fn pick_alltoall(&self, bytes: usize, _p: usize) -> AlltoallAlgo {
+    pub fn pick_alltoall(&self, bytes: usize, p: usize) -> AlltoallAlgo {
         match self.alltoall {
-            AlltoallAlgo::Auto if bytes >= self.thresholds.alltoall_long => AlltoallAlgo::Pairwise,
+            // Up to 4 ranks every exchange posted at once won at every size measured.
+            AlltoallAlgo::Auto if p > 4 && bytes >= self.thresholds.alltoall_long => {
+                AlltoallAlgo::Pairwise
+            }
             AlltoallAlgo::Auto => AlltoallAlgo::Scattered,
             a => a,
         }
@@ -514,5 +523,15 @@ mod tests {
         assert_eq!(d.pick_reduce(16 << 20, 16, false), ReduceAlgo::Binomial);
         let forced = Settings { reduce: ReduceAlgo::ReduceScatterGather, ..d };
         assert_eq!(forced.pick_reduce(8, 4, false), ReduceAlgo::Binomial);
+    }
+
+    #[test]
+    fn few_ranks_post_everything_at_once() {
+        let d = Settings::default();
+        assert_eq!(d.pick_allgather(8, 4), AllgatherAlgo::Bruck);
+        assert_eq!(d.pick_allgather(1 << 20, 4), AllgatherAlgo::Linear);
+        assert_eq!(d.pick_allgather(1 << 20, 8), AllgatherAlgo::Ring);
+        assert_eq!(d.pick_alltoall(1 << 20, 4), AlltoallAlgo::Scattered);
+        assert_eq!(d.pick_alltoall(1 << 20, 8), AlltoallAlgo::Pairwise);
     }
 }
