@@ -30,31 +30,40 @@ unset title
 set multiplot layout 3,3 title 'Collectives, 2 ranks, loopback TCP (median latency)'
 set title 'bcast'
 plot 'bcast_2.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'bcast_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'bcast_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'bcast_2.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'reduce'
 plot 'reduce_2.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'reduce_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'reduce_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'reduce_2.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'allreduce'
 plot 'allreduce_2.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'allreduce_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'allreduce_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'allreduce_2.csv' using (($1>0)?$1:NaN):13 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'gather'
 plot 'gather_2.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'gather_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'gather_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'gather_2.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'scatter'
 plot 'scatter_2.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'scatter_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'scatter_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'scatter_2.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'allgather'
 plot 'allgather_2.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'allgather_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'allgather_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'allgather_2.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'alltoall'
 plot 'alltoall_2.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'alltoall_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'alltoall_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'alltoall_2.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'reduce\_scatter'
 plot 'reduce_scatter_2.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'reduce_scatter_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'reduce_scatter_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'reduce_scatter_2.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'scan'
 plot 'scan_2.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'scan_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'scan_2.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'scan_2.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 unset multiplot
 unset logscale y
 set terminal pngcairo size 900,600 font 'sans,10'
@@ -66,31 +75,40 @@ unset title
 set multiplot layout 3,3 title 'Collectives, 4 ranks, loopback TCP (median latency)'
 set title 'bcast'
 plot 'bcast_4.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'bcast_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'bcast_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'bcast_4.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'reduce'
 plot 'reduce_4.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'reduce_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'reduce_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'reduce_4.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'allreduce'
 plot 'allreduce_4.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'allreduce_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'allreduce_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'allreduce_4.csv' using (($1>0)?$1:NaN):13 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'gather'
 plot 'gather_4.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'gather_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'gather_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'gather_4.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'scatter'
 plot 'scatter_4.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'scatter_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'scatter_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'scatter_4.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'allgather'
 plot 'allgather_4.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'allgather_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'allgather_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'allgather_4.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'alltoall'
 plot 'alltoall_4.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'alltoall_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'alltoall_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'alltoall_4.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'reduce\_scatter'
 plot 'reduce_scatter_4.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'reduce_scatter_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'reduce_scatter_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'reduce_scatter_4.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 set title 'scan'
 plot 'scan_4.csv' using (($1>0)?$1:NaN):2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#d62728' title 'rmpi', \
-     'scan_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)'
+     'scan_4.csv' using (($1>0)?$1:NaN):6 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#1f77b4' title 'Open MPI (TCP)', \
+     'scan_4.csv' using (($1>0)?$1:NaN):11 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#ff7f0e' title 'MPICH (TCP)'
 unset multiplot
 unset logscale y
 set terminal pngcairo size 900,600 font 'sans,10'
