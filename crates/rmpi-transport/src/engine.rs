@@ -5,8 +5,9 @@
 //! matches messages to posted receives, and re-checks its own condition. Before it sleeps it
 //! polls for a short while (`spin`), which keeps the one-way latency close to the wire's. How it
 //! polls follows the host's load (see [`Polling`]): busily while every running task has a core;
-//! yielding the core after every look while the excess is this job's own ranks (a peer sharing
-//! the core then runs at once, with no wake-up to wait for); not at all under other load.
+//! yielding the core after every look while this job's own ranks outnumber the cores (a peer
+//! sharing the core then runs at once, with no wake-up to wait for); not at all when the ranks
+//! fit but other load keeps the cores busy.
 //!
 //! Several threads may wait at once: one of them holds the poller and sleeps in `epoll_wait`;
 //! the others sleep on a condition variable and are woken when the poller has made progress.
@@ -533,11 +534,11 @@ impl Engine {
 enum Polling {
     /// Every running task has a core: poll without giving the core up.
     Busy,
-    /// More running tasks than cores, but no more than this job's ranks on the host: poll, and
+    /// The job's own ranks outnumber the cores (or one task beyond them passes by): poll, and
     /// yield the core after every look. The rank being waited for may share this core; yielding
     /// runs it at once, where sleeping would cost a wake-up (an inter-processor interrupt, which
-    /// in a VM means a VM exit). Measured here, 4 ranks on 2 cores, 8 B: allreduce 28 µs against
-    /// 41 µs with sleeping at once, barrier 29 against 42.
+    /// in a VM means a VM exit). Measured here, 4 ranks on 2 cores, 64 B, three runs each:
+    /// bcast 8-11 µs against 17-19 sleeping at once, allreduce 24-27 against 35-39.
     Yielding,
     /// Other load on the host: do not poll. A polling rank burns the scheduler credit its peer
     /// needs, and a round trip then waits for a time slice instead of a wake-up (measured: 8 B
@@ -560,9 +561,15 @@ impl Polling {
     }
 
     fn choose(running: usize, cores: usize, ranks_on_host: usize) -> Polling {
-        if running <= cores {
+        if ranks_on_host > cores {
+            // The job crowds the cores by itself; whatever else runs, yielding hands the core
+            // to it at once. (The running count swings by one or two with the launcher's
+            // threads, so it cannot tell our own ranks from others reliably here.)
+            Polling::Yielding
+        } else if running <= cores {
             Polling::Busy
-        } else if running <= ranks_on_host.max(cores) + 1 {
+        } else if running <= cores + 1 {
+            // One passing task (a launcher thread forwarding output).
             Polling::Yielding
         } else {
             Polling::None
@@ -1329,14 +1336,14 @@ mod tests {
     #[test]
     fn polling_follows_the_load() {
         use super::Polling;
-        // 2 cores: busy while everyone has a core, yielding while only our 4 ranks crowd them,
-        // not at all once other tasks run too.
-        assert_eq!(Polling::choose(2, 2, 4), Polling::Busy);
-        assert_eq!(Polling::choose(4, 2, 4), Polling::Yielding);
-        assert_eq!(Polling::choose(5, 2, 4), Polling::Yielding);
-        assert_eq!(Polling::choose(6, 2, 4), Polling::None);
-        // 2 ranks on 2 cores and one passing task (a launcher thread forwarding output).
+        // 2 ranks on 2 cores: busy while everyone has a core, yielding with one passing task,
+        // not at all under other load.
+        assert_eq!(Polling::choose(2, 2, 2), Polling::Busy);
         assert_eq!(Polling::choose(3, 2, 2), Polling::Yielding);
         assert_eq!(Polling::choose(4, 2, 2), Polling::None);
+        assert_eq!(Polling::choose(3, 2, 1), Polling::Yielding);
+        // 4 ranks on 2 cores crowd the cores by themselves: always yielding.
+        assert_eq!(Polling::choose(4, 2, 4), Polling::Yielding);
+        assert_eq!(Polling::choose(9, 2, 4), Polling::Yielding);
     }
 }

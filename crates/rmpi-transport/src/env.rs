@@ -60,9 +60,9 @@ pub struct BootConfig {
     /// Deadline for rendezvous and mesh set-up.
     pub boot_timeout: Duration,
     /// How long a wait polls before it blocks. While every running task on the host has a core,
-    /// it busy-polls; while the only excess is this job's own ranks (no more running tasks than
-    /// `ranks_on_host`), it polls and yields the core after every look, so a peer rank sharing the
-    /// core runs at once; with other load on the host it does not poll at all. Zero: never poll.
+    /// it busy-polls; when `ranks_on_host` exceeds the cores (or one task beyond them runs), it
+    /// polls and yields the core after every look, so a peer rank sharing the core runs at once;
+    /// when the ranks fit but other load keeps the cores busy it does not poll. Zero: never poll.
     pub spin: Duration,
     /// Ranks of this job on this host (`RMPI_LOCAL_SIZE`; 1 when unknown).
     pub ranks_on_host: usize,
