@@ -548,7 +548,7 @@ enum Polling {
 
 impl Polling {
     /// The policy for a job with `ranks_on_host` ranks here, from the kernel's count of running
-    /// tasks (`/proc/loadavg`), re-read at most every 50 ms.
+    /// tasks (`/proc/loadavg`), re-read at most every 10 ms.
     fn for_host(ranks_on_host: usize) -> Polling {
         // Asking for the core count reads cgroup files: once per process is enough.
         static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -577,7 +577,9 @@ impl Polling {
     }
 }
 
-/// The number of running tasks on this host, re-read from `/proc/loadavg` at most every 50 ms.
+/// The number of running tasks on this host, re-read from `/proc/loadavg` at most every 10 ms
+/// (a read costs a few microseconds; a stale count from a burst such as the job starting up
+/// would set the polling wrong for the whole interval).
 fn host_running_tasks() -> Option<usize> {
     use std::sync::atomic::AtomicU64;
     use std::sync::OnceLock;
@@ -588,7 +590,7 @@ fn host_running_tasks() -> Option<usize> {
     let epoch = *EPOCH.get_or_init(Instant::now);
     let now_ms = epoch.elapsed().as_millis() as u64 + 1;
     let last = CHECKED_MS.load(Ordering::Relaxed);
-    if last == 0 || now_ms.saturating_sub(last) >= 50 {
+    if last == 0 || now_ms.saturating_sub(last) >= 10 {
         CHECKED_MS.store(now_ms, Ordering::Relaxed);
         let running = std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| running_tasks(&s));
         RUNNING.store(running.map_or(0, |n| n + 1), Ordering::Relaxed);
