@@ -86,23 +86,33 @@ pub(crate) struct CommInner {
     coll_seq: AtomicU64,
 }
 
+/// How long a collective that lost a finished member keeps looking for a member that failed.
+const REFINE_WINDOW: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl CommInner {
     pub(crate) fn engine(&self) -> &Engine {
         &self.shared.engine
     }
 
     /// For collective traffic: an error saying a member finished is replaced by the loss of a
-    /// member that failed, if there is one (after a fresh look at the sockets). When a rank
-    /// crashes, the survivors that notice first leave; the others must still name the crash.
+    /// member that failed, if there is one. When a rank crashes, the survivors that notice first
+    /// leave; the others must still name the crash. Its end can reach us after their goodbyes: a
+    /// crashed rank's socket still holds the data it had queued for us, and the kernel delivers
+    /// its end only after that. So this reads everything that has arrived, again and again, for
+    /// up to [`REFINE_WINDOW`] (only on this error path) before settling for "finished".
     pub(crate) fn refine(&self, e: Error) -> Error {
         let finished = |e: &Error| matches!(e, Error::PeerLost { cause, .. } if cause == crate::engine::FINISHED);
         if !finished(&e) {
             return e;
         }
         let watch = Watch::Group(self.group.clone());
-        match self.engine().with_fresh_state(|st| st.watch_error(&watch)) {
-            Some(f) if !finished(&f) => f,
-            _ => e,
+        let start = std::time::Instant::now();
+        loop {
+            match self.engine().with_drained_state(|st| st.watch_error(&watch)) {
+                Some(f) if !finished(&f) => return f,
+                _ if start.elapsed() >= REFINE_WINDOW => return e,
+                _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
         }
     }
 

@@ -357,6 +357,22 @@ impl Engine {
         self.with_state(f)
     }
 
+    /// Like [`with_fresh_state`](Self::with_fresh_state), but takes in everything that has
+    /// arrived first, buffering messages nobody has claimed (at most 64 passes), so that what
+    /// lies behind them in a stream, such as a peer's end, is seen. For judging failures, not
+    /// for the data path.
+    pub(crate) fn with_drained_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        self.with_fresh_state(|st| {
+            for _ in 0..64 {
+                if !st.conns.iter().flatten().any(Conn::has_backlog) {
+                    break;
+                }
+                st.progress();
+            }
+            f(st)
+        })
+    }
+
     /// Runs `f` on the state as it is, without a progress pass first (posting a receive this
     /// way lets it claim a message whose payload is still in the socket).
     pub(crate) fn locked<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
