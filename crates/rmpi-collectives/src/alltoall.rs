@@ -8,11 +8,25 @@ use crate::gather::pieces_mut;
 
 /// Every receive and send posted at once (rank r + i and r - i first).
 pub(crate) fn scattered<T: Pod>(c: &Call, send: &[T], recv: &mut [T], k: usize) -> Result<()> {
+    let r = c.rank;
+    post_all(c, recv, k, &send[r * k..(r + 1) * k], |d| &send[d * k..(d + 1) * k])
+}
+
+/// One round with every message posted at once: block i of `out` (`k` elements) comes from
+/// rank i (our own is `mine`), and rank d is sent `block_for(d)`; rank r + i and r − i first.
+/// Alltoall and the linear allgather are this pattern with different send blocks.
+pub(crate) fn post_all<'a, T: Pod>(
+    c: &Call,
+    out: &mut [T],
+    k: usize,
+    mine: &[T],
+    block_for: impl Fn(usize) -> &'a [T],
+) -> Result<()> {
     let (p, r) = (c.size, c.rank);
     let mut blocks: Vec<Option<&mut [T]>> =
-        pieces_mut(recv, &vec![k; p]).into_iter().map(Some).collect();
-    if let Some(mine) = blocks[r].take() {
-        mine.copy_from_slice(&send[r * k..(r + 1) * k]);
+        pieces_mut(out, &vec![k; p]).into_iter().map(Some).collect();
+    if let Some(b) = blocks[r].take() {
+        b.copy_from_slice(mine);
     }
     let mut recvs = Vec::with_capacity(p);
     let mut sends = Vec::with_capacity(p);
@@ -22,7 +36,7 @@ pub(crate) fn scattered<T: Pod>(c: &Call, send: &[T], recv: &mut [T], k: usize) 
             recvs.push((b, src));
         }
         let dst = (r + i) % p;
-        sends.push((&send[dst * k..(dst + 1) * k], dst));
+        sends.push((block_for(dst), dst));
     }
     c.exchange_many(recvs, &sends)
 }

@@ -108,22 +108,7 @@ pub(crate) fn ring<T: Pod>(c: &Call, send: &[T], out: &mut [T], counts: &[usize]
 /// posted at once (rank r + i and r − i first), straight into `out`. One round of (p − 1)
 /// messages each way per rank.
 pub(crate) fn allgather_linear<T: Pod>(c: &Call, send: &[T], out: &mut [T]) -> Result<()> {
-    let (p, r, k) = (c.size, c.rank, send.len());
-    let mut blocks: Vec<Option<&mut [T]>> =
-        pieces_mut(out, &vec![k; p]).into_iter().map(Some).collect();
-    if let Some(mine) = blocks[r].take() {
-        mine.copy_from_slice(send);
-    }
-    let mut recvs = Vec::with_capacity(p);
-    let mut sends = Vec::with_capacity(p);
-    for i in 1..p {
-        let src = (r + p - i) % p;
-        if let Some(b) = blocks[src].take() {
-            recvs.push((b, src));
-        }
-        sends.push((send, (r + i) % p));
-    }
-    c.exchange_many(recvs, &sends)
+    crate::alltoall::post_all(c, out, send.len(), send, |_| send)
 }
 
 /// Bruck allgather: in round k every rank sends the blocks it has (up to 2^k of them) to

@@ -148,10 +148,14 @@ pub(crate) fn linear<T: Pod, O: Op<T>>(
     if root == 0 {
         op.combine_rev(send, out);
     }
+    // `others` is in rank order, so the slots are taken in turn.
+    let mut slot = 0;
     for i in first + 1..p {
-        let x = match others.iter().position(|&o| o == i) {
-            Some(k) => &slots[k * n..(k + 1) * n],
-            None => send,
+        let x = if i == root {
+            send
+        } else {
+            slot += 1;
+            &slots[(slot - 1) * n..slot * n]
         };
         op.combine(out, x);
     }
