@@ -177,13 +177,14 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
-def fmt(value: float | None) -> str:
-    """A measurement with a sensible number of digits; None is shown as a dash."""
+def fmt(value: float | None, two_below: float = 100, one_below: float = 10000) -> str:
+    """A number with two decimals below `two_below`, one below `one_below`, none above; None is
+    shown as a dash. The defaults suit measurements."""
     if value is None:
         return "—"
-    if value < 100:
+    if value < two_below:
         return f"{value:.2f}"
-    if value < 10000:
+    if value < one_below:
         return f"{value:.1f}"
     return f"{value:.0f}"
 
@@ -206,13 +207,7 @@ def verdict(ours: float | None, theirs: float | None, higher_is_better: bool) ->
 
 def times(ratio: float | None) -> str:
     """A speed-up factor with digits that suit its size (12.3, 1.05, 240); None is a dash."""
-    if ratio is None:
-        return "—"
-    if ratio < 10:
-        return f"{ratio:.2f}"
-    if ratio < 100:
-        return f"{ratio:.1f}"
-    return f"{ratio:.0f}"
+    return fmt(ratio, 10, 100)
 
 
 def ours_cell(series: Series | None, size: int) -> str:
