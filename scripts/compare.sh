@@ -202,8 +202,10 @@ if [ "$OURS_OK" -eq 1 ] && [ ! -x "$RMPIRUN" ]; then
 fi
 
 # ---------------------------------------------------------------- how each side runs
+# Both launchers keep their default binding, which is the same: a core per rank when the
+# ranks fit the cores (2 here), no binding when they do not (4)
 # shellcheck disable=SC2054 # the commas are inside MCA values
-MPIRUN=("$OMPI_RUN" --allow-run-as-root --oversubscribe --bind-to none
+MPIRUN=("$OMPI_RUN" --allow-run-as-root --oversubscribe
     --mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include lo
     --mca oob_tcp_if_include lo --mca coll '^sm' --mca btl_base_warn_component_unused 0)
 # MPICH 4 (ch4:ucx): no shared memory between local ranks, UCX on TCP over loopback only

@@ -86,6 +86,9 @@ algo_enum!(
         Rabenseifner => "rabenseifner",
         /// Reduce to rank 0 then broadcast.
         ReduceBcast => "reduce_bcast",
+        /// Direct reduce-scatter (each chunk's owner combines it in rank order) then direct
+        /// allgather, every message of a round posted at once.
+        Direct => "direct",
     }
 );
 

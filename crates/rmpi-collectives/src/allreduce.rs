@@ -1,5 +1,6 @@
 //! Allreduce: recursive doubling for short vectors and non-commutative operators; ring or
-//! Rabenseifner (reduce-scatter + allgather) for long ones; reduce + bcast on request.
+//! Rabenseifner (reduce-scatter + allgather) for long ones; on a few ranks, reduce + bcast or a
+//! direct reduce-scatter + allgather with every message posted at once.
 //!
 //! Every algorithm here gives every rank the same bits: a pair that exchanges whole vectors
 //! computes `(lower ranks) ∘ (higher ranks)` on both sides with the same operands in the same
@@ -10,6 +11,7 @@ use bytemuck::Pod;
 use rmpi_transport::Result;
 
 use crate::call::{part, split_pair, Call};
+use crate::gather::pieces_mut;
 use crate::ops::Op;
 
 /// How ranks beyond the largest power of two take part: with `rem = p - pof2`, ranks below
@@ -174,6 +176,50 @@ pub(crate) fn rabenseifner<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) ->
         }
     }
     f.fold_out(c, buf)
+}
+
+/// Direct reduce-scatter + allgather, two rounds with every message posted at once: rank d
+/// owns chunk d, every rank sends chunk d to its owner, the owner combines the p pieces in rank
+/// order (`x0 ∘ x1 ∘ … ∘ x(p-1)`, so any operator works), then sends the result to every rank.
+/// Each rank moves 2(p−1)/p of the vector as the ring does, in 2 rounds instead of 2(p−1), at
+/// the price of (p−1)/p of the vector in scratch space and p−1 messages in flight per round:
+/// a fit for few ranks.
+pub(crate) fn direct<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Result<()> {
+    let (p, r, n) = (c.size, c.rank, buf.len());
+    if p == 1 {
+        return Ok(());
+    }
+    let mine = part(n, p, r);
+    let k = mine.len();
+    // Round 1: chunk r of every other rank, in rank order, into one slot each.
+    let mut slots: Vec<T> = bytemuck::zeroed_vec(k * (p - 1));
+    let others: Vec<usize> = (0..p).filter(|&i| i != r).collect();
+    let recvs: Vec<(&mut [T], usize)> =
+        pieces_mut(&mut slots, &vec![k; p - 1]).into_iter().zip(others.iter().copied()).collect();
+    let sends: Vec<(&[T], usize)> =
+        (1..p).map(|i| (r + i) % p).map(|d| (&buf[part(n, p, d)], d)).collect();
+    c.exchange_many(recvs, &sends)?;
+    // Combine in rank order: the lower ranks' pieces fold into the first slot, which then goes
+    // in front of our own piece; the higher ranks' pieces follow.
+    let slot = |j: usize| j * k..(j + 1) * k;
+    if r > 0 {
+        let (head, tail) = slots.split_at_mut(k);
+        for j in 1..r {
+            op.combine(head, &tail[slot(j - 1)]);
+        }
+        op.combine_rev(head, &mut buf[mine.clone()]);
+    }
+    for j in r..p - 1 {
+        op.combine(&mut buf[mine.clone()], &slots[slot(j)]);
+    }
+    // Round 2: our reduced chunk to every rank, every other chunk from its owner.
+    let lens: Vec<usize> = (0..p).map(|i| part(n, p, i).len()).collect();
+    let mut pieces: Vec<Option<&mut [T]>> = pieces_mut(buf, &lens).into_iter().map(Some).collect();
+    let own: &[T] = pieces[r].take().map_or(&[], |b| -> &[T] { b });
+    let recvs: Vec<(&mut [T], usize)> =
+        (1..p).map(|i| (r + p - i) % p).filter_map(|s| pieces[s].take().map(|b| (b, s))).collect();
+    let sends: Vec<(&[T], usize)> = (1..p).map(|i| (own, (r + i) % p)).collect();
+    c.exchange_many(recvs, &sends)
 }
 
 /// Reduce to rank 0 in rank order, then broadcast: both linear up to 4 ranks, binomial above.

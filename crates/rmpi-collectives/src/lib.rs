@@ -785,6 +785,7 @@ fn run_allreduce<T: Pod, O: Op<T>>(
         AllreduceAlgo::Ring => allreduce::ring(c, buf, op),
         AllreduceAlgo::Rabenseifner => allreduce::rabenseifner(c, buf, op),
         AllreduceAlgo::ReduceBcast => allreduce::reduce_bcast(c, buf, op),
+        AllreduceAlgo::Direct => allreduce::direct(c, buf, op),
         _ => allreduce::recursive_doubling(c, buf, op),
     }
 }

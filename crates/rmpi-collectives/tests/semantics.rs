@@ -9,12 +9,13 @@ use rmpi_transport::{local, Result};
 
 type Mat = [u64; 4];
 
-const ALL_ALLREDUCE: [AllreduceAlgo; 5] = [
+const ALL_ALLREDUCE: [AllreduceAlgo; 6] = [
     AllreduceAlgo::Auto,
     AllreduceAlgo::RecursiveDoubling,
     AllreduceAlgo::Ring,
     AllreduceAlgo::Rabenseifner,
     AllreduceAlgo::ReduceBcast,
+    AllreduceAlgo::Direct,
 ];
 
 /// 2x2 matrix product with wrapping arithmetic: associative, not commutative.

@@ -566,10 +566,10 @@ impl Polling {
     /// The policy for a job with `ranks_on_host` ranks here, from the kernel's count of running
     /// tasks (`/proc/loadavg`), re-read at most every 10 ms.
     fn for_host(ranks_on_host: usize) -> Polling {
-        // Asking for the core count reads cgroup files: once per process is enough.
+        // The host's CPUs, like the running count: not this process's affinity mask, which is
+        // one CPU for a rank that rmpirun bound to a core.
         static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let cores =
-            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let cores = *CORES.get_or_init(host_cpus);
         match host_running_tasks() {
             None => Polling::Busy,
             Some(running) => Polling::choose(running, cores, ranks_on_host),
@@ -591,6 +591,16 @@ impl Polling {
             Polling::None
         }
     }
+}
+
+/// The number of CPUs online on this host (at least 1).
+fn host_cpus() -> usize {
+    // SAFETY: sysconf reads a system value; no memory is passed.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n)
+        .ok()
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// The number of running tasks on this host, re-read from `/proc/loadavg` at most every 10 ms
@@ -1349,6 +1359,9 @@ mod tests {
         assert_eq!(super::running_tasks("garbage"), None);
         // Whatever the host's state, the check answers without panicking.
         let _ = super::Polling::for_host(4);
+        // The host's CPUs, never fewer than this process may use.
+        let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert!(super::host_cpus() >= usable);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::binding::{allowed_cpus, cores, format_list, plan, BindTo, SYSFS_CPU};
 use crate::protocol::{
     read_frame, write_frame, Command, Event, ExitStatus, FrameError, JobSpec, Stream,
     PROTOCOL_VERSION,
@@ -137,8 +138,9 @@ impl Ranks {
         tx: &mpsc::UnboundedSender<Event>,
     ) -> Option<mpsc::UnboundedSender<Vec<u8>>> {
         let mut stdin_feed = None;
-        let cwd = match resolve_cwd(spec) {
-            Ok(c) => c,
+        // Where the ranks run and on which CPUs: a failure here fails every rank.
+        let (cwd, binding) = match resolve_cwd(spec).and_then(|c| Ok((c, plan_binding(spec)?))) {
+            Ok(v) => v,
             Err(error) => {
                 for &rank in &spec.ranks {
                     let _ = tx.send(Event::SpawnFailed {
@@ -169,7 +171,7 @@ impl Ranks {
                 .env(rmpi_transport::env::LOCAL_SIZE, &local_size);
             // A hostfile name is what the user calls the host; "localhost" says nothing, so then
             // the rank reports the machine's own name.
-            if !matches!(spec.host.as_str(), "localhost" | "127.0.0.1" | "::1") {
+            if !is_loopback_name(&spec.host) {
                 cmd.env(rmpi_transport::env::HOST, &spec.host);
             }
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
@@ -179,6 +181,18 @@ impl Ranks {
             let wants_stdin = spec.forward_stdin_to == Some(rank);
             cmd.stdin(if wants_stdin { Stdio::piped() } else { Stdio::null() });
             set_parent_death_signal(&mut cmd);
+            let cpus = binding.as_ref().and_then(|b| b.get(local_rank));
+            if let Some(cpus) = cpus {
+                crate::binding::bind_child(&mut cmd, cpus);
+            }
+            if spec.report_bindings {
+                let what = match cpus {
+                    Some(c) => format!("bound to CPU {}", format_list(c)),
+                    None => "not bound".to_string(),
+                };
+                let line = format!("rmpirun: rank {rank} on {}: {what}\n", host_name(spec));
+                let _ = tx.send(Event::Output { rank, stream: Stream::Stderr, data: line.into() });
+            }
             let mut child = match cmd.spawn() {
                 Ok(c) => c,
                 Err(e) => {
@@ -247,6 +261,34 @@ impl Ranks {
             }
         }
     }
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
+/// The host's name for messages: the hostfile's, or the machine's own instead of "localhost".
+fn host_name(spec: &JobSpec) -> String {
+    let own = || std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+    match is_loopback_name(&spec.host).then(own).flatten() {
+        Some(name) if !name.trim().is_empty() => name.trim().to_string(),
+        _ => spec.host.clone(),
+    }
+}
+
+/// The CPUs of each local rank under `spec.bind`, on this host's CPUs; `None`: no binding.
+fn plan_binding(spec: &JobSpec) -> Result<Option<Vec<Vec<usize>>>, String> {
+    if spec.bind == BindTo::None {
+        return Ok(None);
+    }
+    let cpus = match allowed_cpus() {
+        Ok(c) => c,
+        // Binding on our own initiative is best effort; a binding asked for is not.
+        Err(_) if spec.bind == BindTo::Auto => return Ok(None),
+        Err(e) => return Err(format!("cannot read the CPUs {} may use: {e}", spec.host)),
+    };
+    let cores = cores(&cpus, std::path::Path::new(SYSFS_CPU));
+    Ok(plan(spec.bind, spec.ranks.len(), &cores))
 }
 
 fn signal_groups(groups: &[i32], sig: i32) {
@@ -421,6 +463,8 @@ mod tests {
             env: vec![("RMPI_SIZE".into(), "2".into())],
             ranks,
             forward_stdin_to: None,
+            bind: BindTo::None,
+            report_bindings: false,
         }
     }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::binding::BindTo;
 use crate::mapping::MapBy;
 
 /// Start an rmpi job: N copies of a program, on this machine or over SSH on the hosts of a
@@ -46,6 +47,16 @@ pub struct Cli {
     /// Rank placement: `slot` fills each host's slots in order, `node` goes round-robin.
     #[arg(long = "map-by", value_enum, default_value_t = MapBy::Slot)]
     pub map_by: MapBy,
+
+    /// Bind each rank to CPUs of its host: `auto` gives every rank a core of its own when the
+    /// host's ranks fit its cores and leaves them unbound otherwise; `core` and `hwthread` bind
+    /// round-robin even when ranks outnumber them; `none` never binds.
+    #[arg(long = "bind-to", value_enum, default_value_t = BindTo::Auto, value_name = "WHAT")]
+    pub bind_to: BindTo,
+
+    /// Print each rank's binding on its stderr before it starts.
+    #[arg(long = "report-bindings")]
+    pub report_bindings: bool,
 
     /// Allow more ranks than slots (never more than a host's max_slots). Implied when neither
     /// --hostfile nor -H is given: on this machine alone any -n runs.
@@ -111,6 +122,7 @@ const VALUE_OPTIONS: &[&str] = &[
     "--wdir",
     "--wd",
     "--map-by",
+    "--bind-to",
     "--output-filename",
     "--timeout",
     "--boot-timeout",
@@ -131,6 +143,8 @@ const SINGLE_DASH_LONG: &[&str] = &[
     "-output-filename",
     "-timeout",
     "-map-by",
+    "-bind-to",
+    "-report-bindings",
     "-allow-run-as-root",
 ];
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use crate::binding::BindTo;
 use crate::hostfile::HostEntry;
 use crate::link::{spawn_link, Link, LinkEvent, LinkSpec, SharedBinary};
 use crate::output::{message, progress, OutputSink};
@@ -53,6 +54,10 @@ pub struct JobConfig {
     pub ssh: SshSettings,
     /// `-v`.
     pub verbose: bool,
+    /// `--bind-to`.
+    pub bind: BindTo,
+    /// `--report-bindings`.
+    pub report_bindings: bool,
 }
 
 /// Per-host link state.
@@ -139,6 +144,8 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
             env: base_env.clone(),
             ranks: ranks_of[h].clone(),
             forward_stdin_to: (sup.rank0_host == Some(h)).then_some(0),
+            bind: cfg.bind,
+            report_bindings: cfg.report_bindings,
         };
         let remote = if host.is_local() { None } else { Some((ssh.clone(), binary.clone())) };
         let spec = LinkSpec {

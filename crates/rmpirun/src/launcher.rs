@@ -89,6 +89,8 @@ fn job_config(cli: &Cli) -> Result<JobConfig, String> {
         boot_timeout: Duration::from_secs(cli.boot_timeout.max(1)),
         ssh,
         verbose: cli.verbose,
+        bind: cli.bind_to,
+        report_bindings: cli.report_bindings,
     })
 }
 

@@ -13,6 +13,7 @@
 //! * [`ssh`]: the ssh command line and the remote bootstrap script;
 //! * [`protocol`]: frames between the launcher and a node agent;
 //! * [`agent`]: the node agent, which starts, watches and kills one host's ranks;
+//! * [`binding`]: which CPUs each rank of a host is bound to (`--bind-to`);
 //! * [`link`]: the launcher's side of one agent (over SSH, or a local child process);
 //! * [`output`]: forwarding of output lines, tags, per-rank files;
 //! * [`job`]: supervision, failure propagation, exit status;
@@ -20,6 +21,7 @@
 //! * [`launcher`]: `main` of the binary, tying the above together.
 
 pub mod agent;
+pub mod binding;
 pub mod cli;
 pub mod hostfile;
 pub mod job;

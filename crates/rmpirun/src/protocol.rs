@@ -6,10 +6,12 @@
 //! never appears on a command line.
 
 use serde::{Deserialize, Serialize};
+
+use crate::binding::BindTo;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Version of this protocol; the agent reports it in [`Event::Hello`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame accepted (an output line is split well below this).
 pub const MAX_FRAME: usize = 16 << 20;
@@ -31,6 +33,10 @@ pub struct JobSpec {
     pub ranks: Vec<u32>,
     /// Whether rank stdin is fed by [`Command::Stdin`] (only for the host of rank 0).
     pub forward_stdin_to: Option<u32>,
+    /// How ranks are bound to this host's CPUs.
+    pub bind: BindTo,
+    /// Whether the agent reports each rank's binding on the rank's stderr.
+    pub report_bindings: bool,
 }
 
 /// Launcher → agent.

@@ -91,6 +91,18 @@ fn collective_32_ranks_over_4_hosts_and_per_host_port() {
     locals.sort_unstable();
     assert_eq!(locals, (0..32).collect::<Vec<_>>());
     c.assert_no_orphans(Duration::from_secs(3));
+
+    // The remote agent binds its host's ranks: two ranks on h2 with --bind-to hwthread each get
+    // one CPU, and not the same one when the host has two.
+    let args = ["-np", "2", "-f", one.to_str().unwrap(), "--tag-output", "--bind-to", "hwthread"];
+    let out = run(c.rmpirun(&[&args[..], &["sh", "-c", support::PRINT_CPUS]].concat()), LIMIT);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    let cpus = support::cpus_by_rank(&out.stdout, 2);
+    assert!(cpus.iter().all(|c| c.len() == 1), "{cpus:?}");
+    let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if usable >= 2 {
+        assert_ne!(cpus[0], cpus[1]);
+    }
 }
 
 #[test]

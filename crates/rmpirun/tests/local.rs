@@ -261,3 +261,46 @@ fn localhost_in_a_hostfile_runs_without_ssh() {
     assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
     assert_eq!(out.stdout, "2\n2\n");
 }
+
+#[test]
+fn ranks_get_a_core_each_when_they_fit_and_none_otherwise() {
+    use support::{cpus_by_rank, parse_cpu_list, PRINT_CPUS};
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let allowed = parse_cpu_list(
+        status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("status line"),
+    );
+    let n = allowed.len();
+    let job = |extra: &[&str], ranks: usize| {
+        let np = ranks.to_string();
+        let mut args = vec!["-n", &np, "--tag-output", "--report-bindings"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["sh", "-c", PRINT_CPUS]);
+        let out = run(rmpirun_cmd(&args), LIMIT);
+        assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+        (cpus_by_rank(&out.stdout, ranks), out.stderr)
+    };
+
+    // The default: as many ranks as CPUs (one per core here, or a core's threads each), each
+    // bound to CPUs no other rank has, all of them allowed to this process.
+    let (cpus, stderr) = job(&[], n);
+    for (r, c) in cpus.iter().enumerate() {
+        assert!(!c.is_empty() && c.iter().all(|x| allowed.contains(x)), "rank {r}: {c:?}");
+        for (q, d) in cpus.iter().enumerate().skip(r + 1) {
+            assert!(c.iter().all(|x| !d.contains(x)), "ranks {r} and {q} share: {c:?} {d:?}");
+        }
+        assert!(stderr.contains(&format!("rank {r} on ")), "{stderr}");
+    }
+    assert!(stderr.contains("bound to CPU"), "{stderr}");
+
+    // One rank more than CPUs: no binding by default; --bind-to hwthread wraps around.
+    let (cpus, stderr) = job(&[], n + 1);
+    assert!(cpus.iter().all(|c| c == &allowed), "{cpus:?}");
+    assert!(stderr.contains("not bound"), "{stderr}");
+    let (cpus, _) = job(&["--bind-to", "hwthread"], n + 1);
+    assert_eq!(cpus[n], cpus[0]);
+    assert!(cpus.iter().all(|c| c.len() == 1), "{cpus:?}");
+
+    // --bind-to none (and mpirun's single-dash spelling).
+    let (cpus, _) = job(&["-bind-to", "none"], n);
+    assert!(cpus.iter().all(|c| c == &allowed), "{cpus:?}");
+}

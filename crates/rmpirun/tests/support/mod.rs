@@ -225,3 +225,30 @@ pub fn signal(pid: i32, sig: i32) {
         libc::kill(pid, sig);
     }
 }
+
+/// A CPU list in the kernel's format (`0-3,6`).
+pub fn parse_cpu_list(s: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => out.extend(a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap()),
+            None => out.push(part.parse().unwrap()),
+        }
+    }
+    out
+}
+
+/// The rank program that prints where it may run, for binding tests.
+pub const PRINT_CPUS: &str = "grep Cpus_allowed_list /proc/self/status";
+
+/// The CPU list each rank printed with [`PRINT_CPUS`] under `--tag-output`, by rank.
+pub fn cpus_by_rank(stdout: &str, ranks: usize) -> Vec<Vec<usize>> {
+    let mut out = vec![None; ranks];
+    for line in stdout.lines() {
+        let (tag, rest) = line.split_once("] ").unwrap_or_else(|| panic!("untagged: {line}"));
+        let rank: usize = tag.trim_start_matches('[').parse().unwrap();
+        let list = rest.strip_prefix("Cpus_allowed_list:").unwrap_or_else(|| panic!("{line}"));
+        out[rank] = Some(parse_cpu_list(list));
+    }
+    out.into_iter().enumerate().map(|(r, c)| c.unwrap_or_else(|| panic!("rank {r}"))).collect()
+}
