@@ -566,10 +566,7 @@ impl Polling {
     /// The policy for a job with `ranks_on_host` ranks here, from the kernel's count of running
     /// tasks (`/proc/loadavg`), re-read at most every 10 ms.
     fn for_host(ranks_on_host: usize) -> Polling {
-        // The host's CPUs, like the running count: not this process's affinity mask, which is
-        // one CPU for a rank that rmpirun bound to a core.
-        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let cores = *CORES.get_or_init(host_cpus);
+        let cores = host_cores();
         match host_running_tasks() {
             None => Polling::Busy,
             Some(running) => Polling::choose(running, cores, ranks_on_host),
@@ -593,6 +590,13 @@ impl Polling {
     }
 }
 
+/// The host's CPUs, like the running count: not this process's affinity mask, which is one CPU
+/// for a rank that rmpirun bound to a core. Read once per process.
+fn host_cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(host_cpus)
+}
+
 /// The number of CPUs online on this host (at least 1).
 fn host_cpus() -> usize {
     // SAFETY: sysconf reads a system value; no memory is passed.
@@ -603,9 +607,10 @@ fn host_cpus() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// The number of running tasks on this host, re-read from `/proc/loadavg` at most every 10 ms
-/// (a read costs a few microseconds; a stale count from a burst such as the job starting up
-/// would set the polling wrong for the whole interval).
+/// The number of running tasks on this host, re-read from `/proc/loadavg` at most every 10 ms,
+/// or every 1 ms while it says the host is loaded (a read costs a few microseconds; a count from
+/// a passing burst, such as the job starting up, would otherwise stop polling for the whole
+/// interval, which is all of a short benchmark: 2-rank barrier 10-12 µs instead of 6).
 fn host_running_tasks() -> Option<usize> {
     use std::sync::atomic::AtomicU64;
     use std::sync::OnceLock;
@@ -616,7 +621,9 @@ fn host_running_tasks() -> Option<usize> {
     let epoch = *EPOCH.get_or_init(Instant::now);
     let now_ms = epoch.elapsed().as_millis() as u64 + 1;
     let last = CHECKED_MS.load(Ordering::Relaxed);
-    if last == 0 || now_ms.saturating_sub(last) >= 10 {
+    // RUNNING holds the count plus one: above cores + 2 means no polling.
+    let every = if RUNNING.load(Ordering::Relaxed) > host_cores() + 2 { 1 } else { 10 };
+    if last == 0 || now_ms.saturating_sub(last) >= every {
         CHECKED_MS.store(now_ms, Ordering::Relaxed);
         let running = std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| running_tasks(&s));
         RUNNING.store(running.map_or(0, |n| n + 1), Ordering::Relaxed);
