@@ -217,6 +217,14 @@ def ours_cell(series: Series | None, size: int) -> str:
     return fmt(series.median(size))
 
 
+def stat_cells(vals: list[float]) -> list[str]:
+    """CSV cells median, min, max and count of values over rounds (blank when none)."""
+    if not vals:
+        return ["", "", "", "0"]
+    return [f"{statistics.median(vals):.3f}", f"{min(vals):.3f}", f"{max(vals):.3f}",
+            str(len(vals))]
+
+
 def busbw(size: int, usec: float | None, ranks: int) -> float | None:
     """Allreduce bus bandwidth in MB/s: (size/time) * 2(p-1)/p."""
     if usec is None or usec <= 0:
@@ -297,13 +305,7 @@ class Report:
             for size in sizes:
                 row: list[str] = [str(size)]
                 for impl in impls:
-                    s = self.series(test, ranks, impl)
-                    vals = s.values(size) if s else []
-                    if vals:
-                        row += [f"{statistics.median(vals):.3f}", f"{min(vals):.3f}",
-                                f"{max(vals):.3f}", str(len(vals))]
-                    else:
-                        row += ["", "", "", "0"]
+                    row += stat_cells(self.values(test, ranks, impl, size))
                 ours = self.median(test, ranks, "rmpi", size)
                 theirs = self.median(test, ranks, "ompi", size)
                 row.append(f"{ours / theirs:.4f}" if ours and theirs else "")
@@ -311,18 +313,18 @@ class Report:
                     for value in (busbw(size, ours, ranks), busbw(size, theirs, ranks)):
                         row.append(f"{value:.3f}" if value is not None else "")
                 if mpich_cols:
-                    s = self.series(test, ranks, "mpich")
-                    vals = s.values(size) if s else []
-                    if vals:
-                        row += [f"{statistics.median(vals):.3f}", f"{min(vals):.3f}",
-                                f"{max(vals):.3f}", str(len(vals))]
-                    else:
-                        row += ["", "", "", "0"]
+                    vals = self.values(test, ranks, "mpich", size)
+                    row += stat_cells(vals)
                     mpich = statistics.median(vals) if vals else None
                     row.append(f"{mpich / ours:.4f}" if ours and mpich else "")
                 writer.writerow(row)
         self.plot_inputs.append(path.name)
         return path
+
+    def values(self, test: str, ranks: int, impl: str, size: int) -> list[float]:
+        """One implementation's values over rounds at one size (empty if not run)."""
+        s = self.series(test, ranks, impl)
+        return s.values(size) if s else []
 
     def median(self, test: str, ranks: int, impl: str, size: int) -> float | None:
         """Median of one implementation at one size, or None."""

@@ -369,7 +369,9 @@ impl Settings {
             AllreduceAlgo::Auto if !commutative => AllreduceAlgo::RecursiveDoubling,
             // Up to 4 ranks: linear reduce + linear bcast, two hops, until the ring's spread of
             // the combining work pays.
-            AllreduceAlgo::Auto if p <= 4 && p > 2 && bytes < self.thresholds.allreduce_linear => {
+            AllreduceAlgo::Auto
+                if (3..=4).contains(&p) && bytes < self.thresholds.allreduce_linear =>
+            {
                 AllreduceAlgo::ReduceBcast
             }
             AllreduceAlgo::Auto if bytes >= self.thresholds.allreduce_long && p > 1 => {

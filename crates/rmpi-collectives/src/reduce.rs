@@ -6,6 +6,7 @@ use rmpi_transport::Result;
 
 use crate::bcast::{children, tree_pos};
 use crate::call::{part, Call};
+use crate::gather::pieces_mut;
 use crate::ops::Op;
 
 /// Binomial tree reduction. For a commutative operator the tree is rooted at `root`; otherwise
@@ -136,14 +137,8 @@ pub(crate) fn linear<T: Pod, O: Op<T>>(
     let first = usize::from(root == 0);
     let others: Vec<usize> = (0..p).filter(|&i| i != root && i != first).collect();
     let mut slots: Vec<T> = bytemuck::zeroed_vec(n * others.len());
-    let mut bufs: Vec<(&mut [T], usize)> = Vec::with_capacity(p - 1);
-    bufs.push((&mut *out, first));
-    let mut rest: &mut [T] = &mut slots;
-    for &i in &others {
-        let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
-        bufs.push((head, i));
-        rest = tail;
-    }
+    let mut bufs: Vec<(&mut [T], usize)> = vec![(&mut *out, first)];
+    bufs.extend(pieces_mut(&mut slots, &vec![n; others.len()]).into_iter().zip(others));
     c.exchange_many(bufs, &[])?;
     if root == 0 {
         op.combine_rev(send, out);

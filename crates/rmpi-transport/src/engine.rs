@@ -199,6 +199,19 @@ impl Conn {
         matches!(self.rx, Rx::Payload { dest: Dest::Unclaimed { .. }, .. })
     }
 
+    /// The header of the message arriving on this connection, if no receive has claimed it yet
+    /// (its payload still in the socket, or partly in an engine buffer).
+    fn arriving_unclaimed(&self) -> Option<&FrameHeader> {
+        match &self.rx {
+            Rx::Payload {
+                hdr,
+                dest: Dest::Unclaimed { .. } | Dest::Owned { req: None, .. },
+                ..
+            } => Some(hdr),
+            _ => None,
+        }
+    }
+
     /// Input this connection has that the next progress pass takes, with no new event.
     fn has_backlog(&self) -> bool {
         self.link == Link::Open && (self.readable || self.is_unclaimed())
@@ -564,7 +577,7 @@ enum Polling {
 
 impl Polling {
     /// The policy for a job with `ranks_on_host` ranks here, from the kernel's count of running
-    /// tasks (`/proc/loadavg`), re-read at most every 10 ms.
+    /// tasks (see [`host_running_tasks`]).
     fn for_host(ranks_on_host: usize) -> Polling {
         let cores = host_cores();
         match host_running_tasks() {
@@ -581,13 +594,18 @@ impl Polling {
             Polling::Yielding
         } else if running <= cores {
             Polling::Busy
-        } else if running <= cores + 1 {
+        } else if !host_loaded(running, cores) {
             // One passing task (a launcher thread forwarding output).
             Polling::Yielding
         } else {
             Polling::None
         }
     }
+}
+
+/// Whether other load keeps the cores busy: more running tasks than the cores and one passer-by.
+fn host_loaded(running: usize, cores: usize) -> bool {
+    running > cores + 1
 }
 
 /// The host's CPUs, like the running count: not this process's affinity mask, which is one CPU
@@ -621,8 +639,11 @@ fn host_running_tasks() -> Option<usize> {
     let epoch = *EPOCH.get_or_init(Instant::now);
     let now_ms = epoch.elapsed().as_millis() as u64 + 1;
     let last = CHECKED_MS.load(Ordering::Relaxed);
-    // RUNNING holds the count plus one: above cores + 2 means no polling.
-    let every = if RUNNING.load(Ordering::Relaxed) > host_cores() + 2 { 1 } else { 10 };
+    let loaded = RUNNING
+        .load(Ordering::Relaxed)
+        .checked_sub(1)
+        .is_some_and(|n| host_loaded(n, host_cores()));
+    let every = if loaded { 1 } else { 10 };
     if last == 0 || now_ms.saturating_sub(last) >= every {
         CHECKED_MS.store(now_ms, Ordering::Relaxed);
         let running = std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| running_tasks(&s));
@@ -828,11 +849,8 @@ impl State {
         // 2. A message whose payload is arriving right now and that nobody has claimed: the rest
         //    of it goes straight into the receive's memory when it fits there.
         let arriving = self.conns.iter().enumerate().position(|(r, c)| {
-            matches!(c.as_ref().map(|c| &c.rx), Some(Rx::Payload {
-                hdr,
-                dest: Dest::Unclaimed { .. } | Dest::Owned { req: None, .. },
-                ..
-            }) if p.matches(hdr.context, r, hdr.tag))
+            let hdr = c.as_ref().and_then(Conn::arriving_unclaimed);
+            hdr.is_some_and(|h| p.matches(h.context, r, h.tag))
         });
         if let Some(r) = arriving {
             if let Some(Some(Conn { rx: Rx::Payload { hdr, dest, filled }, .. })) =
@@ -891,15 +909,13 @@ impl State {
         if let Some(u) = complete {
             return Some(MsgInfo { src: u.src, tag: u.tag, len: u.buf.len() });
         }
-        self.conns.iter().enumerate().find_map(|(r, c)| match c.as_ref().map(|c| &c.rx) {
-            Some(Rx::Payload {
-                hdr,
-                dest: Dest::Unclaimed { .. } | Dest::Owned { req: None, .. },
-                ..
-            }) if wanted(hdr.context, r, hdr.tag) => {
-                Some(MsgInfo { src: r, tag: hdr.tag, len: hdr.len as usize })
-            }
-            _ => None,
+        self.conns.iter().enumerate().find_map(|(r, c)| {
+            let hdr = c.as_ref().and_then(Conn::arriving_unclaimed)?;
+            wanted(hdr.context, r, hdr.tag).then_some(MsgInfo {
+                src: r,
+                tag: hdr.tag,
+                len: hdr.len as usize,
+            })
         })
     }
 
