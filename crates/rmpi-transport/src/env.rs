@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::addr::AddrSelector;
 use crate::error::{Error, Result};
+use crate::launch::{LauncherKind, Peers};
 use crate::token::JobToken;
 
 /// World size.
@@ -70,6 +71,12 @@ pub struct BootConfig {
     pub max_message: u64,
     /// The launcher's name for this host, if it gave one.
     pub host_label: Option<String>,
+    /// Index of this rank among those on its host (0 when unknown).
+    pub local_rank: usize,
+    /// Which launcher started this rank.
+    pub launcher: LauncherKind,
+    /// How this rank learns its peers' endpoints (and, under PMI, the job token).
+    pub peers: Peers,
 }
 
 impl BootConfig {
@@ -87,16 +94,22 @@ impl BootConfig {
             ranks_on_host: 1,
             max_message: DEFAULT_MAX_MESSAGE,
             host_label: None,
+            local_rank: 0,
+            launcher: LauncherKind::Harness,
+            peers: Peers::Rendezvous,
         }
     }
 
-    /// Reads the configuration from the environment. `Ok(None)` when `RMPI_SIZE` is unset: the
-    /// process was not started by a launcher and runs as a singleton.
+    /// Reads the configuration from the environment, through whichever launcher started this
+    /// process (rmpirun, Slurm's PMI-2, Hydra's PMI-1 or PMI-2, Open MPI's `mpirun`: see
+    /// [`launch`](crate::launch)). `Ok(None)` when no launcher did: the process runs as a
+    /// singleton. Under PMI this talks to the launcher's server.
     pub fn from_env() -> Result<Option<Self>> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        crate::launch::from_lookup(&|k| std::env::var(k).ok())
     }
 
-    /// Like [`BootConfig::from_env`] but reading variables through `get` (for tests and embedders).
+    /// The rmpirun contract alone (`RMPI_SIZE`, `RMPI_RANK`, ...), read through `get` (for tests
+    /// and embedders). `Ok(None)` when `RMPI_SIZE` is unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
         let Some(size) = get(SIZE) else { return Ok(None) };
         let size: usize = parse(SIZE, &size)?;
@@ -112,6 +125,20 @@ impl BootConfig {
         let rv = required(&get, RENDEZVOUS)?;
         let rendezvous = resolve(&rv)?;
         let mut cfg = BootConfig::new(rank, size, token, rendezvous);
+        cfg.launcher = LauncherKind::Rmpirun;
+        cfg.apply_tuning(&get)?;
+        let local_size: Option<usize> =
+            get(LOCAL_SIZE).map(|s| parse(LOCAL_SIZE, &s)).transpose()?;
+        cfg.ranks_on_host = local_size.unwrap_or(1).max(1);
+        cfg.local_rank = get(LOCAL_RANK).map(|s| parse(LOCAL_RANK, &s)).transpose()?.unwrap_or(0);
+        cfg.host_label = get(HOST).filter(|s| !s.is_empty());
+        Ok(Some(cfg))
+    }
+
+    /// Reads the settings every launcher kind shares: `RMPI_IFACE`, `RMPI_PORT_RANGE`,
+    /// `RMPI_BOOT_TIMEOUT`, `RMPI_SPIN_US`, `RMPI_MAX_MESSAGE`.
+    pub(crate) fn apply_tuning(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
+        let cfg = self;
         if let Some(s) = get(IFACE).filter(|s| !s.is_empty()) {
             cfg.advertise =
                 AddrSelector::parse(&s).map_err(|msg| Error::Env { var: IFACE, msg })?;
@@ -126,17 +153,13 @@ impl BootConfig {
             }
             cfg.boot_timeout = Duration::from_secs_f64(secs);
         }
-        let local_size: Option<usize> =
-            get(LOCAL_SIZE).map(|s| parse(LOCAL_SIZE, &s)).transpose()?;
-        cfg.ranks_on_host = local_size.unwrap_or(1).max(1);
         if let Some(s) = get(SPIN_US) {
             cfg.spin = Duration::from_micros(parse(SPIN_US, &s)?);
         }
         if let Some(s) = get(MAX_MESSAGE) {
             cfg.max_message = parse(MAX_MESSAGE, &s)?;
         }
-        cfg.host_label = get(HOST).filter(|s| !s.is_empty());
-        Ok(Some(cfg))
+        Ok(())
     }
 }
 
@@ -144,14 +167,14 @@ fn required(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<
     get(var).ok_or(Error::Env { var, msg: format!("not set (required because {SIZE} is set)") })
 }
 
-fn parse<T: std::str::FromStr>(var: &'static str, s: &str) -> Result<T>
+pub(crate) fn parse<T: std::str::FromStr>(var: &'static str, s: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
     s.trim().parse().map_err(|e: T::Err| Error::Env { var, msg: format!("{s:?}: {e}") })
 }
 
-fn resolve(s: &str) -> Result<SocketAddr> {
+pub(crate) fn resolve(s: &str) -> Result<SocketAddr> {
     use std::net::ToSocketAddrs;
     let mut addrs = s.to_socket_addrs().map_err(|e| Error::Env {
         var: RENDEZVOUS,

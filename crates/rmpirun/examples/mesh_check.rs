@@ -5,6 +5,8 @@
 //! `mesh_check --hang` prints `ready RANK PID` after joining and then sleeps (for kill tests);
 //! `mesh_check --crash R` makes rank R abort (SIGABRT) after joining. When a peer is lost, a rank
 //! prints the error and sleeps, so only the launcher ends it.
+//! `mesh_check --kill R` makes rank R SIGKILL itself after the ring while every other rank waits
+//! for a message from any rank; they print the error and exit with status 3 on their own.
 
 use std::time::Duration;
 
@@ -18,6 +20,11 @@ fn main() {
         .position(|a| a == "--crash")
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok());
+    let kill: Option<usize> = args
+        .iter()
+        .position(|a| a == "--kill")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok());
     let comm = match Communicator::init() {
         Ok(c) => c,
         Err(e) => {
@@ -28,6 +35,17 @@ fn main() {
     let (rank, size) = (comm.rank(), comm.size());
     if let Err(e) = ring(&comm) {
         stall(rank, &e.to_string());
+    }
+    if let Some(victim) = kill {
+        if rank == victim {
+            println!("killing {rank} {}", std::process::id());
+            // SAFETY: kill(2) with our own pid and a valid signal number.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        // Nobody sends: this returns only with the loss of a peer.
+        let e = comm.recv_any::<u64>().err().map(|e| e.to_string()).unwrap_or_default();
+        eprintln!("rank {rank}: {e}");
+        std::process::exit(3);
     }
     if hang {
         println!("ready {rank} {}", std::process::id());

@@ -1,0 +1,74 @@
+//! rmpi ranks started by a real Slurm cluster (slurmctld + one slurmd per network namespace):
+//! `srun --mpi=pmi2` (PMI-2 over PMI_FD), srun without PMI, and rmpirun inside an allocation.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::MutexGuard;
+use std::time::Duration;
+
+use support::slurm::{self, SlurmCluster};
+use support::{mesh_check, run, workspace_example};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn cluster(tag: u8, nodes: usize, cpus: usize) -> Option<(MutexGuard<'static, ()>, SlurmCluster)> {
+    if let Some(why) = slurm::unavailable() {
+        eprintln!("skipping: {why}");
+        return None;
+    }
+    let guard = slurm::SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    Some((guard, SlurmCluster::up(tag, nodes, cpus)))
+}
+
+/// `(rank, size, host)` of every `hello from rank R of N on HOST` line.
+fn hellos(stdout: &str) -> Vec<(usize, usize, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("hello from rank ")?;
+            let (r, rest) = rest.split_once(" of ")?;
+            let (n, host) = rest.split_once(" on ")?;
+            Some((r.parse().ok()?, n.parse().ok()?, host.to_string()))
+        })
+        .collect()
+}
+
+fn check_world(stdout: &str, size: usize, hosts: usize) -> Vec<(usize, usize, String)> {
+    let mut h = hellos(stdout);
+    h.sort();
+    assert_eq!(h.len(), size, "{stdout}");
+    for (i, (r, n, _)) in h.iter().enumerate() {
+        assert_eq!((*r, *n), (i, size), "{stdout}");
+    }
+    let seen: BTreeSet<&str> = h.iter().map(|x| x.2.as_str()).collect();
+    assert_eq!(seen.len(), hosts, "hosts seen: {seen:?}");
+    h
+}
+
+#[test]
+fn srun_pmi2_16_ranks_over_4_nodes() {
+    let Some((_g, c)) = cluster(1, 4, 4) else { return };
+    let hello = workspace_example("hello");
+    let out = run(c.srun(&["--mpi=pmi2", "-N", "4", "-n", "16", hello.to_str().unwrap()]), LIMIT);
+    assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}\n{}", out.stdout, out.stderr, c.logs());
+    let h = check_world(&out.stdout, 16, 4);
+    // Even layout (4 CPUs per node): ranks 4k..4k+3 on node h(k+1).
+    for (r, _, host) in &h {
+        assert_eq!(host, &format!("h{}", r / 4 + 1), "{}", out.stdout);
+    }
+
+    let cpi = workspace_example("cpi");
+    let out =
+        run(c.srun(&["--mpi=pmi2", "-N", "4", "-n", "16", cpi.to_str().unwrap(), "100000"]), LIMIT);
+    assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("pi is approximately 3.14159265"), "{}", out.stdout);
+    assert!(out.stdout.contains("100000 intervals on 16 ranks"), "{}", out.stdout);
+
+    let mesh = mesh_check();
+    let out = run(c.srun(&["--mpi=pmi2", "-N", "4", "-n", "16", mesh.to_str().unwrap()]), LIMIT);
+    assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout.matches("/16 on h").count(), 16, "{}", out.stdout);
+    assert_eq!(out.stdout.matches("sum 120 ok").count(), 16, "{}", out.stdout);
+    c.assert_nothing_left(Duration::from_secs(10));
+}
