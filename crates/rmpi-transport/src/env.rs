@@ -105,7 +105,7 @@ impl BootConfig {
     /// [`launch`](crate::launch)). `Ok(None)` when no launcher did: the process runs as a
     /// singleton. Under PMI this talks to the launcher's server.
     pub fn from_env() -> Result<Option<Self>> {
-        crate::launch::from_lookup(&|k| std::env::var(k).ok())
+        crate::launch::from_env()
     }
 
     /// The rmpirun contract alone (`RMPI_SIZE`, `RMPI_RANK`, ...), read through `get` (for tests

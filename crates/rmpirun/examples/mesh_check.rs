@@ -6,7 +6,8 @@
 //! `mesh_check --crash R` makes rank R abort (SIGABRT) after joining. When a peer is lost, a rank
 //! prints the error and sleeps, so only the launcher ends it.
 //! `mesh_check --kill R` makes rank R SIGKILL itself after the ring while every other rank waits
-//! for a message from any rank; they print the error and exit with status 3 on their own.
+//! for a message from any rank; they print `lost: ERROR` on stdout and sleep until the launcher
+//! ends them (a survivor that exited at once could be reported lost before the victim).
 
 use std::time::Duration;
 
@@ -44,7 +45,8 @@ fn main() {
         }
         // Nobody sends: this returns only with the loss of a peer.
         let e = comm.recv_any::<u64>().err().map(|e| e.to_string()).unwrap_or_default();
-        eprintln!("rank {rank}: {e}");
+        println!("rank {rank} lost: {e}");
+        std::thread::sleep(Duration::from_secs(300));
         std::process::exit(3);
     }
     if hang {

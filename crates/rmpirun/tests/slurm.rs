@@ -72,3 +72,70 @@ fn srun_pmi2_16_ranks_over_4_nodes() {
     assert_eq!(out.stdout.matches("sum 120 ok").count(), 16, "{}", out.stdout);
     c.assert_nothing_left(Duration::from_secs(10));
 }
+
+#[test]
+fn srun_pmi2_uneven_layout() {
+    // 8 CPUs per node: Slurm's best fit packs -N 4 -n 16 unevenly (8/6/1/1 here).
+    let Some((_g, c)) = cluster(2, 4, 8) else { return };
+    let hello = workspace_example("hello");
+    let out = run(c.srun(&["--mpi=pmi2", "-N", "4", "-n", "16", hello.to_str().unwrap()]), LIMIT);
+    assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let h = check_world(&out.stdout, 16, 4);
+    let mut per_host = std::collections::BTreeMap::<String, usize>::new();
+    for (_, _, host) in &h {
+        *per_host.entry(host.clone()).or_default() += 1;
+    }
+    let counts: BTreeSet<usize> = per_host.values().copied().collect();
+    assert!(counts.len() > 1, "layout was even after all: {per_host:?}");
+
+    let mesh = mesh_check();
+    let out = run(c.srun(&["--mpi=pmi2", "-N", "4", "-n", "16", mesh.to_str().unwrap()]), LIMIT);
+    assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout.matches("sum 120 ok").count(), 16, "{}", out.stdout);
+    c.assert_nothing_left(Duration::from_secs(10));
+}
+
+#[test]
+fn srun_sigkilled_rank_ends_every_rank() {
+    let Some((_g, c)) = cluster(3, 4, 4) else { return };
+    let mesh = mesh_check();
+    let job = support::start(c.srun(&[
+        "--mpi=pmi2",
+        "-N",
+        "4",
+        "-n",
+        "16",
+        mesh.to_str().unwrap(),
+        "--kill",
+        "5",
+    ]));
+    // Every survivor reports the loss of rank 5 (on h2: 4 ranks per node) on its own.
+    let reports = |l: &[String]| l.iter().filter(|l| l.contains(" lost: ")).count();
+    job.wait_for_lines(LIMIT, |l| reports(l) == 15);
+    // SAFETY: kill(2) on the srun child we started.
+    unsafe { libc::kill(job.child.id() as i32, libc::SIGTERM) };
+    let out = job.finish(LIMIT);
+    assert_ne!(out.code(), 0, "srun succeeded: {}", out.stderr);
+    assert!(out.stdout.contains("killing 5 "), "{}", out.stdout);
+    for r in (0..16).filter(|r| *r != 5) {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("rank {r} lost: ")))
+            .unwrap_or_else(|| panic!("no report from rank {r}: {}", out.stdout));
+        assert!(line.contains("rank 5 on h2 is unreachable"), "rank {r}: {line}");
+    }
+    c.assert_nothing_left(Duration::from_secs(10));
+}
+
+#[test]
+fn srun_without_pmi_is_a_clear_error() {
+    let Some((_g, c)) = cluster(4, 2, 4) else { return };
+    let hello = workspace_example("hello");
+    let out = run(c.srun(&["-N", "2", "-n", "4", hello.to_str().unwrap()]), LIMIT);
+    assert_ne!(out.code(), 0, "srun succeeded:\n{}", out.stdout);
+    assert!(!out.stdout.contains("hello from"), "a rank ran alone:\n{}", out.stdout);
+    assert_eq!(out.stderr.matches("srun --mpi=pmi2").count(), 4, "{}", out.stderr);
+    assert!(out.stderr.contains("started 4 tasks with --mpi=none"), "{}", out.stderr);
+    c.assert_nothing_left(Duration::from_secs(10));
+}

@@ -20,6 +20,8 @@ mod env_rendezvous;
 pub(crate) mod exchange;
 mod pmi;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::env::BootConfig;
 use crate::error::{Error, Result};
 
@@ -57,8 +59,25 @@ pub enum Peers {
 /// Selects `PMI-1` or `PMI-2` when the launcher speaks both (Hydra): `1` or `2`.
 pub const PMI_VERSION: &str = "RMPI_PMI";
 
+/// Set once this process's own `PMI_FD` has been adopted.
+static PMI_FD_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// [`from_lookup`] over the process environment. The inherited `PMI_FD` is adopted once: a
+/// second call must not take over whatever socket later reuses that descriptor number.
+pub(crate) fn from_env() -> Result<Option<BootConfig>> {
+    let get = |k: &str| std::env::var(k).ok();
+    let pmi_fd = get(crate::env::SIZE).is_none() && get("PMI_FD").is_some();
+    if pmi_fd && PMI_FD_TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(Error::Env {
+            var: "PMI_FD",
+            msg: "already used by this process: a PMI launch can be joined once".into(),
+        });
+    }
+    from_lookup(&get)
+}
+
 /// Reads how this rank was launched, through `get` (an environment lookup). `Ok(None)`: no
-/// launcher, a singleton.
+/// launcher, a singleton. A `PMI_FD` in `get` is taken over: it must be this caller's socket.
 pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<BootConfig>> {
     if get(crate::env::SIZE).is_some() {
         return BootConfig::from_lookup(get);

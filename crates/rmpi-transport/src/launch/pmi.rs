@@ -4,9 +4,7 @@
 //! and takes local rank and size and the host label from the launcher's variables. The endpoint
 //! exchange itself happens later, in [`crate::pmi`]'s exchange, once the listener is bound.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use super::{LauncherKind, Peers, PMI_VERSION};
@@ -14,10 +12,6 @@ use crate::env::{parse, BootConfig};
 use crate::error::{Error, Result};
 use crate::pmi::{conn::Conn, mapping, pmi1, pmi2, Kvs, PmiFail, Session};
 use crate::token::JobToken;
-
-/// Inherited PMI fds already taken by this process: a second reader must not adopt a reused
-/// descriptor number.
-static TAKEN: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
 
 type Get<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -97,16 +91,7 @@ fn pmi_version(get: Get<'_>) -> Result<u32> {
 fn connect(get: Get<'_>, deadline: Instant) -> Result<(Conn, String)> {
     if let Some(fd) = get("PMI_FD") {
         let n: i32 = parse("PMI_FD", &fd)?;
-        let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
-        let set = taken.get_or_insert_with(HashSet::new);
-        if set.contains(&n) {
-            return Err(Error::Env {
-                var: "PMI_FD",
-                msg: format!("{n} was already used by this process (PMI allows one session)"),
-            });
-        }
         let conn = Conn::from_fd(n).map_err(|msg| Error::Env { var: "PMI_FD", msg })?;
-        set.insert(n);
         return Ok((conn, format!("PMI_FD={n}")));
     }
     let port = get("PMI_PORT").unwrap_or_default();
