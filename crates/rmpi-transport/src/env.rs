@@ -116,7 +116,12 @@ impl BootConfig {
         if size == 0 || size > 65_535 {
             return Err(Error::Env { var: SIZE, msg: format!("{size} is not in 1..=65535") });
         }
-        let rank: usize = parse(RANK, &required(&get, RANK)?)?;
+        // Under rmpirun's srun path, one srun step starts every rank: srun numbers them.
+        let (rank_var, rank) = match get(RANK) {
+            Some(r) => (RANK, r),
+            None => (SLURM_PROCID, get(SLURM_PROCID).ok_or_else(|| missing(RANK))?),
+        };
+        let rank: usize = parse(rank_var, &rank)?;
         if rank >= size {
             return Err(Error::Env { var: RANK, msg: format!("{rank} is not below size {size}") });
         }
@@ -127,11 +132,21 @@ impl BootConfig {
         let mut cfg = BootConfig::new(rank, size, token, rendezvous);
         cfg.launcher = LauncherKind::Rmpirun;
         cfg.apply_tuning(&get)?;
-        let local_size: Option<usize> =
-            get(LOCAL_SIZE).map(|s| parse(LOCAL_SIZE, &s)).transpose()?;
-        cfg.ranks_on_host = local_size.unwrap_or(1).max(1);
-        cfg.local_rank = get(LOCAL_RANK).map(|s| parse(LOCAL_RANK, &s)).transpose()?.unwrap_or(0);
-        cfg.host_label = get(HOST).filter(|s| !s.is_empty());
+        let srun = rank_var == SLURM_PROCID;
+        let local_size: Option<usize> = match get(LOCAL_SIZE) {
+            Some(s) => Some(parse(LOCAL_SIZE, &s)?),
+            None if srun => get("SLURM_GTIDS").map(|g| g.split(',').count()),
+            None => None,
+        };
+        let local_rank = match get(LOCAL_RANK) {
+            Some(s) => Some(parse(LOCAL_RANK, &s)?),
+            None if srun => get("SLURM_LOCALID").map(|s| parse("SLURM_LOCALID", &s)).transpose()?,
+            None => None,
+        };
+        cfg.local_rank = local_rank.unwrap_or(0);
+        cfg.ranks_on_host = local_size.unwrap_or(1).max(cfg.local_rank + 1);
+        let host = get(HOST).or_else(|| if srun { get("SLURMD_NODENAME") } else { None });
+        cfg.host_label = host.filter(|s| !s.is_empty());
         Ok(Some(cfg))
     }
 
@@ -164,7 +179,42 @@ impl BootConfig {
 }
 
 fn required(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<String> {
-    get(var).ok_or(Error::Env { var, msg: format!("not set (required because {SIZE} is set)") })
+    get(var).ok_or_else(|| missing(var))
+}
+
+fn missing(var: &'static str) -> Error {
+    Error::Env { var, msg: format!("not set (required because {SIZE} is set)") }
+}
+
+/// Slurm's rank of a task, read when `RMPI_RANK` is unset (rmpirun's srun path).
+const SLURM_PROCID: &str = "SLURM_PROCID";
+
+/// The job-wide part of the contract, as every rmpirun path (local, ssh, srun) writes it.
+pub fn job_vars(size: usize, token: &JobToken, boot_timeout: Duration) -> Vec<(String, String)> {
+    vec![
+        (SIZE.to_string(), size.to_string()),
+        (TOKEN.to_string(), token.to_hex()),
+        (BOOT_TIMEOUT.to_string(), boot_timeout.as_secs().max(1).to_string()),
+    ]
+}
+
+/// The per-rank part of the contract (left out under srun, which numbers the tasks itself).
+/// `host`: the launcher's name for the host, if it has a meaningful one.
+pub fn rank_vars(
+    rank: usize,
+    local_rank: usize,
+    local_size: usize,
+    host: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut v = vec![
+        (RANK, rank.to_string()),
+        (LOCAL_RANK, local_rank.to_string()),
+        (LOCAL_SIZE, local_size.to_string()),
+    ];
+    if let Some(h) = host {
+        v.push((HOST, h.to_string()));
+    }
+    v
 }
 
 pub(crate) fn parse<T: std::str::FromStr>(var: &'static str, s: &str) -> Result<T>
@@ -233,6 +283,31 @@ mod tests {
         assert_eq!(c.spin, Duration::ZERO);
         assert_eq!(c.ranks_on_host, 6);
         assert_eq!(c.token.to_hex(), TOK);
+    }
+
+    #[test]
+    fn srun_numbers_the_ranks_when_rmpi_rank_is_unset() {
+        let c = cfg(&[
+            (SIZE, "8"),
+            (TOKEN, TOK),
+            (RENDEZVOUS, "127.0.0.1:999"),
+            ("SLURM_PROCID", "5"),
+            ("SLURM_LOCALID", "1"),
+            ("SLURM_GTIDS", "4,5"),
+            ("SLURMD_NODENAME", "h3"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!((c.rank, c.local_rank, c.ranks_on_host), (5, 1, 2));
+        assert_eq!(c.host_label.as_deref(), Some("h3"));
+        let written: HashMap<String, String> = job_vars(8, &c.token, Duration::from_secs(9))
+            .into_iter()
+            .chain(rank_vars(5, 1, 2, Some("h3")).into_iter().map(|(k, v)| (k.to_string(), v)))
+            .chain([(RENDEZVOUS.to_string(), "127.0.0.1:999".to_string())])
+            .collect();
+        let back = BootConfig::from_lookup(|k| written.get(k).cloned()).unwrap().unwrap();
+        assert_eq!((back.rank, back.size, back.local_rank, back.ranks_on_host), (5, 8, 1, 2));
+        assert_eq!((back.token, back.boot_timeout), (c.token, Duration::from_secs(9)));
     }
 
     #[test]

@@ -139,3 +139,34 @@ fn srun_without_pmi_is_a_clear_error() {
     assert!(out.stderr.contains("started 4 tasks with --mpi=none"), "{}", out.stderr);
     c.assert_nothing_left(Duration::from_secs(10));
 }
+
+#[test]
+fn rmpirun_inside_salloc_uses_srun() {
+    let Some((_g, c)) = cluster(5, 4, 4) else { return };
+    let rmpirun = support::rmpirun();
+    let hello = workspace_example("hello");
+    let (r, h) = (rmpirun.to_str().unwrap(), hello.to_str().unwrap());
+    // No hostfile and no ssh configured: the ranks can only get to h1..h4 through srun.
+    let out = run(c.head(&["salloc", "-N", "4", "-n", "16", r, "-v", "-n", "16", h]), LIMIT);
+    assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("inside Slurm allocation"), "{}", out.stderr);
+    let hosts = check_world(&out.stdout, 16, 4);
+    for (r, _, host) in &hosts {
+        assert_eq!(host, &format!("h{}", r / 4 + 1), "{}", out.stdout);
+    }
+    // -n defaults to the allocation's tasks; cpi gives the same answer as under srun.
+    let cpi = workspace_example("cpi");
+    let out =
+        run(c.head(&["salloc", "-N", "4", "-n", "8", r, cpi.to_str().unwrap(), "100000"]), LIMIT);
+    assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("pi is approximately 3.14159265"), "{}", out.stdout);
+    assert!(out.stdout.contains("100000 intervals on 8 ranks"), "{}", out.stdout);
+    // A failing rank ends the step and rmpirun's status says so.
+    let mesh = mesh_check();
+    let out = run(
+        c.head(&["salloc", "-N", "4", "-n", "16", r, mesh.to_str().unwrap(), "--crash", "5"]),
+        LIMIT,
+    );
+    assert_ne!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    c.assert_nothing_left(Duration::from_secs(10));
+}

@@ -222,17 +222,24 @@ impl SlurmCluster {
         all
     }
 
-    /// A command run in the head namespace, with `SLURM_CONF` set and no other Slurm variable.
+    /// A command run in the head namespace (with the cluster's /etc/hosts, as on a login node
+    /// that resolves the node names), with `SLURM_CONF` set and no other Slurm variable.
     pub fn head(&self, argv: &[&str]) -> Command {
+        let hosts = self.dir.path().join("hosts");
+        let script = format!("mount --bind {} /etc/hosts && exec \"$@\"", hosts.display());
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.head_ns)).arg("--").args(argv);
+        cmd.arg(format!("--net=/run/netns/{}", self.head_ns))
+            .args(["--", "unshare", "--mount", "--propagation", "private", "--"])
+            .args(["sh", "-c", &script, "sh"])
+            .args(argv);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy().to_string();
             if k.starts_with("SLURM_") || k.starts_with("PMI_") || k.starts_with("RMPI_") {
                 cmd.env_remove(&k);
             }
         }
-        cmd.env("SLURM_CONF", &self.conf).stdin(Stdio::null());
+        // Ranks run in the cluster's directory (a crashing test rank may leave a core file).
+        cmd.env("SLURM_CONF", &self.conf).stdin(Stdio::null()).current_dir(self.dir.path());
         cmd
     }
 
