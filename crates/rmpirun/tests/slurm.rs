@@ -170,3 +170,45 @@ fn rmpirun_inside_salloc_uses_srun() {
     assert_ne!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
     c.assert_nothing_left(Duration::from_secs(10));
 }
+
+/// Start-up-to-exit times of rmpi's `hello` under srun (PMI-2), under rmpirun inside an
+/// allocation (its srun path) and under Open MPI's mpirun inside the same allocation (the
+/// rendezvous route), 16 and 64 ranks on 4 nodes. Run with `--ignored --nocapture`;
+/// docs/performance.md records a run.
+#[test]
+#[ignore]
+fn measure_startup_under_slurm() {
+    let Some((_g, c)) = cluster(6, 4, 16) else { return };
+    let hello = workspace_example("hello");
+    let rmpirun = support::rmpirun();
+    let (h, r) = (hello.to_str().unwrap(), rmpirun.to_str().unwrap());
+    let median = |what: &str, argv: &[&str], ranks: usize| {
+        let mut times = Vec::new();
+        for _ in 0..7 {
+            let out = run(c.head(argv), LIMIT);
+            assert_eq!(out.code(), 0, "{what}: {}\n{}", out.stdout, out.stderr);
+            let h = hellos(&out.stdout);
+            assert_eq!(h.len(), ranks, "{what}: {}", out.stdout);
+            let hosts: BTreeSet<&str> = h.iter().map(|x| x.2.as_str()).collect();
+            assert_eq!(hosts.len(), 4, "{what}: {}", out.stdout);
+            times.push(out.elapsed.as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        println!("| {what} | {ranks} | {:.2} s | {:.2}-{:.2} s |", times[3], times[0], times[6]);
+    };
+    println!("| launcher | ranks | median | range |\n| --- | --- | --- | --- |");
+    for n in [16usize, 64] {
+        let ns = n.to_string();
+        median("srun --mpi=pmi2", &["srun", "--mpi=pmi2", "-N", "4", "-n", &ns, h], n);
+        median("salloc + rmpirun (one srun step)", &["salloc", "-N", "4", "-n", &ns, r, h], n);
+        if std::path::Path::new("/usr/bin/mpirun.openmpi").exists() {
+            let token = rmpi_transport::token::JobToken::generate().to_hex();
+            let script = format!(
+                "RMPI_TOKEN={token} RMPI_RENDEZVOUS=h1:47555 mpirun.openmpi --allow-run-as-root \
+                 -x RMPI_TOKEN -x RMPI_RENDEZVOUS -n {n} {h}"
+            );
+            let argv = ["salloc", "-N", "4", "-n", &ns, "sh", "-c", &script];
+            median("salloc + Open MPI mpirun (rendezvous)", &argv, n);
+        }
+    }
+}
