@@ -179,8 +179,9 @@ impl Drop for Hold<'_> {
 }
 
 impl Communicator {
-    /// Joins a job as described by the environment (see `docs/launch-contract.md`), or returns a
-    /// world of size 1 when the process was not started by a launcher.
+    /// Joins a job as described by the environment, through whichever launcher started this
+    /// process (see [`launch`](crate::launch) and `docs/launch-contract.md`), or returns a world
+    /// of size 1 when the process was not started by a launcher.
     pub fn init() -> Result<Communicator> {
         match BootConfig::from_env()? {
             Some(cfg) => Self::join(&cfg),
@@ -188,7 +189,8 @@ impl Communicator {
         }
     }
 
-    /// Joins the job described by `cfg`: rendezvous, then a connection to every peer.
+    /// Joins the job described by `cfg`: endpoint exchange (rendezvous or PMI store), then a
+    /// connection to every peer.
     pub fn join(cfg: &BootConfig) -> Result<Communicator> {
         let mesh = crate::mesh::build(cfg)?;
         let hosts = mesh.endpoints.iter().map(|e| e.host.clone()).collect();

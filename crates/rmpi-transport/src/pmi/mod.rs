@@ -3,9 +3,9 @@
 //! * [`pmi2`]: PMI-2, spoken by Slurm's `srun --mpi=pmi2` and by MPICH's Hydra;
 //! * [`pmi1`]: PMI-1 "simple", spoken by Hydra (`PMI_FD` or `PMI_PORT`) and by Slurm;
 //! * [`mapping`]: `PMI_process_mapping`, which gives each rank's node;
-//! * [`exchange`] (this module): the endpoint exchange over the key-value store.
+//! * `exchange` (this module): the endpoint exchange over the key-value store.
 //!
-//! Every rank puts its [`Endpoint`](crate::wire::Endpoint), in its wire encoding as hex, under
+//! Every rank puts its [`Endpoint`], in its wire encoding as hex, under
 //! `rmpi-ep-<rank>`; rank 0 also puts a fresh job token under `rmpi-token`. One fence, then every
 //! rank reads all keys and finalizes its PMI session at once (Hydra kills a job whose rank exits
 //! without finalizing; the mesh no longer needs the server). The format is in `docs/pmi.md`.
