@@ -65,6 +65,16 @@ fn srun_pmi2_16_ranks_over_4_nodes() {
     assert!(out.stdout.contains("pi is approximately 3.14159265"), "{}", out.stdout);
     assert!(out.stdout.contains("100000 intervals on 16 ranks"), "{}", out.stdout);
 
+    // Collectives: scatter and gather of uneven pieces, checked against a serial computation.
+    let rowstats = workspace_example("rowstats");
+    let out = run(
+        c.srun(&["--mpi=pmi2", "-N", "4", "-n", "16", rowstats.to_str().unwrap(), "301", "512"]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("matches serial: yes"), "{}", out.stdout);
+    assert!(out.stdout.contains("301 rows x 512 columns over 16 ranks"), "{}", out.stdout);
+
     let mesh = mesh_check();
     let out = run(c.srun(&["--mpi=pmi2", "-N", "4", "-n", "16", mesh.to_str().unwrap()]), LIMIT);
     assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
