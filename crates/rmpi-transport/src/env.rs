@@ -189,13 +189,19 @@ fn missing(var: &'static str) -> Error {
 /// Slurm's rank of a task, read when `RMPI_RANK` is unset (rmpirun's srun path).
 const SLURM_PROCID: &str = "SLURM_PROCID";
 
-/// The job-wide part of the contract, as every rmpirun path (local, ssh, srun) writes it.
+/// The job-wide part of the contract, as every rmpirun path (local, ssh, srun) writes it; with
+/// [`rendezvous_var`] and [`rank_vars`] the inverse of [`BootConfig::from_lookup`].
 pub fn job_vars(size: usize, token: &JobToken, boot_timeout: Duration) -> Vec<(String, String)> {
     vec![
         (SIZE.to_string(), size.to_string()),
         (TOKEN.to_string(), token.to_hex()),
         (BOOT_TIMEOUT.to_string(), boot_timeout.as_secs().max(1).to_string()),
     ]
+}
+
+/// `RMPI_RENDEZVOUS`, written once the launcher knows the address a host reaches it on.
+pub fn rendezvous_var(addr: SocketAddr) -> (String, String) {
+    (RENDEZVOUS.to_string(), addr.to_string())
 }
 
 /// The per-rank part of the contract (left out under srun, which numbers the tasks itself).
@@ -303,7 +309,7 @@ mod tests {
         let written: HashMap<String, String> = job_vars(8, &c.token, Duration::from_secs(9))
             .into_iter()
             .chain(rank_vars(5, 1, 2, Some("h3")).into_iter().map(|(k, v)| (k.to_string(), v)))
-            .chain([(RENDEZVOUS.to_string(), "127.0.0.1:999".to_string())])
+            .chain([rendezvous_var("127.0.0.1:999".parse().unwrap())])
             .collect();
         let back = BootConfig::from_lookup(|k| written.get(k).cloned()).unwrap().unwrap();
         assert_eq!((back.rank, back.size, back.local_rank, back.ranks_on_host), (5, 8, 1, 2));

@@ -38,6 +38,18 @@ fn main() {
         stall(rank, &e.to_string());
     }
     if let Some(victim) = kill {
+        // Rank 0 has the ring token back only once every ring message has arrived: only then
+        // does it let the victim die, so no survivor can still be waiting for the ring.
+        if rank == 0 && victim != 0 && victim < size {
+            if let Err(e) = comm.send(&[1u64], victim, 9) {
+                stall(rank, &e.to_string());
+            }
+        }
+        if rank == victim && victim != 0 {
+            if let Err(e) = comm.recv::<u64>(0, 9) {
+                stall(rank, &e.to_string());
+            }
+        }
         if rank == victim {
             println!("killing {rank} {}", std::process::id());
             // SAFETY: kill(2) with our own pid and a valid signal number.

@@ -206,7 +206,7 @@ async fn run_inner(job: SrunJob) -> Result<i32, String> {
     // The contract travels in srun's environment (exported to every task), never on its
     // command line; srun numbers the ranks.
     cmd.envs(rmpi_transport::env::job_vars(np, &token, job.boot_timeout))
-        .env(rmpi_transport::env::RENDEZVOUS, rendezvous.to_string())
+        .envs([rmpi_transport::env::rendezvous_var(rendezvous)])
         .envs(job.exports.iter().cloned())
         .env_remove(rmpi_transport::env::RANK)
         .kill_on_drop(true);
