@@ -102,6 +102,49 @@ fn srun_pmi2_uneven_layout() {
     let out = run(c.srun(&["--mpi=pmi2", "-N", "4", "-n", "16", mesh.to_str().unwrap()]), LIMIT);
     assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
     assert_eq!(out.stdout.matches("sum 120 ok").count(), 16, "{}", out.stdout);
+
+    // Slurm's pmi2 plugin speaks PMI-1 on the same descriptor.
+    let out = run(
+        c.srun(&[
+            "--mpi=pmi2",
+            "--export=ALL,RMPI_PMI=1",
+            "-N",
+            "4",
+            "-n",
+            "16",
+            hello.to_str().unwrap(),
+        ]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    check_world(&out.stdout, 16, 4);
+    c.assert_nothing_left(Duration::from_secs(10));
+}
+
+#[test]
+fn srun_rank_that_never_joins_fails_the_others_at_the_deadline() {
+    let Some((_g, c)) = cluster(7, 2, 4) else { return };
+    let hello = workspace_example("hello");
+    // Task 3 is not an rmpi program: it never reaches the PMI fence.
+    let conf = c.dir.path().join("multi.conf");
+    std::fs::write(&conf, format!("0-2 {}\n3 /bin/true\n", hello.display())).unwrap();
+    let out = run(
+        c.srun(&[
+            "--mpi=pmi2",
+            "--export=ALL,RMPI_BOOT_TIMEOUT=3",
+            "-N",
+            "2",
+            "-n",
+            "4",
+            "--multi-prog",
+            conf.to_str().unwrap(),
+        ]),
+        LIMIT,
+    );
+    assert_ne!(out.code(), 0, "srun succeeded:\n{}", out.stdout);
+    assert!(!out.stdout.contains("hello from"), "{}", out.stdout);
+    let fence = "not every one of the 4 ranks reached the key-value fence";
+    assert_eq!(out.stderr.matches(fence).count(), 3, "{}", out.stderr);
     c.assert_nothing_left(Duration::from_secs(10));
 }
 
