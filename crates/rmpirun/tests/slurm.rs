@@ -164,7 +164,10 @@ fn srun_sigkilled_rank_ends_every_rank() {
     ]));
     // Every survivor reports the loss of rank 5 (on h2: 4 ranks per node) on its own.
     let reports = |l: &[String]| l.iter().filter(|l| l.contains(" lost: ")).count();
+    job.wait_for_lines(LIMIT, |l| l.iter().any(|l| l.starts_with("killing 5 ")));
+    let killed = std::time::Instant::now();
     job.wait_for_lines(LIMIT, |l| reports(l) == 15);
+    eprintln!("15 survivors reported the loss {:?} after the victim's last line", killed.elapsed());
     // SAFETY: kill(2) on the srun child we started.
     unsafe { libc::kill(job.child.id() as i32, libc::SIGTERM) };
     let out = job.finish(LIMIT);
