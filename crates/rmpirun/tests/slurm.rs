@@ -227,6 +227,30 @@ fn rmpirun_inside_salloc_uses_srun() {
     c.assert_nothing_left(Duration::from_secs(10));
 }
 
+#[test]
+fn open_mpi_mpirun_inside_salloc() {
+    let mpirun = "/usr/bin/mpirun.openmpi";
+    if !std::path::Path::new(mpirun).exists() {
+        let required = std::env::var("RMPI_REQUIRE_NETNS").is_ok_and(|v| v == "1");
+        assert!(!required, "RMPI_REQUIRE_NETNS=1 but {mpirun} is missing (install openmpi-bin)");
+        eprintln!("skipping: {mpirun} missing");
+        return;
+    }
+    let Some((_g, c)) = cluster(8, 4, 4) else { return };
+    let hello = workspace_example("hello");
+    // Open MPI starts its daemons on the allocation's nodes through srun; rank 0 (on h1) serves
+    // the rendezvous named in the environment, which mpirun forwards with -x.
+    let mut cmd = c.head(&["salloc", "-N", "4", "-n", "16", mpirun, "--allow-run-as-root"]);
+    cmd.args(["-x", "RMPI_TOKEN", "-x", "RMPI_RENDEZVOUS", "-n", "16"])
+        .arg(&hello)
+        .env("RMPI_TOKEN", rmpi_transport::token::JobToken::generate().to_hex())
+        .env("RMPI_RENDEZVOUS", "h1:47556");
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    check_world(&out.stdout, 16, 4);
+    c.assert_nothing_left(Duration::from_secs(10));
+}
+
 /// Start-up-to-exit times of rmpi's `hello` under srun (PMI-2), under rmpirun inside an
 /// allocation (its srun path) and under Open MPI's mpirun inside the same allocation (the
 /// rendezvous route), 16 and 64 ranks on 4 nodes. Run with `--ignored --nocapture`;
