@@ -27,6 +27,9 @@ pub const MAX_LINE: usize = 1 << 20;
 /// Time ranks get between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_millis(1000);
 
+/// How long the agent waits, after SIGKILL, for its ranks' groups to be gone.
+const GROUP_EXIT: Duration = Duration::from_secs(2);
+
 /// How long a rank's output is still read after the rank itself exited (a child of the rank may
 /// hold the pipe open).
 const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
@@ -43,7 +46,8 @@ pub enum AgentError {
 }
 
 /// Runs an agent on a control stream until told to stop or the stream closes. Every rank it
-/// started is gone when this returns.
+/// started, and every process left in a rank's process group, has exited when this returns
+/// (unless one survives SIGKILL for two seconds, e.g. stuck in uninterruptible I/O).
 ///
 /// With a `watchdog`, hearing nothing from the launcher for that long counts as losing it.
 pub async fn run_agent<R, W>(
@@ -254,11 +258,25 @@ impl Ranks {
         }
         // Children of ranks may outlive their leader: kill the groups in any case.
         signal_groups(&self.groups, libc::SIGKILL);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let deadline = tokio::time::Instant::now() + GROUP_EXIT;
         while !self.tasks.is_empty() {
             if tokio::time::timeout_at(deadline, self.tasks.join_next()).await.is_err() {
                 break;
             }
+        }
+        // A leader's exit says nothing of the rest of its group: SIGKILL is only queued by
+        // kill(2), and a loaded host may run the other members' exits much later. Wait until
+        // every member has exited (again SIGKILL-ing, in case one forked meanwhile).
+        let deadline = tokio::time::Instant::now() + GROUP_EXIT;
+        let groups = std::mem::take(&mut self.groups);
+        let mut alive = groups;
+        loop {
+            alive.retain(|&g| crate::procs::group_has_live_members(g));
+            if alive.is_empty() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            signal_groups(&alive, libc::SIGKILL);
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 }
