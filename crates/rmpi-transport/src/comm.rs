@@ -68,6 +68,11 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        // A rank unwinding from a panic has failed: saying goodbye would tell its peers it
+        // finished. Its connections just close, and peers report it lost.
+        if std::thread::panicking() {
+            return;
+        }
         if let Err(e) = self.finalize() {
             tracing::warn!("finalize at drop: {e}");
         }
@@ -182,6 +187,7 @@ impl Communicator {
     /// Joins a job as described by the environment (see `docs/launch-contract.md`), or returns a
     /// world of size 1 when the process was not started by a launcher.
     pub fn init() -> Result<Communicator> {
+        crate::log::install_default();
         match BootConfig::from_env()? {
             Some(cfg) => Self::join(&cfg),
             None => Ok(Self::singleton()),

@@ -120,11 +120,8 @@ impl BootConfig {
             cfg.port_range = Some(parse_port_range(&s)?);
         }
         if let Some(s) = get(BOOT_TIMEOUT) {
-            let secs: f64 = parse(BOOT_TIMEOUT, &s)?;
-            if !(secs.is_finite() && secs > 0.0) {
-                return Err(Error::Env { var: BOOT_TIMEOUT, msg: format!("{s} is not positive") });
-            }
-            cfg.boot_timeout = Duration::from_secs_f64(secs);
+            cfg.boot_timeout =
+                crate::seconds::parse(&s).map_err(|msg| Error::Env { var: BOOT_TIMEOUT, msg })?;
         }
         let local_size: Option<usize> =
             get(LOCAL_SIZE).map(|s| parse(LOCAL_SIZE, &s)).transpose()?;
@@ -235,5 +232,14 @@ mod tests {
         .to_string();
         assert!(e.contains(PORT_RANGE), "{e}");
         assert!(cfg(&[(SIZE, "0")]).is_err());
+    }
+
+    #[test]
+    fn absurd_boot_timeouts_are_refused() {
+        for bad in ["1e19", "18446744073709551615", "0", "-3", "nan"] {
+            let vars = [(SIZE, "2"), (RANK, "0"), (TOKEN, TOK), (RENDEZVOUS, "127.0.0.1:1")];
+            let e = cfg(&[&vars[..], &[(BOOT_TIMEOUT, bad)]].concat()).unwrap_err().to_string();
+            assert!(e.contains(BOOT_TIMEOUT), "{bad}: {e}");
+        }
     }
 }

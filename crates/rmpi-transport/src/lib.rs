@@ -25,13 +25,16 @@ mod accept;
 pub mod addr;
 mod buf;
 mod comm;
+mod deadline;
 mod engine;
 pub mod env;
 mod error;
 pub mod local;
+pub mod log;
 mod mesh;
 pub mod rendezvous;
 mod request;
+pub mod seconds;
 pub mod token;
 pub mod wire;
 

@@ -121,7 +121,7 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
     let mut base_env = vec![
         (rmpi_transport::env::SIZE.to_string(), size.to_string()),
         (rmpi_transport::env::TOKEN.to_string(), token.to_hex()),
-        (rmpi_transport::env::BOOT_TIMEOUT.to_string(), cfg.boot_timeout.as_secs().to_string()),
+        (rmpi_transport::env::BOOT_TIMEOUT.to_string(), cfg.boot_timeout.as_secs_f64().to_string()),
     ];
     base_env.extend(cfg.exports.iter().cloned());
 

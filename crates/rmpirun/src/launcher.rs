@@ -2,7 +2,6 @@
 //! (or, as `rmpirun --node-agent`, runs a node agent).
 
 use std::ffi::OsString;
-use std::time::Duration;
 
 use clap::Parser;
 
@@ -69,11 +68,7 @@ fn job_config(cli: &Cli) -> Result<JobConfig, String> {
             (Some(here.to_string_lossy().into_owned()), false)
         }
     };
-    let timeout = match cli.timeout {
-        None => None,
-        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-        Some(t) => return Err(format!("--timeout {t}: must be a positive number of seconds")),
-    };
+    let timeout = cli.timeout;
     let ssh =
         SshSettings::new(cli.ssh.as_deref(), cli.connect_timeout).map_err(|e| e.to_string())?;
     Ok(JobConfig {
@@ -86,7 +81,7 @@ fn job_config(cli: &Cli) -> Result<JobConfig, String> {
         tag_output: cli.tag_output,
         output_dir: cli.output_filename.clone(),
         timeout,
-        boot_timeout: Duration::from_secs(cli.boot_timeout.max(1)),
+        boot_timeout: cli.boot_timeout,
         ssh,
         verbose: cli.verbose,
         bind: cli.bind_to,
