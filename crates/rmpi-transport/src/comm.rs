@@ -71,6 +71,7 @@ impl Drop for Shared {
         // A rank unwinding from a panic has failed: saying goodbye would tell its peers it
         // finished. Its connections just close, and peers report it lost.
         if std::thread::panicking() {
+            crate::agent_note::failed("panicked");
             return;
         }
         if let Err(e) = self.finalize() {
@@ -188,6 +189,7 @@ impl Communicator {
     /// world of size 1 when the process was not started by a launcher.
     pub fn init() -> Result<Communicator> {
         crate::log::install_default();
+        crate::agent_note::adopt_from_env();
         match BootConfig::from_env()? {
             Some(cfg) => Self::join(&cfg),
             None => Ok(Self::singleton()),
@@ -699,6 +701,7 @@ impl Communicator {
     /// other ranks (their connections to this one fail, too).
     pub fn abort(&self, code: i32) -> ! {
         tracing::error!(rank = self.rank(), "abort({code})");
+        crate::agent_note::failed(&format!("abort({code})"));
         std::process::exit(code)
     }
 

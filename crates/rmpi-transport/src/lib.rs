@@ -23,6 +23,7 @@
 
 mod accept;
 pub mod addr;
+pub mod agent_note;
 mod buf;
 mod comm;
 mod deadline;

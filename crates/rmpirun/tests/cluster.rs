@@ -270,6 +270,56 @@ fn crashing_rank_ends_every_rank_on_every_host() {
     c.assert_no_orphans(Duration::from_secs(3));
 }
 
+#[test]
+fn the_failed_rank_is_blamed_over_four_hosts() {
+    // Rank 6 (on h2) fails while the others wait on it; its peers on every host fail at once
+    // too, and their agents' reports race h2's. Twenty runs, so that a race shows; then two
+    // ranks failing at once, where either may be the first.
+    let Some((_g, c)) = cluster(13, Options::hosts(4)) else { return };
+    let hostfile = c.hostfile("h1 slots=4\nh2 slots=4\nh3 slots=4\nh4 slots=4\n");
+    let hostfile = hostfile.to_str().unwrap();
+    let mesh = mesh_check();
+    let mesh = mesh.to_str().unwrap();
+    let cases = [
+        ("kill", 137, "killed by signal 9"),
+        ("exit", 3, "status 3"),
+        ("panic", 101, "status 101 (panicked)"),
+        ("abort", 7, "status 7 (abort(7))"),
+    ];
+    let blamed = |out: &support::Finished| -> String {
+        let v: Vec<&str> = out.stderr.lines().filter(|l| l.ends_with("; ended the job")).collect();
+        assert_eq!(v.len(), 1, "one verdict: {}", out.stderr);
+        v[0].to_string()
+    };
+    for run_no in 0..20 {
+        let (how, code, what) = cases[run_no % cases.len()];
+        let args = ["-n", "16", "--hostfile", hostfile, mesh, "--victims-exit", "--fail", "6", how];
+        let out = run(c.rmpirun(&args), LIMIT);
+        let verdict = blamed(&out);
+        assert!(
+            verdict.starts_with("rmpirun: rank 6 on h2 ") && verdict.contains(what),
+            "run {run_no} ({how}) blamed: {verdict}\n{}",
+            out.stderr
+        );
+        assert_eq!(out.code(), code, "run {run_no} ({how}): {}", out.stderr);
+    }
+    for run_no in 0..6 {
+        let args = ["-n", "16", "--hostfile", hostfile, mesh, "--victims-exit", "--fail", "6,13"];
+        let out = run(c.rmpirun(&[&args[..], &["exit"]].concat()), LIMIT);
+        let verdict = blamed(&out);
+        assert!(
+            ["rmpirun: rank 6 on h2 ", "rmpirun: rank 13 on h4 "]
+                .iter()
+                .any(|r| verdict.starts_with(r))
+                && verdict.contains("status 3"),
+            "double run {run_no} blamed: {verdict}\n{}",
+            out.stderr
+        );
+        assert_eq!(out.code(), 3, "double run {run_no}: {}", out.stderr);
+    }
+    c.assert_no_orphans(Duration::from_secs(3));
+}
+
 /// Starts `ranks` hanging ranks over the cluster's hosts and waits until all joined.
 fn hanging_job(c: &Cluster, ranks: usize, hostfile: &str) -> support::Running {
     let hostfile = c.hostfile(hostfile);

@@ -326,3 +326,31 @@ fn refused_connections_are_logged_on_stderr() {
     assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
     assert!(!out.stderr.contains("refused"), "stderr: {}", out.stderr);
 }
+
+#[test]
+fn the_failed_rank_is_blamed_not_the_peers_that_lost_it() {
+    // Rank 2 fails while the others wait on it; they fail at once too ("victims"), and their
+    // reports race rank 2's. Twenty runs, so that a race shows.
+    let mesh = mesh_check();
+    let cases = [
+        ("kill", 137, "killed by signal 9"),
+        ("exit", 3, "status 3"),
+        ("panic", 101, "status 101"),
+        ("abort", 7, "status 7"),
+    ];
+    for run_no in 0..20 {
+        let (how, code, what) = cases[run_no % cases.len()];
+        let args = ["-n", "4", mesh.to_str().unwrap(), "--victims-exit", "--fail", "2", how];
+        let out = run(rmpirun_cmd(&args), LIMIT);
+        let verdict: Vec<&str> =
+            out.stderr.lines().filter(|l| l.ends_with("; ended the job")).collect();
+        assert_eq!(verdict.len(), 1, "run {run_no} ({how}): {}", out.stderr);
+        assert!(
+            verdict[0].starts_with("rmpirun: rank 2 on ") && verdict[0].contains(what),
+            "run {run_no} ({how}) blamed: {}\n{}",
+            verdict[0],
+            out.stderr
+        );
+        assert_eq!(out.code(), code, "run {run_no} ({how}): {}", out.stderr);
+    }
+}
