@@ -33,6 +33,8 @@ pub const BOOT_TIMEOUT: &str = "RMPI_BOOT_TIMEOUT";
 pub const SPIN_US: &str = "RMPI_SPIN_US";
 /// Largest accepted message, in bytes.
 pub const MAX_MESSAGE: &str = "RMPI_MAX_MESSAGE";
+/// Seconds after which a silent peer host is given up (`off`: never).
+pub const PEER_TIMEOUT: &str = "RMPI_PEER_TIMEOUT";
 
 /// Default boot deadline.
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -70,6 +72,9 @@ pub struct BootConfig {
     pub max_message: u64,
     /// The launcher's name for this host, if it gave one.
     pub host_label: Option<String>,
+    /// After how long a peer whose host went silent is given up (`None`: never); see
+    /// [`liveness`](crate::liveness).
+    pub peer_timeout: Option<Duration>,
 }
 
 impl BootConfig {
@@ -87,6 +92,7 @@ impl BootConfig {
             ranks_on_host: 1,
             max_message: DEFAULT_MAX_MESSAGE,
             host_label: None,
+            peer_timeout: Some(crate::liveness::DEFAULT_PEER_TIMEOUT),
         }
     }
 
@@ -133,6 +139,15 @@ impl BootConfig {
             cfg.max_message = parse(MAX_MESSAGE, &s)?;
         }
         cfg.host_label = get(HOST).filter(|s| !s.is_empty());
+        if let Some(s) = get(PEER_TIMEOUT) {
+            cfg.peer_timeout = match s.trim() {
+                "off" | "0" => None,
+                t => Some(
+                    crate::seconds::parse(t)
+                        .map_err(|msg| Error::Env { var: PEER_TIMEOUT, msg })?,
+                ),
+            };
+        }
         Ok(Some(cfg))
     }
 }

@@ -91,6 +91,13 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
     }
     // Stop accepting: the listener closes with this function, so later strays are refused.
     drop(acceptor);
+    if let Some(t) = cfg.peer_timeout {
+        for (j, s) in streams.iter().enumerate().filter_map(|(j, s)| Some((j, s.as_ref()?))) {
+            if let Err(e) = crate::liveness::watch(s, t) {
+                tracing::warn!(rank, peer = j, "cannot arm keep-alive: {e}");
+            }
+        }
+    }
     Ok(Mesh { streams, endpoints })
 }
 

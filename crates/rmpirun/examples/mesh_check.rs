@@ -6,6 +6,9 @@
 //! `mesh_check --crash R` makes rank R abort (SIGABRT) after joining. When a peer is lost, a rank
 //! prints the error and sleeps, so only the launcher ends it; with `--victims-exit` it exits
 //! with status 1 at once instead, as most programs do.
+//! `mesh_check --wait-peer` makes rank 0 wait, after joining, for a message from the last rank
+//! that never comes (the others hang): it prints `rank 0: lost after S s: ERROR` when the wait
+//! fails, then stalls.
 //! `mesh_check --fail R[,R...] HOW` makes those ranks fail right after the ring, while the
 //! others wait for them: HOW is `kill` (SIGKILL to itself), `exit` (status 3), `panic` or `abort` (`abort(7)`).
 
@@ -56,6 +59,17 @@ fn main() {
             "abort" => comm.abort(7),
             _ => panic!("rank {rank} fails on purpose"),
         }
+    }
+    if args.iter().any(|a| a == "--wait-peer") {
+        println!("ready {rank} {}", std::process::id());
+        if rank == 0 {
+            let t0 = std::time::Instant::now();
+            if let Err(e) = comm.recv::<u8>(size - 1, 99) {
+                println!("rank 0: lost after {:.1} s: {e}", t0.elapsed().as_secs_f64());
+            }
+        }
+        std::thread::sleep(Duration::from_secs(300));
+        return;
     }
     if hang {
         println!("ready {rank} {}", std::process::id());

@@ -489,6 +489,36 @@ fn network_partition_ends_the_job_on_both_sides() {
     assert!(t0.elapsed() < Duration::from_secs(12), "took {:?}", t0.elapsed());
 }
 
+#[test]
+fn a_silent_peer_host_is_noticed_by_the_library_alone() {
+    // Rank 0 (h1) waits on rank 3 (h2); h2 is cut off without a FIN or RST. The transport's
+    // keep-alive (RMPI_PEER_TIMEOUT=2) must fail the wait, naming rank 3, before rmpirun's own
+    // watchdog (5 s) ends the job.
+    let Some((_g, c)) = cluster(14, Options::hosts(2)) else { return };
+    let hostfile = c.hostfile("h1 slots=2\nh2 slots=2\n");
+    let mesh = mesh_check();
+    let args = ["-n", "4", "-x", "RMPI_PEER_TIMEOUT=2", "--hostfile", hostfile.to_str().unwrap()];
+    let job = start(c.rmpirun(&[&args[..], &[mesh.to_str().unwrap(), "--wait-peer"]].concat()));
+    job.wait_for_lines(LIMIT, |l| l.iter().filter(|l| l.starts_with("ready ")).count() == 4);
+    let t0 = std::time::Instant::now();
+    let status = std::process::Command::new("ip")
+        .args(["-n", &c.bridge_ns, "link", "set", "vh2", "down"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let lost = |l: &[String]| l.iter().any(|l| l.starts_with("rank 0: lost after"));
+    job.wait_for_lines(Duration::from_secs(15), lost);
+    let noticed = t0.elapsed();
+    let line = job.lines.lock().unwrap().iter().find(|l| lost(&[l.to_string()])).cloned();
+    let line = line.unwrap_or_default();
+    assert!(line.contains("rank 3") && line.contains("h2"), "{line}");
+    assert!(line.contains("timed out"), "{line}");
+    eprintln!("noticed after {noticed:?}: {line}");
+    assert!(noticed < Duration::from_millis(4500), "noticed after {noticed:?}: {line}");
+    let needles: &[&str] = &["lost the connection to h2"];
+    expect_end(&c, job, t0, (1, needles), Duration::from_secs(12), Duration::from_secs(8));
+}
+
 /// Startup-to-exit times, rmpirun next to Open MPI's mpirun on the same job shapes (run with
 /// `--ignored --nocapture`, release build; needs hyperfine, and openmpi-bin + libopenmpi-dev for
 /// the comparison). Prints hyperfine's markdown tables; docs/rmpirun.md records a run.
