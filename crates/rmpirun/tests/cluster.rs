@@ -472,17 +472,22 @@ fn launcher_name_resolving_to_loopback_and_timeout() {
     c.assert_no_orphans(Duration::from_secs(2));
 }
 
+/// Cuts a host's link to the bridge: no FIN, no RST, just silence.
+fn cut_off(c: &Cluster, link: &str) {
+    let status = std::process::Command::new("ip")
+        .args(["-n", &c.bridge_ns, "link", "set", link, "down"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 #[test]
 fn network_partition_ends_the_job_on_both_sides() {
     let Some((_g, c)) = cluster(10, Options::hosts(2)) else { return };
     let job = hanging_job(&c, 4, "h1 slots=2\nh2 slots=2\n");
     // Cut h2 off the bridge: no FIN, no RST, just silence.
     let t0 = std::time::Instant::now();
-    let status = std::process::Command::new("ip")
-        .args(["-n", &c.bridge_ns, "link", "set", "vh2", "down"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    cut_off(&c, "vh2");
     // The agent on h2 hears no keep-alive either and ends its ranks by itself.
     let needles: &[&str] = &["lost the connection to h2", "no word from the agent"];
     expect_end(&c, job, t0, (1, needles), Duration::from_secs(10), Duration::from_secs(8));
@@ -501,11 +506,7 @@ fn a_silent_peer_host_is_noticed_by_the_library_alone() {
     let job = start(c.rmpirun(&[&args[..], &[mesh.to_str().unwrap(), "--wait-peer"]].concat()));
     job.wait_for_lines(LIMIT, |l| l.iter().filter(|l| l.starts_with("ready ")).count() == 4);
     let t0 = std::time::Instant::now();
-    let status = std::process::Command::new("ip")
-        .args(["-n", &c.bridge_ns, "link", "set", "vh2", "down"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    cut_off(&c, "vh2");
     let lost = |l: &[String]| l.iter().any(|l| l.starts_with("rank 0: lost after"));
     job.wait_for_lines(Duration::from_secs(15), lost);
     let noticed = t0.elapsed();
