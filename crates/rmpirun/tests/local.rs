@@ -354,3 +354,45 @@ fn the_failed_rank_is_blamed_not_the_peers_that_lost_it() {
         assert_eq!(out.code(), code, "run {run_no} ({how}): {}", out.stderr);
     }
 }
+
+#[test]
+fn ssh_sessions_are_set_up_a_bounded_number_at_a_time() {
+    // A stand-in for ssh that runs the remote command here, and counts how many of its kind are
+    // in their "handshake" (the first 300 ms) at once. Six hosts, two handshakes allowed.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let wrapper = dir.path().join("fake-ssh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a; do last=$a; done\n\
+             ( flock 9; n=$(( $(cat {d}/n 2>/dev/null || echo 0) + 1 )); echo $n > {d}/n; \
+               echo $n >> {d}/seen ) 9>{d}/lock\n\
+             sleep 0.3\n\
+             ( flock 9; echo $(( $(cat {d}/n) - 1 )) > {d}/n ) 9>{d}/lock\n\
+             export SSH_CONNECTION='127.0.0.1 50000 127.0.0.1 22'\n\
+             exec sh -c \"$last\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "n1\nn2\nn3\nn4\nn5\nn6\n").unwrap();
+    let args =
+        ["-n", "6", "--hostfile", hosts.to_str().unwrap(), "--ssh", wrapper.to_str().unwrap()];
+    let mut cmd = rmpirun_env(
+        &[&args[..], &["sh", "-c", "echo $RMPI_RANK"]].concat(),
+        "RMPI_SSH_HANDSHAKES",
+        "2",
+    );
+    cmd.env("XDG_CACHE_HOME", dir.path().join("cache"));
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    let mut ranks: Vec<u32> = out.stdout.lines().map(|l| l.trim().parse().unwrap()).collect();
+    ranks.sort_unstable();
+    assert_eq!(ranks, (0..6).collect::<Vec<_>>());
+    let seen = std::fs::read_to_string(dir.path().join("seen")).unwrap();
+    let most = seen.lines().map(|l| l.trim().parse::<u32>().unwrap()).max();
+    assert_eq!(most, Some(2), "concurrent handshakes seen: {seen:?}");
+}
