@@ -297,7 +297,7 @@ impl Client {
 }
 
 /// `Filter.N.Name` / `Filter.N.Value.M` parameters.
-fn filter_params(filters: &[Filter]) -> Vec<(String, String)> {
+pub fn filter_params(filters: &[Filter]) -> Vec<(String, String)> {
     let mut params = Vec::new();
     for (i, filter) in filters.iter().enumerate() {
         params.push((format!("Filter.{}.Name", i + 1), filter.name.clone()));
