@@ -30,7 +30,8 @@ pub fn architecture(client: &Client, instance_type: &str) -> Result<String> {
         })
 }
 
-/// The id of the newest available Amazon Linux 2023 image for `instance_type`.
+/// The id of the newest available Amazon Linux 2023 image for `instance_type` (ties, e.g. the
+/// same release for several kernels, go to the greatest name).
 pub fn default_image(client: &Client, instance_type: &str) -> Result<String> {
     let arch = architecture(client, instance_type)?;
     let pattern = format!("al2023-ami-2023.*-{arch}");
@@ -48,7 +49,7 @@ pub fn default_image(client: &Client, instance_type: &str) -> Result<String> {
     images
         .into_iter()
         .filter(|i| i.architecture == arch && i.name.starts_with("al2023-ami-2023."))
-        .max_by(|a, b| a.creation_date.cmp(&b.creation_date))
+        .max_by(|a, b| (&a.creation_date, &a.name).cmp(&(&b.creation_date, &b.name)))
         .map(|i| i.id)
         .ok_or_else(|| Error::Conflict {
             resource: format!("region {}", client.region()),

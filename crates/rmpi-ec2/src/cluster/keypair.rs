@@ -5,6 +5,9 @@
 //! `down`). Key pairs `up` made for *other* clusters are not borrowed, so that each cluster's
 //! `down` stays independent. Otherwise it imports the key as `rmpi-NAME`, tagged.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
 use super::responses::{self, KeyPairInfo};
 use super::sshkey::PublicKey;
 use super::{ask, params, Ctx, CREATED_BY, CREATED_BY_TAG};
@@ -68,7 +71,9 @@ pub fn ensure(ctx: &Ctx<'_>, key: &PublicKey) -> Result<String> {
     if ctx.skip(&format!("import the public key as key pair {name}")) {
         return Ok(name);
     }
-    let mut p = params(&[("KeyName", &name), ("PublicKeyMaterial", &key.material)]);
+    // A blob parameter: base64 in the Query API.
+    let material = STANDARD.encode(&key.material);
+    let mut p = params(&[("KeyName", &name), ("PublicKeyMaterial", &material)]);
     p.extend(ctx.cluster.tag_specification(1, "key-pair"));
     let made = ask(ctx.client, "ImportKeyPair", &p, responses::imported_key_pair)
         .map_err(|e| e.during(format!("importing key pair {name}")))?;
@@ -82,17 +87,14 @@ pub fn owned(ctx: &Ctx<'_>) -> Result<Vec<KeyPairInfo>> {
     Ok(found.into_iter().filter(|k| ctx.cluster.owns(&k.tags)).collect())
 }
 
-/// Deletes key pair `key` (by id when known, else by name).
+/// Deletes key pair `key` (by name: unique in a region, and what every EC2 implementation
+/// accepts).
 pub fn delete(ctx: &Ctx<'_>, key: &KeyPairInfo) -> Result<()> {
     let what = format!("delete key pair {} ({})", key.name, key.id);
     if ctx.skip(&what) {
         return Ok(());
     }
-    let p = if key.id.is_empty() {
-        params(&[("KeyName", &key.name)])
-    } else {
-        params(&[("KeyPairId", &key.id)])
-    };
+    let p = params(&[("KeyName", &key.name)]);
     ctx.client
         .call("DeleteKeyPair", &p)
         .map_err(|e| e.during(format!("deleting key pair {}", key.name)))?;

@@ -11,10 +11,13 @@ use super::responses::{self, SubnetInfo};
 use super::{ask, params, Ctx};
 use crate::error::{Error, Result};
 use crate::model::Instance;
+use crate::query;
 
-/// Error codes after which the next instance type or subnet is worth trying.
-pub const CAPACITY_CODES: [&str; 3] =
-    ["InsufficientInstanceCapacity", "InsufficientCapacity", "Unsupported"];
+/// Error codes after which the next instance type or subnet is worth trying: no capacity, or
+/// the type is not offered in the subnet's zone.
+pub fn worth_another_try(code: &str) -> bool {
+    query::CAPACITY_CODES.contains(&code) || code == "Unsupported"
+}
 
 /// What to launch.
 #[derive(Clone, Debug)]
@@ -134,7 +137,7 @@ pub fn launch(ctx: &Ctx<'_>, spec: &LaunchSpec<'_>) -> Result<Vec<Instance>> {
                         if ids.is_empty() { "none".into() } else { ids.join(", ") }
                     ));
                 }
-                Err(e) if e.ec2_code().is_some_and(|c| CAPACITY_CODES.contains(&c)) => {
+                Err(e) if e.ec2_code().is_some_and(worth_another_try) => {
                     (ctx.say)(&format!("{instance_type} in {place}: {e}"));
                     attempts.push(format!(
                         "{instance_type} in {place}: {}",

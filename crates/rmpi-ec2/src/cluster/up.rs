@@ -150,10 +150,11 @@ pub fn up(ctx: &Ctx<'_>, spec: &UpSpec) -> Result<Vec<Instance>> {
             placement: placement_name.as_deref(),
         };
         launch::launch(ctx, &launch).map_err(|e| match e {
-            Error::Launch { cluster, count, attempts, .. } => Error::Launch {
+            Error::Launch { cluster, count, attempts, note } => Error::Launch {
                 note: format!(
-                    "; the key pair, security group and placement group are kept for the next \
-                     try (`rmpi-ec2 down --cluster {cluster}` removes them)"
+                    "{note}; the key pair, security group{} are kept for the next try \
+                     (`rmpi-ec2 down --cluster {cluster}` removes them)",
+                    if spec.placement_group { " and placement group" } else { "" }
                 ),
                 cluster,
                 count,
