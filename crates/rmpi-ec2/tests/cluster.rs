@@ -496,3 +496,108 @@ fn up_checks_before_it_makes_anything() {
     assert!(security_groups(&moto, "rmpi-a").is_empty());
     assert!(instances(&moto).is_empty());
 }
+
+/// The placement groups the proxy below keeps: `(name, strategy, tags)`.
+type Groups = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<(String, String)>)>>>;
+
+/// moto lacks placement groups: this proxy answers the three placement-group actions itself,
+/// from a list it keeps, in EC2's response format, and forwards everything else to moto.
+fn placement_proxy(moto: &Moto, groups: Groups) -> Stub {
+    let port = moto.port_number();
+    Stub::start(move |req: &SeenRequest| {
+        let mut list = groups.lock().unwrap();
+        let name = req.param("GroupName").unwrap_or_default();
+        match req.param("Action").as_deref() {
+            Some("CreatePlacementGroup") => {
+                let tags = (1..)
+                    .map_while(|i| {
+                        let key = req.param(&format!("TagSpecification.1.Tag.{i}.Key"))?;
+                        Some((key, req.param(&format!("TagSpecification.1.Tag.{i}.Value"))?))
+                    })
+                    .collect();
+                list.push((name, req.param("Strategy").unwrap_or_default(), tags));
+                Reply::ok("<CreatePlacementGroupResponse><return>true</return></CreatePlacementGroupResponse>")
+            }
+            Some("DeletePlacementGroup") => {
+                list.retain(|g| g.0 != name);
+                Reply::ok("<DeletePlacementGroupResponse><return>true</return></DeletePlacementGroupResponse>")
+            }
+            Some("DescribePlacementGroups") => {
+                let wanted = req.param("Filter.1.Value.1");
+                let items: String = list
+                    .iter()
+                    .filter(|g| wanted.as_ref().is_none_or(|w| *w == g.0))
+                    .map(|(n, strategy, tags)| {
+                        let tags: String = tags
+                            .iter()
+                            .map(|(k, v)| format!("<item><key>{k}</key><value>{v}</value></item>"))
+                            .collect();
+                        format!(
+                            "<item><groupName>{n}</groupName><strategy>{strategy}</strategy>\
+                             <state>available</state><tagSet>{tags}</tagSet></item>"
+                        )
+                    })
+                    .collect();
+                Reply::ok(format!(
+                    "<DescribePlacementGroupsResponse><placementGroupSet>{items}</placementGroupSet></DescribePlacementGroupsResponse>"
+                ))
+            }
+            _ => {
+                drop(list);
+                forward(port, req, &req.body)
+            }
+        }
+    })
+}
+
+#[test]
+fn placement_group_made_used_and_deleted() {
+    let moto = Moto::start();
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let groups = Groups::default();
+    let stub = placement_proxy(&moto, groups.clone());
+    let key = fixture("id_ed25519.pub");
+    let args: Vec<&str> = up_args("pg", "2", key.to_str().unwrap())
+        .into_iter()
+        .filter(|a| *a != "--no-placement-group")
+        .collect();
+    let (code, _, stderr) = rmpi_ec2(home, &stub.url, &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("created cluster placement group rmpi-pg"), "{stderr}");
+    let made = groups.lock().unwrap().clone();
+    assert_eq!(made.len(), 1);
+    assert_eq!((made[0].0.as_str(), made[0].1.as_str()), ("rmpi-pg", "cluster"));
+    assert_eq!(
+        made[0].2,
+        [("Cluster".into(), "pg".into()), ("CreatedBy".into(), "rmpi-ec2".into())]
+    );
+    let runs: Vec<SeenRequest> = stub
+        .seen()
+        .into_iter()
+        .filter(|r| r.param("Action").as_deref() == Some("RunInstances"))
+        .collect();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].param("Placement.GroupName").as_deref(), Some("rmpi-pg"));
+    let sg = security_groups(&moto, "rmpi-pg");
+    assert_eq!(tag(&sg[0], "rmpi-ec2:placement-group"), Some("rmpi-pg"));
+
+    // Up again: reused, not made twice.
+    let (code, _, stderr) = rmpi_ec2(home, &stub.url, &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("placement group rmpi-pg exists: reusing it"), "{stderr}");
+    assert_eq!(groups.lock().unwrap().len(), 1);
+
+    // Down: after the instances are terminated, before the security group.
+    let (code, _, stderr) = rmpi_ec2(home, &stub.url, &["down", "--cluster", "pg"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(groups.lock().unwrap().is_empty());
+    let actions: Vec<String> = stub.seen().iter().filter_map(|r| r.param("Action")).collect();
+    let at = |a: &str| {
+        actions.iter().rposition(|x| x == a).unwrap_or_else(|| panic!("no {a} in {actions:?}"))
+    };
+    assert!(at("TerminateInstances") < at("DeletePlacementGroup"));
+    assert!(at("DeletePlacementGroup") < at("DeleteSecurityGroup"));
+    assert!(live(&moto, "pg").is_empty());
+    assert!(security_groups(&moto, "rmpi-pg").is_empty());
+}
