@@ -130,7 +130,30 @@ pub fn run(args: &UpArgs) -> Result<()> {
     say(&format!("wrote {} ({} hosts, {slots} slots)", path.display(), entries.len()));
     super::print(&format!(
         "rmpirun -n {slots} --hostfile {} ./your-program\nrmpi-ec2 down --cluster {}\n",
-        path.display(),
+        shell_word(&path.display().to_string()),
         args.cluster
     ))
+}
+
+/// `text` as one shell word: unchanged when it is plain, else single-quoted.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(shell_word("demo.hosts"), "demo.hosts");
+        assert_eq!(shell_word("/tmp/a b/demo.hosts"), "'/tmp/a b/demo.hosts'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
 }

@@ -111,7 +111,9 @@ pub fn launch(ctx: &Ctx<'_>, spec: &LaunchSpec<'_>) -> Result<Vec<Instance>> {
             )) {
                 return Ok(Vec::new());
             }
-            let token = format!("rmpi-{}-{:016x}", ctx.cluster, rand::random::<u64>());
+            // At most 64 characters, unique per attempt, the same for retries of this request.
+            let token =
+                format!("rmpi-{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
             let p = run_params(ctx, spec, instance_type, subnet, &token);
             match ask(ctx.client, "RunInstances", &p, responses::launched) {
                 Ok(got) if got.len() == spec.count => {

@@ -59,7 +59,9 @@ pub fn instances(ctx: &Ctx<'_>) -> Result<Vec<Instance>> {
 
 /// How many of the cluster's instances are up already; fails when some are in the way.
 fn existing(ctx: &Ctx<'_>, count: usize) -> Result<usize> {
-    let found = instances(ctx)?;
+    // Instances shutting down (e.g. after a rolled-back launch) are on their way out.
+    let found: Vec<Instance> =
+        instances(ctx)?.into_iter().filter(|i| i.state != "shutting-down").collect();
     let ids = |pick: &dyn Fn(&Instance) -> bool| -> Vec<String> {
         found.iter().filter(|i| pick(i)).map(|i| format!("{} ({})", i.id, i.state)).collect()
     };
