@@ -601,3 +601,61 @@ fn placement_group_made_used_and_deleted() {
     assert!(live(&moto, "pg").is_empty());
     assert!(security_groups(&moto, "rmpi-pg").is_empty());
 }
+
+#[test]
+fn no_capacity_in_a_subnet_falls_back_to_the_next_subnet() {
+    let moto = Moto::start();
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let subnets = moto.boto1(
+        "describe_subnets",
+        json!({"Filters": [{"Name": "default-for-az", "Values": ["true"]}]}),
+    );
+    let mut ids: Vec<String> = subnets["Subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["SubnetId"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert!(ids.len() >= 2, "{subnets}");
+    let (full, spare) = (ids[0].clone(), ids[1].clone());
+    let stub = {
+        let full = full.clone();
+        proxy(&moto, move |req| {
+            if req.param("SubnetId").as_deref() == Some(full.as_str()) {
+                Err(Reply::status(
+                    500,
+                    common::ec2_error("InsufficientInstanceCapacity", "no capacity"),
+                ))
+            } else {
+                Ok(req.body.clone())
+            }
+        })
+    };
+    let key = fixture("id_ed25519.pub");
+    let mut args = up_args("sub", "2", key.to_str().unwrap());
+    args.extend(["--subnet", &full, "--fallback-subnet", &spare]);
+    let (code, _, stderr) = rmpi_ec2(home, &stub.url, &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains(&format!("t3.micro in subnet {full} (")), "{stderr}");
+    let nodes = live(&moto, "sub");
+    assert_eq!(nodes.len(), 2);
+    assert!(nodes.iter().all(|n| n["SubnetId"] == spare.as_str()), "{nodes:?}");
+
+    // A fallback subnet of another VPC is refused before anything is launched.
+    let vpc = moto.boto1("create_vpc", json!({"CidrBlock": "10.9.0.0/16"}));
+    let vpc_id = vpc["Vpc"]["VpcId"].as_str().unwrap();
+    let other = moto.boto1("create_subnet", json!({"VpcId": vpc_id, "CidrBlock": "10.9.1.0/24"}));
+    let other = other["Subnet"]["SubnetId"].as_str().unwrap();
+    let mut args = up_args("sub2", "1", key.to_str().unwrap());
+    args.extend(["--subnet", &full, "--fallback-subnet", other]);
+    let (code, _, stderr) = rmpi_ec2(home, &moto.endpoint, &args);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!("subnet {other} ({vpc_id}): is not in "))
+            && stderr.contains("fallback subnets must share the VPC"),
+        "{stderr}"
+    );
+    assert!(live(&moto, "sub2").is_empty());
+}
