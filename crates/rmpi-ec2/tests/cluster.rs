@@ -249,6 +249,19 @@ fn up_reuse_list_down() {
     assert!(stderr.contains("key pair laptop ("), "{stderr}");
     assert_eq!(key_names(&moto), ["laptop", "rmpi-demo"]);
     assert_eq!(live(&moto, "two")[0]["KeyName"], "laptop");
+    // Growing it launches only the missing instance; shrinking is refused.
+    let (code, _, stderr) = rmpi_ec2(home, &endpoint, &up_args("two", "2", ed25519));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("cluster two already has 1 of 2 instances"), "{stderr}");
+    assert!(stderr.contains("launched 1 t3.micro instances in the default subnet"), "{stderr}");
+    assert_eq!(live(&moto, "two").len(), 2);
+    assert_eq!(std::fs::read_to_string(home.join("two.hosts")).unwrap().lines().count(), 2);
+    let (code, _, stderr) = rmpi_ec2(home, &endpoint, &up_args("two", "1", ed25519));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("cluster two: already has 2 instances, more than --count 1"),
+        "{stderr}"
+    );
 
     // List: both clusters, by tag.
     let (code, table, stderr) = rmpi_ec2(home, &endpoint, &["list"]);
@@ -260,7 +273,7 @@ fn up_reuse_list_down() {
     assert_eq!(demo[..4], ["demo", "3", "3 t3.micro", "3 running"], "{table}");
     assert!(demo[4].ends_with('s') || demo[4].ends_with('m'), "age {}", demo[4]);
     assert_eq!(demo[5], "security group, key pair");
-    assert!(lines[2].starts_with("two      1      1 t3.micro"), "{table}");
+    assert!(lines[2].starts_with("two      2      2 t3.micro"), "{table}");
     assert!(lines[2].ends_with("security group"), "the user's key is not listed: {table}");
 
     // Down, dry run: says what it would do, changes nothing.
@@ -289,7 +302,7 @@ fn up_reuse_list_down() {
     assert_eq!(security_groups(&moto, "mine").len(), 1);
     assert_eq!(security_groups(&moto, "rmpi-two").len(), 1);
     assert_eq!(live(&moto, "other").len(), 1);
-    assert_eq!(live(&moto, "two").len(), 1);
+    assert_eq!(live(&moto, "two").len(), 2);
 
     // Down again: a clear no-op.
     let (code, _, stderr) = rmpi_ec2(home, &endpoint, &["down", "--cluster", "demo"]);
