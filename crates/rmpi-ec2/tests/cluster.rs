@@ -439,6 +439,15 @@ fn no_capacity_falls_back_to_the_next_type() {
     let nodes = live(&moto, "cap");
     assert_eq!(nodes.len(), 2);
     assert!(nodes.iter().all(|n| n["InstanceType"] == "m5.large"));
+    // A capacity error is answered at once, not retried like a server error: one t3.micro
+    // request per run.
+    let t3_runs = stub
+        .seen()
+        .iter()
+        .filter(|r| r.param("Action").as_deref() == Some("RunInstances"))
+        .filter(|r| r.param("InstanceType").as_deref() == Some("t3.micro"))
+        .count();
+    assert_eq!(t3_runs, 2);
     assert_eq!(std::fs::read_to_string(home.join("cap.hosts")).unwrap().lines().count(), 2);
 }
 
