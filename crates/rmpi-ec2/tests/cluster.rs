@@ -398,7 +398,14 @@ fn a_short_launch_is_rolled_back() {
     assert!(last.contains("`rmpi-ec2 down --cluster short` removes them"), "{last}");
     assert!(live(&moto, "short").is_empty(), "both were terminated");
     assert!(!home.join("short.hosts").exists());
-    // What is left (group, key pair) goes with down.
+    // What is left (group, key pair) is listed, and goes with down.
+    let (code, table, stderr) = rmpi_ec2(home, &moto.endpoint, &["list"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        table.lines().nth(1),
+        Some("short    0      -      -       -    security group, key pair"),
+        "{table}"
+    );
     let (code, _, stderr) = rmpi_ec2(home, &moto.endpoint, &["down", "--cluster", "short"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(security_groups(&moto, "rmpi-short").is_empty());
@@ -680,4 +687,23 @@ fn no_capacity_in_a_subnet_falls_back_to_the_next_subnet() {
         "{stderr}"
     );
     assert!(live(&moto, "sub2").is_empty());
+}
+
+#[test]
+fn ssh_from_an_ipv6_network() {
+    let moto = Moto::start();
+    let home = tempfile::tempdir().unwrap();
+    let key = fixture("id_ed25519.pub");
+    let args: Vec<&str> = up_args("six", "1", key.to_str().unwrap())
+        .into_iter()
+        .map(|a| if a == "203.0.113.7/32" { "2001:db8:7::/48" } else { a })
+        .collect();
+    let (code, _, stderr) = rmpi_ec2(home.path(), &moto.endpoint, &args);
+    assert_eq!(code, 0, "{stderr}");
+    let groups = security_groups(&moto, "rmpi-six");
+    let id = groups[0]["GroupId"].as_str().unwrap();
+    let rules = ingress(&groups[0]);
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert!(rules[0].starts_with("-1:") && rules[0].ends_with(&format!(" from {id}")), "{rules:?}");
+    assert_eq!(rules[1], "tcp:22-22 from 2001:db8:7::/48");
 }
