@@ -52,6 +52,7 @@ fn example_path(name: &str) -> PathBuf {
         "rowstats" => env!("CARGO_BIN_EXE_rowstats"),
         "ring" => env!("CARGO_BIN_EXE_ring"),
         "pingpong" => env!("CARGO_BIN_EXE_pingpong"),
+        "particles" => env!("CARGO_BIN_EXE_particles"),
         other => panic!("no example {other}"),
     })
 }
@@ -120,6 +121,12 @@ fn pingpong_verifies_every_size() {
     let out = run(2, "pingpong", &[]);
     assert!(out.contains("all sizes verified"), "{out}");
     assert_eq!(out.lines().filter(|l| l.contains(" MB/s")).count(), 12, "{out}");
+}
+
+#[test]
+fn derived_pod_structs_travel_with_rmpi_as_the_only_dependency() {
+    let out = run(4, "particles", &["500"]);
+    assert!(out.contains("rank 0 got 1500 particles of 40 bytes from 3 ranks, 0 wrong"), "{out}");
 }
 
 #[test]

@@ -5,7 +5,8 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while discovering instances and writing a hostfile.
+/// Everything that can go wrong while bringing a cluster up or down, discovering instances and
+/// writing a hostfile.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No source in the credential chain produced credentials.
@@ -63,6 +64,15 @@ pub enum Error {
     /// A file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+
+    /// A file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
         /// The file.
         path: PathBuf,
         /// The cause.
@@ -207,6 +217,81 @@ pub enum Error {
         /// What is still missing, per instance.
         missing: String,
     },
+
+    /// A cluster name is not usable.
+    #[error("invalid cluster name `{name}`: {reason}")]
+    InvalidCluster {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The SSH public key file is missing or not an OpenSSH public key EC2 can import.
+    #[error("SSH public key {}: {reason}", path.display())]
+    SshKey {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// One step on one EC2 resource failed (`creating security group rmpi-demo in vpc-1: ...`).
+    #[error("{step}: {source}")]
+    Step {
+        /// What was being done, naming the resource.
+        step: String,
+        /// The cause.
+        source: Box<Error>,
+    },
+
+    /// A resource is in the way: it exists but was not made by `rmpi-ec2 up` for this cluster,
+    /// or is not in the state `up` needs.
+    #[error("{resource}: {reason}")]
+    Conflict {
+        /// The resource (`security group rmpi-demo (sg-0123)`).
+        resource: String,
+        /// Why it cannot be used, and what to do.
+        reason: String,
+    },
+
+    /// No launch attempt gave all the instances asked for; whatever was launched was terminated.
+    #[error("could not launch {count} instances for cluster {cluster}: {attempts}{note}")]
+    Launch {
+        /// The cluster.
+        cluster: String,
+        /// Instances wanted.
+        count: usize,
+        /// What each attempt (instance type, subnet) ended with.
+        attempts: String,
+        /// What is left behind and how to remove it (may be empty).
+        note: String,
+    },
+
+    /// Waiting for resources to go away gave up at its deadline.
+    #[error("timed out after {waited_secs}s waiting for {what}")]
+    Timeout {
+        /// Seconds waited.
+        waited_secs: u64,
+        /// What was still not done.
+        what: String,
+    },
+}
+
+impl Error {
+    /// Wraps `self` with the step (naming the resource) that failed.
+    pub fn during(self, step: impl Into<String>) -> Self {
+        Self::Step { step: step.into(), source: Box::new(self) }
+    }
+
+    /// The EC2 error code, if this is (or wraps) an EC2 error answer.
+    pub fn ec2_code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } | Self::AccessDenied { code, .. } => Some(code),
+            Self::Step { source, .. } => source.ec2_code(),
+            _ => None,
+        }
+    }
 }
 
 /// Shorthand for results of this crate.

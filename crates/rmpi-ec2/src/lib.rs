@@ -1,14 +1,18 @@
-//! Build an rmpi hostfile from running EC2 instances selected by tags.
+//! Bring an rmpi cluster up on EC2, write its hostfile, take it down; or build a hostfile from
+//! running EC2 instances selected by tags.
 //!
 //! ```text
+//! rmpi-ec2 up --cluster demo --count 4 --type c7i.4xlarge --ssh-cidr 203.0.113.7/32
+//! rmpirun -n 64 --hostfile demo.hosts ./app
+//! rmpi-ec2 down --cluster demo
+//!
 //! rmpi-ec2 hostfile --tag Cluster=demo > hosts
-//! rmpirun -n 32 --hostfile hosts ./app
 //! ```
 //!
 //! The crate speaks the EC2 Query API (version 2016-11-15) directly: requests are form POSTs
 //! signed with the official `aws-sigv4` crate and sent with a small blocking HTTP client (`ureq`,
 //! rustls); responses are parsed with `quick-xml`'s serde support. It does not depend on the AWS
-//! SDK for Rust (`aws-sdk-ec2` is far too costly to build for two API calls).
+//! SDK for Rust (`aws-sdk-ec2` is far too costly to build for a few API calls).
 //!
 //! Modules:
 //! - [`env`](mod@env): a snapshot of environment variables, so the chains below can be given a controlled
@@ -23,8 +27,12 @@
 //! - [`model`], [`time`]: instances, instance types, timestamps;
 //! - [`select`]: tag selectors, filters, the stable host order;
 //! - [`hostfile`](mod@hostfile): addresses, slot counts and output formats;
-//! - [`wait`]: waiting for a cluster to come up.
+//! - [`wait`]: waiting for a cluster to come up;
+//! - [`connect`](mod@connect): from command-line overrides to a client;
+//! - [`cluster`]: `up`, `down` and `list` (key pair, security group, placement group, launch).
 
+pub mod cluster;
+pub mod connect;
 pub mod credentials;
 pub mod env;
 pub mod error;
@@ -72,13 +80,13 @@ pub fn running_instances(
     Ok(instances)
 }
 
-/// The hostfile text for `instances` (already ordered): describes their instance types when the
-/// slot policy needs it (one DescribeInstanceTypes call per distinct type), then renders.
-pub fn hostfile(
+/// The hostfile entries for `instances` (already ordered): describes their instance types when
+/// the slot policy needs it (one DescribeInstanceTypes call per distinct type).
+pub fn hostfile_entries(
     client: &Client,
     instances: &[Instance],
     options: &hostfile::Options,
-) -> Result<String> {
+) -> Result<Vec<hostfile::Entry>> {
     options.validate()?;
     let cpus = if options.slots.needs_instance_types() {
         let mut types: Vec<String> = instances.iter().map(|i| i.instance_type.clone()).collect();
@@ -88,6 +96,15 @@ pub fn hostfile(
     } else {
         Default::default()
     };
-    let entries = hostfile::entries(instances, &cpus, options)?;
+    hostfile::entries(instances, &cpus, options)
+}
+
+/// The hostfile text for `instances` (already ordered), as [`hostfile_entries`] renders it.
+pub fn hostfile(
+    client: &Client,
+    instances: &[Instance],
+    options: &hostfile::Options,
+) -> Result<String> {
+    let entries = hostfile_entries(client, instances, options)?;
     Ok(hostfile::render(&entries, options.format))
 }

@@ -72,6 +72,11 @@ const THROTTLING_CODES: [&str; 6] = [
 const TRANSIENT_CODES: [&str; 4] =
     ["ServiceUnavailable", "Unavailable", "InternalError", "InternalFailure"];
 
+/// Error codes EC2 sends with HTTP 500 that are not transient: there is no capacity for the
+/// request now; retrying the same request at once does not help (`up` tries its fallbacks).
+pub const CAPACITY_CODES: [&str; 3] =
+    ["InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity"];
+
 /// Error codes that mean "not allowed".
 const DENIED_CODES: [&str; 3] = ["UnauthorizedOperation", "AccessDenied", "AccessDeniedException"];
 
@@ -229,7 +234,8 @@ impl Client {
             return Ok(Attempt::Fail(Error::AccessDenied { action, code, message }));
         }
         let throttled = THROTTLING_CODES.contains(&code.as_str()) || reply.status == 503;
-        let transient = TRANSIENT_CODES.contains(&code.as_str()) || reply.status >= 500;
+        let transient = TRANSIENT_CODES.contains(&code.as_str())
+            || (reply.status >= 500 && !CAPACITY_CODES.contains(&code.as_str()));
         let hint = hint(&code).to_string();
         let error = Error::Api { action, status: reply.status, code: code.clone(), message, hint };
         Ok(if throttled || transient {
@@ -297,7 +303,7 @@ impl Client {
 }
 
 /// `Filter.N.Name` / `Filter.N.Value.M` parameters.
-fn filter_params(filters: &[Filter]) -> Vec<(String, String)> {
+pub fn filter_params(filters: &[Filter]) -> Vec<(String, String)> {
     let mut params = Vec::new();
     for (i, filter) in filters.iter().enumerate() {
         params.push((format!("Filter.{}.Name", i + 1), filter.name.clone()));

@@ -8,9 +8,9 @@ use crate::time::Timestamp;
 
 /// `<xSet><item/>...</xSet>`: an absent or empty set is an empty list.
 #[derive(Deserialize)]
-struct Items<T> {
+pub(crate) struct Items<T> {
     #[serde(default = "Vec::new", rename = "item")]
-    items: Vec<T>,
+    pub(crate) items: Vec<T>,
 }
 
 impl<T> Default for Items<T> {
@@ -36,7 +36,7 @@ struct Reservation {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct XmlInstance {
+pub(crate) struct XmlInstance {
     instance_id: String,
     instance_type: Option<String>,
     instance_state: Option<XmlState>,
@@ -56,9 +56,32 @@ struct XmlState {
 }
 
 #[derive(Deserialize)]
-struct XmlTag {
+pub(crate) struct XmlTag {
     key: String,
     value: Option<String>,
+}
+
+/// `tagSet` items as `(key, value)` pairs, in EC2's order.
+pub(crate) fn tags(set: Items<XmlTag>) -> Vec<(String, String)> {
+    set.items.into_iter().map(|t| (t.key, t.value.unwrap_or_default())).collect()
+}
+
+impl XmlInstance {
+    /// The crate's view of the instance.
+    pub(crate) fn into_instance(self) -> Instance {
+        Instance {
+            id: self.instance_id,
+            instance_type: non_empty(self.instance_type).unwrap_or_default(),
+            state: self.instance_state.and_then(|s| non_empty(s.name)).unwrap_or_default(),
+            private_ip: non_empty(self.private_ip_address),
+            public_ip: non_empty(self.ip_address),
+            private_dns: non_empty(self.private_dns_name),
+            public_dns: non_empty(self.dns_name),
+            ipv6: non_empty(self.ipv6_address),
+            launch_time: self.launch_time.as_deref().and_then(Timestamp::parse),
+            tags: tags(self.tag_set),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -111,7 +134,7 @@ pub struct InstancesPage {
     pub next_token: Option<String>,
 }
 
-fn non_empty(value: Option<String>) -> Option<String> {
+pub(crate) fn non_empty(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
@@ -124,23 +147,7 @@ pub fn instances_page(body: &str) -> Result<InstancesPage, String> {
         .items
         .into_iter()
         .flat_map(|r| r.instances_set.items)
-        .map(|i| Instance {
-            id: i.instance_id,
-            instance_type: non_empty(i.instance_type).unwrap_or_default(),
-            state: i.instance_state.and_then(|s| non_empty(s.name)).unwrap_or_default(),
-            private_ip: non_empty(i.private_ip_address),
-            public_ip: non_empty(i.ip_address),
-            private_dns: non_empty(i.private_dns_name),
-            public_dns: non_empty(i.dns_name),
-            ipv6: non_empty(i.ipv6_address),
-            launch_time: i.launch_time.as_deref().and_then(Timestamp::parse),
-            tags: i
-                .tag_set
-                .items
-                .into_iter()
-                .map(|t| (t.key, t.value.unwrap_or_default()))
-                .collect(),
-        })
+        .map(XmlInstance::into_instance)
         .collect();
     Ok(InstancesPage { instances, next_token: non_empty(parsed.next_token) })
 }

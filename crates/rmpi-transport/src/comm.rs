@@ -68,6 +68,12 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        // A rank unwinding from a panic has failed: saying goodbye would tell its peers it
+        // finished. Its connections just close, and peers report it lost.
+        if std::thread::panicking() {
+            crate::agent_note::failed("panicked");
+            return;
+        }
         if let Err(e) = self.finalize() {
             tracing::warn!("finalize at drop: {e}");
         }
@@ -183,6 +189,8 @@ impl Communicator {
     /// process (see [`launch`](crate::launch) and `docs/launch-contract.md`), or returns a world
     /// of size 1 when the process was not started by a launcher.
     pub fn init() -> Result<Communicator> {
+        crate::log::install_default();
+        crate::agent_note::adopt_from_env();
         match BootConfig::from_env()? {
             Some(cfg) => Self::join(&cfg),
             None => Ok(Self::singleton()),
@@ -695,6 +703,7 @@ impl Communicator {
     /// other ranks (their connections to this one fail, too).
     pub fn abort(&self, code: i32) -> ! {
         tracing::error!(rank = self.rank(), "abort({code})");
+        crate::agent_note::failed(&format!("abort({code})"));
         std::process::exit(code)
     }
 

@@ -1240,6 +1240,7 @@ impl State {
             FINISHED.to_string()
         } else {
             tracing::warn!(rank = r, "peer lost: {cause}");
+            crate::agent_note::peer_lost(r);
             cause
         };
         c.link = Link::Dead(cause.clone());

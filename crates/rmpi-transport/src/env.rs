@@ -34,6 +34,8 @@ pub const BOOT_TIMEOUT: &str = "RMPI_BOOT_TIMEOUT";
 pub const SPIN_US: &str = "RMPI_SPIN_US";
 /// Largest accepted message, in bytes.
 pub const MAX_MESSAGE: &str = "RMPI_MAX_MESSAGE";
+/// Seconds after which a silent peer host is given up (`off`: never).
+pub const PEER_TIMEOUT: &str = "RMPI_PEER_TIMEOUT";
 
 /// Default boot deadline.
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -71,6 +73,9 @@ pub struct BootConfig {
     pub max_message: u64,
     /// The launcher's name for this host, if it gave one.
     pub host_label: Option<String>,
+    /// After how long a peer whose host went silent is given up (`None`: never); see
+    /// [`liveness`](crate::liveness).
+    pub peer_timeout: Option<Duration>,
     /// Index of this rank among those on its host (0 when unknown).
     pub local_rank: usize,
     /// Which launcher started this rank.
@@ -94,6 +99,7 @@ impl BootConfig {
             ranks_on_host: 1,
             max_message: DEFAULT_MAX_MESSAGE,
             host_label: None,
+            peer_timeout: Some(crate::liveness::DEFAULT_PEER_TIMEOUT),
             local_rank: 0,
             launcher: LauncherKind::Harness,
             peers: Peers::Rendezvous,
@@ -151,7 +157,7 @@ impl BootConfig {
     }
 
     /// Reads the settings every launcher kind shares: `RMPI_IFACE`, `RMPI_PORT_RANGE`,
-    /// `RMPI_BOOT_TIMEOUT`, `RMPI_SPIN_US`, `RMPI_MAX_MESSAGE`.
+    /// `RMPI_BOOT_TIMEOUT`, `RMPI_SPIN_US`, `RMPI_MAX_MESSAGE`, `RMPI_PEER_TIMEOUT`.
     pub(crate) fn apply_tuning(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
         let cfg = self;
         if let Some(s) = get(IFACE).filter(|s| !s.is_empty()) {
@@ -162,17 +168,23 @@ impl BootConfig {
             cfg.port_range = Some(parse_port_range(&s)?);
         }
         if let Some(s) = get(BOOT_TIMEOUT) {
-            let secs: f64 = parse(BOOT_TIMEOUT, &s)?;
-            if !(secs.is_finite() && secs > 0.0) {
-                return Err(Error::Env { var: BOOT_TIMEOUT, msg: format!("{s} is not positive") });
-            }
-            cfg.boot_timeout = Duration::from_secs_f64(secs);
+            cfg.boot_timeout =
+                crate::seconds::parse(&s).map_err(|msg| Error::Env { var: BOOT_TIMEOUT, msg })?;
         }
         if let Some(s) = get(SPIN_US) {
             cfg.spin = Duration::from_micros(parse(SPIN_US, &s)?);
         }
         if let Some(s) = get(MAX_MESSAGE) {
             cfg.max_message = parse(MAX_MESSAGE, &s)?;
+        }
+        if let Some(s) = get(PEER_TIMEOUT) {
+            cfg.peer_timeout = match s.trim() {
+                "off" | "0" => None,
+                t => Some(
+                    crate::seconds::parse(t)
+                        .map_err(|msg| Error::Env { var: PEER_TIMEOUT, msg })?,
+                ),
+            };
         }
         Ok(())
     }
@@ -195,7 +207,7 @@ pub fn job_vars(size: usize, token: &JobToken, boot_timeout: Duration) -> Vec<(S
     vec![
         (SIZE.to_string(), size.to_string()),
         (TOKEN.to_string(), token.to_hex()),
-        (BOOT_TIMEOUT.to_string(), boot_timeout.as_secs().max(1).to_string()),
+        (BOOT_TIMEOUT.to_string(), boot_timeout.as_secs_f64().to_string()),
     ]
 }
 
@@ -339,5 +351,14 @@ mod tests {
         .to_string();
         assert!(e.contains(PORT_RANGE), "{e}");
         assert!(cfg(&[(SIZE, "0")]).is_err());
+    }
+
+    #[test]
+    fn absurd_boot_timeouts_are_refused() {
+        for bad in ["1e19", "18446744073709551615", "0", "-3", "nan"] {
+            let vars = [(SIZE, "2"), (RANK, "0"), (TOKEN, TOK), (RENDEZVOUS, "127.0.0.1:1")];
+            let e = cfg(&[&vars[..], &[(BOOT_TIMEOUT, bad)]].concat()).unwrap_err().to_string();
+            assert!(e.contains(BOOT_TIMEOUT), "{bad}: {e}");
+        }
     }
 }

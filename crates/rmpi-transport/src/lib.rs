@@ -26,17 +26,22 @@
 
 mod accept;
 pub mod addr;
+pub mod agent_note;
 mod buf;
 mod comm;
+mod deadline;
 mod engine;
 pub mod env;
 mod error;
 pub mod launch;
+pub mod liveness;
 pub mod local;
+pub mod log;
 mod mesh;
 pub mod pmi;
 pub mod rendezvous;
 mod request;
+pub mod seconds;
 pub mod token;
 pub mod wire;
 

@@ -4,13 +4,14 @@
 //! not a valid hello from an expected peer of this job, logs it with the peer's address, and
 //! goes on waiting for the real peers. Each rank does O(p) work.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::accept::Acceptor;
+use crate::deadline::read_exact_by;
 use crate::env::BootConfig;
 use crate::error::{Error, Result};
 use crate::rendezvous::list;
@@ -88,6 +89,13 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
     }
     // Stop accepting: the listener closes with this function, so later strays are refused.
     drop(acceptor);
+    if let Some(t) = cfg.peer_timeout {
+        for (j, s) in streams.iter().enumerate().filter_map(|(j, s)| Some((j, s.as_ref()?))) {
+            if let Err(e) = crate::liveness::watch(s, t) {
+                tracing::warn!(rank, peer = j, "cannot arm keep-alive: {e}");
+            }
+        }
+    }
     Ok(Mesh { streams, endpoints })
 }
 
@@ -160,10 +168,8 @@ fn connect_peer(
     };
     let _ = s.set_nodelay(true);
     s.write_all(&hello(token, size, rank)).map_err(|e| format!("sending hello: {e}"))?;
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
-    let _ = s.set_read_timeout(Some(left));
     let mut b = [0u8; HELLO_LEN];
-    s.read_exact(&mut b).map_err(|e| format!("no hello back: {e}"))?;
+    read_exact_by(&s, &mut b, deadline).map_err(|e| format!("no hello back: {e}"))?;
     let got = check_hello(&b, token, size)?;
     if got != j {
         return Err(format!("the peer says it is rank {got}, not {j}"));
@@ -181,10 +187,8 @@ fn greet_peer(
     size: usize,
     tx: &mpsc::Sender<(usize, TcpStream)>,
 ) {
-    let _ = s.set_read_timeout(Some(PEER_HELLO_TIMEOUT));
     let mut b = [0u8; HELLO_LEN];
-    let res = s
-        .read_exact(&mut b)
+    let res = read_exact_by(&s, &mut b, Instant::now() + PEER_HELLO_TIMEOUT)
         .map_err(|e| format!("no hello: {e}"))
         .and_then(|_| check_hello(&b, token, size))
         .and_then(|j| {

@@ -4,19 +4,23 @@
 //! and where it listens, and receives the table of all endpoints. The server then exits. It never
 //! sees application data. The protocol is in `docs/wire-protocol.md`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::accept::Acceptor;
+use crate::deadline::read_exact_by;
 use crate::error::{Error, Result};
 use crate::token::JobToken;
 use crate::wire::{Endpoint, Hello, HelloKind, RendezvousReply, HELLO_LEN};
 
 /// How long a connection to the server may take to say who it is.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer than its boot deadline a rank waits for the server's reply (the server
+/// answers at its own deadline, which a launcher sets near the ranks').
+const REPLY_MARGIN: Duration = Duration::from_secs(1);
 /// Largest encoded endpoint a rank may send.
 const MAX_ENDPOINT_LEN: u32 = 1 + 16 + 2 + 1 + 255;
 
@@ -174,11 +178,11 @@ fn refuse(mut s: TcpStream, msg: &str) {
 
 type Refusal = (Option<TcpStream>, String);
 
-fn read_join(mut s: TcpStream, token: JobToken, size: usize) -> Result<Joined, Refusal> {
-    let _ = s.set_read_timeout(Some(HELLO_TIMEOUT));
+fn read_join(s: TcpStream, token: JobToken, size: usize) -> Result<Joined, Refusal> {
+    let by = Instant::now() + HELLO_TIMEOUT;
     let _ = s.set_nodelay(true);
     let mut h = [0u8; HELLO_LEN];
-    if let Err(e) = s.read_exact(&mut h) {
+    if let Err(e) = read_exact_by(&s, &mut h, by) {
         return Err((None, format!("no hello: {e}")));
     }
     let hello = match Hello::decode(&h) {
@@ -201,7 +205,7 @@ fn read_join(mut s: TcpStream, token: JobToken, size: usize) -> Result<Joined, R
         return Err((Some(s), format!("rank {} out of range for size {size}", hello.rank)));
     }
     let mut l = [0u8; 4];
-    if let Err(e) = s.read_exact(&mut l) {
+    if let Err(e) = read_exact_by(&s, &mut l, by) {
         return Err((None, format!("rank {}: no endpoint: {e}", hello.rank)));
     }
     let len = u32::from_le_bytes(l);
@@ -209,7 +213,7 @@ fn read_join(mut s: TcpStream, token: JobToken, size: usize) -> Result<Joined, R
         return Err((Some(s), format!("endpoint record of {len} bytes is too long")));
     }
     let mut b = vec![0u8; len as usize];
-    if let Err(e) = s.read_exact(&mut b) {
+    if let Err(e) = read_exact_by(&s, &mut b, by) {
         return Err((None, format!("rank {}: truncated endpoint: {e}", hello.rank)));
     }
     match Endpoint::decode(&b) {
@@ -265,11 +269,12 @@ pub(crate) fn join(
     s.write_all(&msg)
         .map_err(|e| fail(format!("sending to the rendezvous at {rendezvous}: {e}")))?;
     // The server answers when everyone has joined or its deadline has passed: allow a margin.
-    let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5);
-    let _ = s.set_read_timeout(Some(left));
+    // The margin is the only slack: the whole reply must arrive by then, however it trickles.
+    let reply_by = deadline + REPLY_MARGIN;
+    let waited = reply_by.saturating_duration_since(Instant::now());
     let mut l = [0u8; 4];
-    s.read_exact(&mut l).map_err(|e| {
-        fail(format!("no answer from the rendezvous at {rendezvous} (waited {left:?}): {e}"))
+    read_exact_by(&s, &mut l, reply_by).map_err(|e| {
+        fail(format!("no answer from the rendezvous at {rendezvous} (waited {waited:?}): {e}"))
     })?;
     let len = u32::from_le_bytes(l) as usize;
     // 275 bytes per endpoint at most, plus the header.
@@ -277,7 +282,7 @@ pub(crate) fn join(
         return Err(fail(format!("rendezvous reply of {len} bytes is too long")));
     }
     let mut body = vec![0u8; len];
-    s.read_exact(&mut body)
+    read_exact_by(&s, &mut body, reply_by)
         .map_err(|e| fail(format!("truncated reply from the rendezvous at {rendezvous}: {e}")))?;
     match RendezvousReply::decode(&body, size as u32) {
         Ok(RendezvousReply::Table(t)) => Ok((me, t)),

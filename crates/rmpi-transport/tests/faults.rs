@@ -361,3 +361,52 @@ fn a_collective_send_fails_when_another_member_dies() {
     assert!(matches!(&e, Error::PeerLost { rank: 2, .. }), "{e}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
+
+#[test]
+fn a_rank_that_panics_is_lost_not_finalized() {
+    let token = JobToken::generate();
+    let rv = server(2, token, T);
+    let (c0, c1) = (config(0, 2, token, rv), config(1, 2, token, rv));
+    let h1 = thread::spawn(move || {
+        let w = Communicator::join(&c1).unwrap();
+        w.send(&[7u8], 0, 1).unwrap();
+        panic!("rank 1 fails on purpose");
+    });
+    let w = Communicator::join(&c0).unwrap();
+    assert_eq!(w.recv::<u8>(1, 1).unwrap().0, vec![7]);
+    assert!(h1.join().is_err(), "rank 1 panicked");
+    match w.recv::<u8>(1, 2).unwrap_err() {
+        Error::PeerLost { rank: 1, cause, .. } => {
+            assert!(cause.contains("without a goodbye"), "{cause}")
+        }
+        other => panic!("expected rank 1 lost, got {other}"),
+    }
+}
+
+#[test]
+fn a_rendezvous_that_drips_its_reply_cannot_stretch_the_boot_deadline() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let rv = l.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut hello = [0u8; HELLO_LEN];
+        s.read_exact(&mut hello).unwrap();
+        // A plausible length, then one byte every 200 ms: each read makes progress.
+        let _ = s.write_all(&1000u32.to_le_bytes());
+        for _ in 0..100 {
+            if s.write_all(b"x").is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut cfg = config(0, 2, JobToken::generate(), rv);
+    cfg.boot_timeout = Duration::from_secs(1);
+    let t0 = Instant::now();
+    let e = Communicator::join(&cfg).unwrap_err().to_string();
+    let took = t0.elapsed();
+    assert!(e.contains("rendezvous"), "{e}");
+    // The boot deadline plus the one-second reply margin, with room for a loaded machine.
+    assert!(took < Duration::from_secs(5), "booted for {took:?}: {e}");
+    server.join().unwrap();
+}

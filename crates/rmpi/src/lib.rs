@@ -48,6 +48,66 @@ pub use rmpi_transport::{
     Request, Result, Scope, Status, Tag,
 };
 
+/// Derives [`Pod`] for a plain-data struct, so that slices of it travel as their bytes, with
+/// `rmpi` as the only dependency.
+///
+/// The struct must be `#[repr(C)]` (or `#[repr(transparent)]`), `Clone + Copy`, not generic,
+/// with `Pod` fields and no padding; each rule is checked when the program compiles.
+///
+/// ```
+/// #[derive(Clone, Copy, Debug, PartialEq, rmpi::Pod)]
+/// #[repr(C)]
+/// struct Particle {
+///     pos: [f64; 3],
+///     id: u32,
+///     charge: f32,
+/// }
+///
+/// let got = rmpi::local::run(2, |world| {
+///     if world.rank() == 0 {
+///         world.send(&[Particle { pos: [1.0, 2.0, 3.0], id: 7, charge: -1.0 }], 1, 0)?;
+///         Ok(None)
+///     } else {
+///         Ok(Some(world.recv::<Particle>(0, 0)?.0))
+///     }
+/// })?;
+/// assert_eq!(got[1].as_ref().map(|v| v[0].id), Some(7));
+/// # Ok::<(), rmpi::Error>(())
+/// ```
+///
+/// Padding is refused (here 4 bytes after `id`):
+///
+/// ```compile_fail
+/// #[derive(Clone, Copy, rmpi::Pod)]
+/// #[repr(C)]
+/// struct Padded { x: f64, id: u32 }
+/// ```
+///
+/// So is Rust's own layout, which may change between compilations:
+///
+/// ```compile_fail
+/// #[derive(Clone, Copy, rmpi::Pod)]
+/// struct NoRepr { x: f64, y: f64 }
+/// ```
+///
+/// And a field that is not itself plain data:
+///
+/// ```compile_fail
+/// #[derive(Clone, Copy, rmpi::Pod)]
+/// #[repr(C)]
+/// struct WithRef { x: &'static u64 }
+/// ```
+pub use rmpi_derive::Pod;
+
+/// The trait every value of a [`Pod`] type satisfies: all-zero bytes are a valid value.
+pub use bytemuck::Zeroable;
+
+/// What the [`Pod`] derive expands to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use bytemuck;
+}
+
 /// Everything a typical program needs: the [`Collectives`](rmpi_collectives::Collectives)
 /// trait (so `world.allreduce(..)` works), the operators, [`Settings`](rmpi_collectives::Settings)
 /// for choosing algorithms (`world.with_settings(..)`), and the core types. The algorithm enums

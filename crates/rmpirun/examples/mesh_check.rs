@@ -4,10 +4,17 @@
 //! ranks at rank 0 and sends the sum back to everyone, checks it, prints one line and finalizes.
 //! `mesh_check --hang` prints `ready RANK PID` after joining and then sleeps (for kill tests);
 //! `mesh_check --crash R` makes rank R abort (SIGABRT) after joining. When a peer is lost, a rank
-//! prints the error and sleeps, so only the launcher ends it.
-//! `mesh_check --kill R` makes rank R SIGKILL itself after the ring while every other rank waits
-//! for a message from any rank; they print `lost: ERROR` on stdout and sleep until the launcher
-//! ends them (a survivor that exited at once could be reported lost before the victim).
+//! prints the error and sleeps, so only the launcher ends it; with `--victims-exit` it exits
+//! with status 1 at once instead, as most programs do.
+//! `mesh_check --kill R` makes rank R SIGKILL itself once rank 0 has the ring back, while every
+//! other rank waits for a message from any rank; they print `rank N lost: ERROR` on stdout and
+//! sleep until the launcher ends them (a survivor that exited at once could be reported lost
+//! before the victim).
+//! `mesh_check --wait-peer` makes rank 0 wait, after joining, for a message from the last rank
+//! that never comes (the others hang): it prints `rank 0: lost after S s: ERROR` when the wait
+//! fails, then stalls.
+//! `mesh_check --fail R[,R...] HOW` makes those ranks fail right after the ring, while the
+//! others wait for them: HOW is `kill` (SIGKILL to itself), `exit` (status 3), `panic` or `abort` (`abort(7)`).
 
 use std::time::Duration;
 
@@ -26,6 +33,13 @@ fn main() {
         .position(|a| a == "--kill")
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok());
+    let fail: Option<(Vec<usize>, String)> =
+        args.iter().position(|a| a == "--fail").and_then(|i| {
+            let ranks =
+                args.get(i + 1)?.split(',').map(|r| r.parse().ok()).collect::<Option<_>>()?;
+            Some((ranks, args.get(i + 2)?.clone()))
+        });
+    let victims_exit = args.iter().any(|a| a == "--victims-exit");
     let comm = match Communicator::init() {
         Ok(c) => c,
         Err(e) => {
@@ -34,8 +48,37 @@ fn main() {
         }
     };
     let (rank, size) = (comm.rank(), comm.size());
+    let on_error = |rank: usize, err: &str| -> ! {
+        if victims_exit {
+            eprintln!("rank {rank}: {err}");
+            std::process::exit(1);
+        }
+        stall(rank, err)
+    };
     if let Err(e) = ring(&comm) {
-        stall(rank, &e.to_string());
+        on_error(rank, &e.to_string());
+    }
+    if let Some((_, how)) = fail.as_ref().filter(|(r, _)| r.contains(&rank)) {
+        match how.as_str() {
+            // SAFETY: kill(2) on this very process; no memory involved.
+            "kill" => unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            },
+            "exit" => std::process::exit(3),
+            "abort" => comm.abort(7),
+            _ => panic!("rank {rank} fails on purpose"),
+        }
+    }
+    if args.iter().any(|a| a == "--wait-peer") {
+        println!("ready {rank} {}", std::process::id());
+        if rank == 0 {
+            let t0 = std::time::Instant::now();
+            if let Err(e) = comm.recv::<u8>(size - 1, 99) {
+                println!("rank 0: lost after {:.1} s: {e}", t0.elapsed().as_secs_f64());
+            }
+        }
+        std::thread::sleep(Duration::from_secs(300));
+        return;
     }
     if let Some(victim) = kill {
         // Rank 0 has the ring token back only once every ring message has arrived: only then
@@ -79,7 +122,7 @@ fn main() {
             }
             println!("rank {rank}/{size} on {}: sum {sum} ok", comm.processor_name());
         }
-        Err(e) => stall(rank, &e.to_string()),
+        Err(e) => on_error(rank, &e.to_string()),
     }
     if let Err(e) = comm.finalize() {
         eprintln!("rank {rank}: finalize: {e}");

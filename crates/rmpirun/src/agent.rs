@@ -7,8 +7,11 @@
 //! Each rank is the leader of its own process group (the group is what gets killed, so children
 //! of a rank go too) and has `PR_SET_PDEATHSIG` = SIGKILL as a second safety net.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -17,7 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::binding::{allowed_cpus, cores, format_list, plan, BindTo, SYSFS_CPU};
 use crate::protocol::{
-    read_frame, write_frame, Command, Event, ExitStatus, FrameError, JobSpec, Stream,
+    read_frame, write_frame, Command, Event, ExitCause, ExitStatus, FrameError, JobSpec, Stream,
     PROTOCOL_VERSION,
 };
 
@@ -26,6 +29,9 @@ pub const MAX_LINE: usize = 1 << 20;
 
 /// Time ranks get between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_millis(1000);
+
+/// How long the agent waits, after SIGKILL, for its ranks' groups to be gone.
+const GROUP_EXIT: Duration = Duration::from_secs(2);
 
 /// How long a rank's output is still read after the rank itself exited (a child of the rank may
 /// hold the pipe open).
@@ -43,7 +49,8 @@ pub enum AgentError {
 }
 
 /// Runs an agent on a control stream until told to stop or the stream closes. Every rank it
-/// started is gone when this returns.
+/// started, and every process left in a rank's process group, has exited when this returns
+/// (unless one survives SIGKILL for two seconds, e.g. stuck in uninterruptible I/O).
 ///
 /// With a `watchdog`, hearing nothing from the launcher for that long counts as losing it.
 pub async fn run_agent<R, W>(
@@ -128,6 +135,74 @@ struct Ranks {
     /// Process group ids (= leader pids) of started ranks.
     groups: Vec<i32>,
     tasks: JoinSet<()>,
+    /// Which signals the agent has sent its ranks (to tell its own kills from others').
+    sent: Arc<SentSignals>,
+    /// What each rank (by process group) told the agent.
+    notes: Vec<(i32, Arc<Mutex<Notes>>)>,
+}
+
+/// What a rank told its agent through its note pipe (see `rmpi_transport::agent_note`).
+#[derive(Default)]
+struct Notes {
+    /// Peers it lost, first first.
+    lost: Vec<u32>,
+    /// It said it is failing by itself: how, and when the agent heard it.
+    failed: Option<(String, u64)>,
+}
+
+/// Longest reason kept from a `failed` note.
+const MAX_REASON: usize = 200;
+
+/// The signals an agent has sent to end its ranks.
+#[derive(Default)]
+struct SentSignals {
+    term: AtomicBool,
+    kill: AtomicBool,
+}
+
+impl SentSignals {
+    /// Why a rank that ended with `status` ended, given what it told the agent.
+    fn cause(&self, status: ExitStatus, notes: &Notes) -> ExitCause {
+        if let Some((how, _)) = &notes.failed {
+            return ExitCause::Failed(how.clone());
+        }
+        let lost = &notes.lost;
+        // Only the very signal the agent sent counts as the agent's doing: a SIGKILL before the
+        // agent's own (it sends SIGTERM first) came from elsewhere, and so did any exit status.
+        let ours = match status {
+            ExitStatus::Signal(s) if s == libc::SIGTERM => self.term.load(Ordering::SeqCst),
+            ExitStatus::Signal(s) if s == libc::SIGKILL => self.kill.load(Ordering::SeqCst),
+            _ => false,
+        };
+        match lost.first() {
+            _ if ours => ExitCause::EndedByAgent,
+            Some(&peer) => ExitCause::LostPeer(peer),
+            None => ExitCause::Own,
+        }
+    }
+}
+
+/// Most bytes of notes read from one rank (a line per lost peer).
+const MAX_NOTES: u64 = 1 << 20;
+
+/// Reads a rank's notes (see `rmpi_transport::agent_note`) into `notes`.
+async fn read_notes(pipe: tokio::net::unix::pipe::Receiver, notes: Arc<Mutex<Notes>>) {
+    use tokio::io::AsyncReadExt;
+    let mut lines = BufReader::new(pipe.take(MAX_NOTES)).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(mut n) = notes.lock() else { return };
+        if let Some(peer) = line.strip_prefix("lost ").and_then(|p| p.trim().parse::<u32>().ok()) {
+            if !n.lost.contains(&peer) {
+                n.lost.push(peer);
+            }
+        } else if let Some(how) = line.strip_prefix("failed ") {
+            if n.failed.is_none() {
+                let how: String =
+                    how.chars().filter(|c| !c.is_control()).take(MAX_REASON).collect();
+                n.failed = Some((how, crate::blame::now_ms()));
+            }
+        }
+    }
 }
 
 impl Ranks {
@@ -178,6 +253,14 @@ impl Ranks {
             let wants_stdin = spec.forward_stdin_to == Some(rank);
             cmd.stdin(if wants_stdin { Stdio::piped() } else { Stdio::null() });
             set_parent_death_signal(&mut cmd);
+            // The pipe the rank's transport writes its "lost peer" notes to; without one (out of
+            // descriptors) the rank runs all the same, its failures just all count as its own.
+            let notes = tokio::net::unix::pipe::pipe()
+                .and_then(|(tx, rx)| Ok((tx.into_blocking_fd()?, rx)))
+                .ok();
+            if let Some((note_fd, _)) = &notes {
+                pass_note_pipe(&mut cmd, note_fd.as_raw_fd());
+            }
             let cpus = binding.as_ref().and_then(|b| b.get(local_rank));
             if let Some(cpus) = cpus {
                 crate::binding::bind_child(&mut cmd, cpus);
@@ -190,7 +273,11 @@ impl Ranks {
                 let line = format!("rmpirun: rank {rank} on {}: {what}\n", host_name(spec));
                 let _ = tx.send(Event::Output { rank, stream: Stream::Stderr, data: line.into() });
             }
-            let mut child = match cmd.spawn() {
+            let spawned = cmd.spawn();
+            // Only the rank holds the write end now: the notes end when it (and its children)
+            // are gone.
+            let notes = notes.map(|(_, rx)| rx);
+            let mut child = match spawned {
                 Ok(c) => c,
                 Err(e) => {
                     let _ = tx.send(Event::SpawnFailed {
@@ -221,19 +308,31 @@ impl Ranks {
                 .stderr
                 .take()
                 .map(|s| tokio::spawn(forward_lines(s, rank, Stream::Stderr, tx.clone())));
+            let said = Arc::new(Mutex::new(Notes::default()));
+            if let Ok(p) = i32::try_from(pid) {
+                self.notes.push((p, said.clone()));
+            }
+            let notes = notes.map(|rx| tokio::spawn(read_notes(rx, said.clone())));
             let tx = tx.clone();
+            let sent = self.sent.clone();
             self.tasks.spawn(async move {
                 let status = match child.wait().await {
                     Ok(st) => status_of(st),
                     Err(_) => ExitStatus::Code(255),
                 };
-                for reader in [out, err].into_iter().flatten() {
+                let at_ms = crate::blame::now_ms();
+                for reader in [out, err, notes].into_iter().flatten() {
                     let abort = reader.abort_handle();
                     if tokio::time::timeout(OUTPUT_DRAIN, reader).await.is_err() {
                         abort.abort();
                     }
                 }
-                let _ = tx.send(Event::Exited { rank, status });
+                let (cause, at_ms) = match said.lock() {
+                    // A rank that said it failed failed then, not when it was reaped.
+                    Ok(n) => (sent.cause(status, &n), n.failed.as_ref().map_or(at_ms, |f| f.1)),
+                    Err(_) => (ExitCause::Own, at_ms),
+                };
+                let _ = tx.send(Event::Exited { rank, status, cause, at_ms });
             });
         }
         stdin_feed
@@ -242,7 +341,14 @@ impl Ranks {
     /// SIGTERM to every rank's group, SIGKILL after the grace period, and waits for the exits
     /// to be reported.
     async fn end_all(&mut self) {
-        signal_groups(&self.groups, libc::SIGTERM);
+        self.sent.term.store(true, Ordering::SeqCst);
+        // A rank that said it is failing is on its way out (unwinding, printing its panic):
+        // SIGTERM would only hide how it ended. SIGKILL after the grace period still applies.
+        let going = |g: &i32| {
+            self.notes.iter().any(|(p, n)| p == g && n.lock().is_ok_and(|n| n.failed.is_some()))
+        };
+        let term: Vec<i32> = self.groups.iter().copied().filter(|g| !going(g)).collect();
+        signal_groups(&term, libc::SIGTERM);
         let deadline = tokio::time::Instant::now() + KILL_GRACE;
         while !self.tasks.is_empty() {
             if tokio::time::timeout_at(deadline, self.tasks.join_next()).await.is_err() {
@@ -250,12 +356,27 @@ impl Ranks {
             }
         }
         // Children of ranks may outlive their leader: kill the groups in any case.
+        self.sent.kill.store(true, Ordering::SeqCst);
         signal_groups(&self.groups, libc::SIGKILL);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let deadline = tokio::time::Instant::now() + GROUP_EXIT;
         while !self.tasks.is_empty() {
             if tokio::time::timeout_at(deadline, self.tasks.join_next()).await.is_err() {
                 break;
             }
+        }
+        // A leader's exit says nothing of the rest of its group: SIGKILL is only queued by
+        // kill(2), and a loaded host may run the other members' exits much later. Wait until
+        // every member has exited (again SIGKILL-ing, in case one forked meanwhile).
+        let deadline = tokio::time::Instant::now() + GROUP_EXIT;
+        let groups = std::mem::take(&mut self.groups);
+        let mut alive = groups;
+        loop {
+            alive.retain(|&g| crate::procs::group_has_live_members(g));
+            if alive.is_empty() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            signal_groups(&alive, libc::SIGKILL);
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 }
@@ -315,6 +436,22 @@ fn resolve_program(program: &str, cwd: Option<&Path>) -> PathBuf {
     match cwd {
         Some(dir) if p.is_relative() && program.contains('/') => dir.join(p),
         _ => p,
+    }
+}
+
+/// Lets the rank inherit `fd` (the agent's copy is close-on-exec) and names it in
+/// `RMPI_AGENT_FD`.
+fn pass_note_pipe(cmd: &mut tokio::process::Command, fd: i32) {
+    cmd.env(rmpi_transport::agent_note::AGENT_FD, fd.to_string());
+    // SAFETY: the closure runs between fork and exec and only calls fcntl, which is
+    // async-signal-safe; it changes the flags of the child's copy of `fd` alone.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -479,7 +616,7 @@ mod tests {
                 Event::Output { rank, stream, data } => {
                     out.entry((rank, stream)).or_insert_with(Vec::new).push(data)
                 }
-                Event::Exited { rank, status } => {
+                Event::Exited { rank, status, .. } => {
                     exits.insert(rank, status);
                 }
                 Event::Started { .. } => {}

@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -73,12 +74,13 @@ pub struct Cli {
     pub output_filename: Option<PathBuf>,
 
     /// End the job after this many seconds and report it as timed out (exit status 124).
-    #[arg(long, value_name = "SECONDS")]
-    pub timeout: Option<f64>,
+    #[arg(long, value_name = "SECONDS", value_parser = rmpi_transport::seconds::parse)]
+    pub timeout: Option<Duration>,
 
     /// Seconds ranks wait for the rendezvous and their peers (sets RMPI_BOOT_TIMEOUT).
-    #[arg(long = "boot-timeout", value_name = "SECONDS", default_value_t = 60)]
-    pub boot_timeout: u64,
+    #[arg(long = "boot-timeout", value_name = "SECONDS", default_value = "60",
+          value_parser = rmpi_transport::seconds::parse)]
+    pub boot_timeout: Duration,
 
     /// SSH client command, split like a shell would (default: $RMPI_SSH, else `ssh`).
     /// Example: --ssh "ssh -F /path/to/config". It always runs with BatchMode=yes.
@@ -86,7 +88,8 @@ pub struct Cli {
     pub ssh: Option<String>,
 
     /// Seconds to wait for an SSH connection (ssh's ConnectTimeout).
-    #[arg(long = "connect-timeout", value_name = "SECONDS", default_value_t = 10)]
+    #[arg(long = "connect-timeout", value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=rmpi_transport::seconds::MAX_SECONDS))]
     pub connect_timeout: u64,
 
     /// Report launch progress on stderr.
@@ -244,7 +247,7 @@ mod tests {
         let c =
             parse(&["rmpirun", "--oversubscribe", "--tag-output", "-v", "--timeout", "2.5", "a"]);
         assert!(c.oversubscribe && c.tag_output && c.verbose);
-        assert_eq!(c.timeout, Some(2.5));
+        assert_eq!(c.timeout, Some(Duration::from_millis(2500)));
         let c = parse(&["rmpirun", "-wdir", "/tmp", "-oversubscribe", "a", "-wdir"]);
         assert_eq!(c.wdir.as_deref(), Some("/tmp"));
         assert!(c.oversubscribe);
@@ -258,6 +261,23 @@ mod tests {
     fn program_is_required() {
         let args = normalize_args(["rmpirun", "-n", "2"].iter().map(OsString::from));
         assert!(Cli::try_parse_from(args).is_err());
+    }
+
+    #[test]
+    fn absurd_timeouts_are_usage_errors() {
+        for (opt, value) in [
+            ("--timeout", "1e20"),
+            ("--timeout", "0"),
+            ("--boot-timeout", "18446744073709551615"),
+            ("--boot-timeout", "-1"),
+            ("--connect-timeout", "18446744073709551615"),
+        ] {
+            let args = normalize_args(["rmpirun", opt, value, "a"].iter().map(OsString::from));
+            let e = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(e.contains(opt), "{opt} {value}: {e}");
+        }
+        let c = parse(&["rmpirun", "--boot-timeout", "0.5", "a"]);
+        assert_eq!(c.boot_timeout, Duration::from_millis(500));
     }
 
     #[test]

@@ -84,12 +84,48 @@ pub enum HostfileError {
     /// The file holds no host at all.
     #[error("hostfile {path} lists no host")]
     Empty { path: PathBuf },
+    /// The file is larger than any real hostfile ([`MAX_FILE`] bytes).
+    #[error("hostfile {path} is larger than {limit} bytes; is it really a hostfile?")]
+    TooLarge { path: PathBuf, limit: u64 },
 }
+
+/// Largest hostfile read, in bytes (a million hosts of 16 characters fit).
+pub const MAX_FILE: u64 = 16 << 20;
+
+/// Longest hostfile line, in bytes.
+pub const MAX_LINE: usize = 4096;
+
+/// Most slots one host may have: the largest world (`RMPI_SIZE` is at most 65535).
+pub const MAX_SLOTS: usize = 65_535;
+
+/// Longest host name (DNS allows 253 characters).
+const MAX_HOST_NAME: usize = 253;
+
+/// Longest piece of a bad line echoed in an error message.
+const ECHO: usize = 80;
 
 /// Reads and parses a hostfile.
 pub fn read_hostfile(path: &Path) -> Result<Vec<HostEntry>, HostfileError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| HostfileError::Read { path: path.to_path_buf(), source })?;
+    use std::io::Read;
+    let read_err = |source| HostfileError::Read { path: path.to_path_buf(), source };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(HostfileError::TooLarge { path: path.to_path_buf(), limit: MAX_FILE });
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        let start = bytes[..at].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        HostfileError::Syntax {
+            origin: Origin::File { path: path.to_path_buf(), line },
+            text: shorten(&String::from_utf8_lossy(&bytes[start..at])),
+            reason: format!("byte {} of the line is not UTF-8", at - start + 1),
+        }
+    })?;
     let hosts = parse_hostfile(&text, path)?;
     if hosts.is_empty() {
         return Err(HostfileError::Empty { path: path.to_path_buf() });
@@ -110,10 +146,25 @@ pub fn parse_hostfile(text: &str, path: &Path) -> Result<Vec<HostEntry>, Hostfil
             continue;
         }
         let origin = Origin::File { path: path.to_path_buf(), line: idx + 1 };
+        if raw.len() > MAX_LINE {
+            return Err(HostfileError::Syntax {
+                origin,
+                text: shorten(line),
+                reason: format!("line is longer than {MAX_LINE} bytes"),
+            });
+        }
         let entry = parse_line(line, &origin)?;
-        merge(&mut hosts, entry);
+        merge(&mut hosts, entry, line, &origin)?;
     }
     Ok(hosts)
+}
+
+/// At most [`ECHO`] characters of `s`, for error messages.
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(ECHO) {
+        Some((end, _)) => format!("{}...", &s[..end]),
+        None => s.to_string(),
+    }
 }
 
 /// Parses the argument of `-H`: comma-separated `host` or `host:N` items (same syntax as a
@@ -130,27 +181,50 @@ pub fn parse_host_list(list: &str) -> Result<Vec<HostEntry>, HostfileError> {
             });
         }
         let entry = parse_line(item, &Origin::CommandLine)?;
-        merge(&mut hosts, entry);
+        merge(&mut hosts, entry, item, &Origin::CommandLine)?;
     }
     Ok(hosts)
 }
 
-fn merge(hosts: &mut Vec<HostEntry>, entry: HostEntry) {
-    if let Some(existing) = hosts.iter_mut().find(|h| h.same_target(&entry)) {
-        existing.slots += entry.slots;
-        existing.max_slots = match (existing.max_slots, entry.max_slots) {
-            (Some(a), Some(b)) => Some(a + b),
-            _ => None,
-        };
-    } else {
+/// Adds `entry` to `hosts`, or its slots to the same host's earlier entry (`line`/`origin`
+/// name the entry for the error when the sum exceeds [`MAX_SLOTS`]).
+fn merge(
+    hosts: &mut Vec<HostEntry>,
+    entry: HostEntry,
+    line: &str,
+    origin: &Origin,
+) -> Result<(), HostfileError> {
+    let Some(existing) = hosts.iter_mut().find(|h| h.same_target(&entry)) else {
         hosts.push(entry);
+        return Ok(());
+    };
+    let add = |a: usize, b: usize| a.checked_add(b).filter(|&n| n <= MAX_SLOTS);
+    let slots = add(existing.slots, entry.slots);
+    let max_slots = match (existing.max_slots, entry.max_slots) {
+        (Some(a), Some(b)) => Some(add(a, b)),
+        _ => Some(None),
+    };
+    match (slots, max_slots) {
+        (Some(slots), Some(max_slots)) => {
+            existing.slots = slots;
+            existing.max_slots = max_slots;
+            Ok(())
+        }
+        _ => Err(HostfileError::Syntax {
+            origin: origin.clone(),
+            text: shorten(line),
+            reason: format!(
+                "{} is listed before; together its slots come to more than {MAX_SLOTS}",
+                entry.display_name()
+            ),
+        }),
     }
 }
 
 fn parse_line(line: &str, origin: &Origin) -> Result<HostEntry, HostfileError> {
     let err = |reason: &str| HostfileError::Syntax {
         origin: origin.clone(),
-        text: line.to_string(),
+        text: shorten(line),
         reason: reason.to_string(),
     };
     let mut words = line.split_whitespace();
@@ -233,9 +307,10 @@ fn split_host_count(s: &str) -> Result<(String, Option<usize>), String> {
 }
 
 fn parse_count(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("expected a positive count, found `{s}`")),
+    match s.parse::<u128>() {
+        Ok(n @ 1..) if n <= MAX_SLOTS as u128 => Ok(n as usize),
+        Ok(1..) => Err(format!("a count must be at most {MAX_SLOTS}, found `{}`", shorten(s))),
+        _ => Err(format!("expected a positive count, found `{}`", shorten(s))),
     }
 }
 
@@ -245,6 +320,9 @@ fn check_host(name: &str) -> Result<(), String> {
     }
     if name.starts_with('-') {
         return Err("host name must not start with `-`".into());
+    }
+    if name.len() > MAX_HOST_NAME {
+        return Err(format!("host name is longer than {MAX_HOST_NAME} characters"));
     }
     if name.parse::<Ipv6Addr>().is_ok() {
         return Ok(());
@@ -360,6 +438,37 @@ mod tests {
         let missing = dir.path().join("missing");
         let err = read_hostfile(&missing).unwrap_err().to_string();
         assert!(err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn absurd_counts_are_refused_with_their_line() {
+        let e = parse("n slots=9223372036854775808\nn slots=9223372036854775808\n").unwrap_err();
+        assert!(e.to_string().contains("hosts:1") && e.to_string().contains("at most"), "{e}");
+        // Each line is fine, their sum is not: the second line is blamed, nothing wraps.
+        let e = parse("n slots=40000\nm\nn:40000\n").unwrap_err().to_string();
+        assert!(e.contains("hosts:3") && e.contains("more than 65535"), "{e}");
+        assert_eq!(parse("n slots=30000\nn:35535\n").unwrap()[0].slots, MAX_SLOTS);
+        let e = parse("n max_slots=18446744073709551615").unwrap_err().to_string();
+        assert!(e.contains("max_slots") && e.contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn hostile_files_give_short_errors_with_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, b"node1\nnode2 slots=2\nno\xffde3\n").unwrap();
+        let e = read_hostfile(&path).unwrap_err().to_string();
+        assert!(e.contains("hosts:3") && e.contains("not UTF-8"), "{e}");
+        let zero = read_hostfile(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(zero, HostfileError::TooLarge { .. }), "{zero}");
+        let huge = format!("node1\n{}\n", "h".repeat(1 << 20));
+        std::fs::write(&path, &huge).unwrap();
+        let e = read_hostfile(&path).unwrap_err().to_string();
+        assert!(e.contains("hosts:2") && e.contains("longer than") && e.len() < 300, "{e}");
+        let e = parse(&"h".repeat(300)).unwrap_err().to_string();
+        assert!(e.contains("longer than 253") && e.len() < 300, "{e}");
+        let e = parse_host_list(&format!("a,{}", "b".repeat(5000))).unwrap_err().to_string();
+        assert!(e.len() < 300, "{e}");
     }
 
     #[test]

@@ -11,11 +11,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::binding::BindTo;
+use crate::blame::{first_cause, now_ms, Failure, Kind};
 use crate::hostfile::HostEntry;
 use crate::link::{spawn_link, Link, LinkEvent, LinkSpec, SharedBinary};
 use crate::output::{message, progress, OutputSink};
 use crate::procs::signal_name;
-use crate::protocol::{Command, Event, ExitStatus, JobSpec, STDIN_WINDOW};
+use crate::protocol::{Command, Event, ExitCause, ExitStatus, JobSpec, STDIN_WINDOW};
 use crate::ssh::SshSettings;
 
 /// Exit status when `--timeout` ends the job.
@@ -68,9 +69,6 @@ struct HostState {
     stderr_tail: Vec<String>,
     ranks_left: usize,
 }
-
-/// A reason to end the job: the message and the exit status it implies.
-type Failure = (String, i32);
 
 /// Runs the job to its end; returns rmpirun's exit status.
 pub async fn run_job(cfg: JobConfig) -> i32 {
@@ -199,12 +197,12 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
                 sup.on_stdin(data);
                 None
             }
-            _ = sigint.recv() => Some(("interrupted (SIGINT)".into(), 128 + libc::SIGINT)),
-            _ = sigterm.recv() => Some(("terminated (SIGTERM)".into(), 128 + libc::SIGTERM)),
-            _ = sighup.recv() => Some(("hung up (SIGHUP)".into(), 128 + libc::SIGHUP)),
+            _ = sigint.recv() => Some(Failure::launcher("interrupted (SIGINT)".into(), 128 + libc::SIGINT)),
+            _ = sigterm.recv() => Some(Failure::launcher("terminated (SIGTERM)".into(), 128 + libc::SIGTERM)),
+            _ = sighup.recv() => Some(Failure::launcher("hung up (SIGHUP)".into(), 128 + libc::SIGHUP)),
             _ = &mut timeout, if sup.ending.is_none() => {
                 let secs = cfg.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0);
-                Some((format!("job timed out after {secs} s"), EXIT_TIMEOUT))
+                Some(Failure::launcher(format!("job timed out after {secs} s"), EXIT_TIMEOUT))
             }
             _ = deadline => {
                 if cfg.verbose {
@@ -218,6 +216,9 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
         }
     }
 
+    if let Some(cause) = first_cause(&sup.failures) {
+        message(&format!("{}; ended the job", cause.text));
+    }
     if cfg.verbose {
         progress("every rank has exited");
     }
@@ -241,8 +242,10 @@ struct Supervisor<'a> {
     sink: OutputSink,
     /// Pid of each started rank.
     pids: HashMap<u32, u32>,
-    /// Exit status decided by the first failure; set once.
+    /// Exit status of the job's cause so far (see [`crate::blame`]); set at the first failure.
     ending: Option<i32>,
+    /// Every failure, in the order reported.
+    failures: Vec<Failure>,
     /// Ranks that have not ended yet.
     remaining: usize,
     /// Bytes of stdin sent to rank 0's agent and not yet acknowledged.
@@ -261,6 +264,7 @@ impl<'a> Supervisor<'a> {
             sink: OutputSink::new(cfg.tag_output, cfg.output_dir.clone()),
             pids: HashMap::new(),
             ending: None,
+            failures: Vec::new(),
             remaining: cfg.placement.len(),
             stdin_in_flight: 0,
             end_deadline: None,
@@ -280,19 +284,20 @@ impl<'a> Supervisor<'a> {
         self.cfg.hosts[h].display_name()
     }
 
-    /// Records the first failure and ends the job; later ones are only shown with `-v`.
-    fn fail(&mut self, (text, code): Failure) {
-        if self.ending.is_some() {
-            if self.cfg.verbose {
-                message(&text);
-            }
-            return;
+    /// Records a failure; the first one ends the job. Which is the job's cause is decided at
+    /// the end ([`crate::blame`]); with `-v` every failure is shown as it comes.
+    fn fail(&mut self, failure: Failure) {
+        if self.cfg.verbose {
+            progress(&format!("failure: {}", failure.text));
         }
-        message(&format!("{text}; ending the job"));
-        self.ending = Some(code);
-        self.end_deadline = Some(tokio::time::Instant::now() + END_WAIT);
-        for link in self.links.values() {
-            let _ = link.commands.send(Command::Kill);
+        let first = self.failures.is_empty();
+        self.failures.push(failure);
+        self.ending = first_cause(&self.failures).map(|f| f.code);
+        if first {
+            self.end_deadline = Some(tokio::time::Instant::now() + END_WAIT);
+            for link in self.links.values() {
+                let _ = link.commands.send(Command::Kill);
+            }
         }
     }
 
@@ -328,7 +333,7 @@ impl<'a> Supervisor<'a> {
         match ev {
             Event::Output { rank, stream, data } => {
                 if let Err(e) = self.sink.line(rank, stream, &data) {
-                    return Some((e.to_string(), EXIT_LAUNCH));
+                    return Some(Failure::launcher(e.to_string(), EXIT_LAUNCH));
                 }
             }
             Event::Started { rank, pid } => {
@@ -338,18 +343,24 @@ impl<'a> Supervisor<'a> {
                 self.rank_ended(h);
                 let code = if not_found { EXIT_NOT_FOUND } else { EXIT_LAUNCH };
                 let text = format!("cannot start rank {rank} on {}: {error}", self.host_name(h));
-                return Some((text, code));
+                return Some(Failure { text, code, kind: Kind::Cause { at_ms: now_ms() } });
             }
-            Event::Exited { rank, status } => {
+            Event::Exited { rank, status, cause, at_ms } => {
                 self.rank_ended(h);
                 if !status.success() {
                     let pid = self.pids.get(&rank).copied().unwrap_or(0);
+                    let after = match &cause {
+                        ExitCause::LostPeer(p) => format!(" after losing rank {p}"),
+                        ExitCause::Failed(how) => format!(" ({how})"),
+                        ExitCause::Own | ExitCause::EndedByAgent => String::new(),
+                    };
                     let text = format!(
-                        "rank {rank} on {} (pid {pid}) {}",
+                        "rank {rank} on {} (pid {pid}) {}{after}",
                         self.host_name(h),
                         describe(status)
                     );
-                    return Some((text, status.shell_code()));
+                    let kind = Kind::of_exit(&cause, at_ms);
+                    return Some(Failure { text, code: status.shell_code(), kind });
                 }
             }
             Event::Done => {
@@ -390,7 +401,7 @@ impl<'a> Supervisor<'a> {
         };
         let lost = std::mem::take(&mut st.ranks_left);
         self.remaining = self.remaining.saturating_sub(lost);
-        Some((text, EXIT_LAUNCH))
+        Some(Failure { text, code: EXIT_LAUNCH, kind: Kind::Cause { at_ms: now_ms() } })
     }
 
     /// Forwards a chunk of rmpirun's stdin (or its end) to rank 0's agent.

@@ -2,7 +2,6 @@
 //! (or, as `rmpirun --node-agent`, runs a node agent).
 
 use std::ffi::OsString;
-use std::time::Duration;
 
 use clap::Parser;
 
@@ -73,18 +72,10 @@ fn srun_job(cli: &Cli) -> Result<Option<slurm::SrunJob>, String> {
         exports: parse_exports(&cli.export)?,
         wdir: cli.wdir.clone(),
         tag_output: cli.tag_output,
-        timeout: timeout_of(cli)?,
-        boot_timeout: Duration::from_secs(cli.boot_timeout.max(1)),
+        timeout: cli.timeout,
+        boot_timeout: cli.boot_timeout,
         verbose: cli.verbose,
     }))
-}
-
-fn timeout_of(cli: &Cli) -> Result<Option<Duration>, String> {
-    match cli.timeout {
-        None => Ok(None),
-        Some(t) if t.is_finite() && t > 0.0 => Ok(Some(Duration::from_secs_f64(t))),
-        Some(t) => Err(format!("--timeout {t}: must be a positive number of seconds")),
-    }
 }
 
 /// Turns the command line into a job: hosts, placement, environment, settings.
@@ -113,7 +104,7 @@ fn job_config(cli: &Cli) -> Result<JobConfig, String> {
             (Some(here.to_string_lossy().into_owned()), false)
         }
     };
-    let timeout = timeout_of(cli)?;
+    let timeout = cli.timeout;
     let ssh =
         SshSettings::new(cli.ssh.as_deref(), cli.connect_timeout).map_err(|e| e.to_string())?;
     Ok(JobConfig {
@@ -126,7 +117,7 @@ fn job_config(cli: &Cli) -> Result<JobConfig, String> {
         tag_output: cli.tag_output,
         output_dir: cli.output_filename.clone(),
         timeout,
-        boot_timeout: Duration::from_secs(cli.boot_timeout.max(1)),
+        boot_timeout: cli.boot_timeout,
         ssh,
         verbose: cli.verbose,
         bind: cli.bind_to,

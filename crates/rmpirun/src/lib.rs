@@ -23,6 +23,7 @@
 
 pub mod agent;
 pub mod binding;
+pub mod blame;
 pub mod cli;
 pub mod hostfile;
 pub mod job;

@@ -99,6 +99,28 @@ pub struct Link {
 }
 
 /// Starts a link.
+/// Most SSH sessions set up at once, by default: each costs the launcher an ssh process doing
+/// key exchange and authentication, and a site's bastion or a shared sshd drops connections
+/// beyond its own limit (`MaxStartups`, 10 unauthenticated by default). Every host still gets
+/// exactly one session; the rest wait their turn. `RMPI_SSH_HANDSHAKES` changes it.
+pub const DEFAULT_SSH_HANDSHAKES: usize = 64;
+
+/// The variable that overrides [`DEFAULT_SSH_HANDSHAKES`].
+pub const SSH_HANDSHAKES: &str = "RMPI_SSH_HANDSHAKES";
+
+/// Permits for SSH sessions being set up (held from starting ssh until the remote shell runs).
+fn handshakes() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let n = std::env::var(SSH_HANDSHAKES)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| (1..=4096).contains(n))
+            .unwrap_or(DEFAULT_SSH_HANDSHAKES);
+        tokio::sync::Semaphore::new(n)
+    })
+}
+
 pub fn spawn_link(spec: LinkSpec, events: EventSender) -> Link {
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
@@ -167,6 +189,8 @@ async fn run_remote(
         }
         progress(&format!("{}: {}", spec.host.display_name(), shown.join(" ")));
     }
+    // Held until the remote shell answers (or the set-up fails).
+    let permit = handshakes().acquire().await.ok();
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::piped())
@@ -201,25 +225,27 @@ async fn run_remote(
     let _ = stdin.write_all(header.as_bytes()).await;
     let mut reader = BufReader::new(stdout);
     let boot_limit = Duration::from_secs(ssh.connect_timeout + 30);
-    let reason =
-        match tokio::time::timeout(boot_limit, wait_for_marker(&mut reader, index, events)).await {
-            Err(_) => Some(format!("no answer from the remote shell within {boot_limit:?}")),
-            Ok(Err(e)) => Some(e),
-            Ok(Ok(need)) => {
-                if spec.verbose {
-                    let what = if need { "sending the agent binary" } else { "agent cached" };
-                    progress(&format!("{}: shell up, {what}", spec.host.display_name()));
-                }
-                if need {
-                    match stdin.write_all(&bin.bytes).await.and(stdin.flush().await) {
-                        Ok(()) => None,
-                        Err(e) => Some(format!("sending the agent binary: {e}")),
-                    }
-                } else {
-                    None
-                }
+    let shell_up = tokio::time::timeout(boot_limit, wait_for_marker(&mut reader, index, events));
+    let shell_up = shell_up.await;
+    drop(permit);
+    let reason = match shell_up {
+        Err(_) => Some(format!("no answer from the remote shell within {boot_limit:?}")),
+        Ok(Err(e)) => Some(e),
+        Ok(Ok(need)) => {
+            if spec.verbose {
+                let what = if need { "sending the agent binary" } else { "agent cached" };
+                progress(&format!("{}: shell up, {what}", spec.host.display_name()));
             }
-        };
+            if need {
+                match stdin.write_all(&bin.bytes).await.and(stdin.flush().await) {
+                    Ok(()) => None,
+                    Err(e) => Some(format!("sending the agent binary: {e}")),
+                }
+            } else {
+                None
+            }
+        }
+    };
     let mut reason = match reason {
         Some(r) => r,
         None => drive(spec, reader, stdin, ctl_rx, events).await,

@@ -12,6 +12,30 @@ pub fn is_running(pid: i32) -> bool {
     }
 }
 
+/// Whether any process of process group `pgid` is still alive (zombies do not count: they have
+/// exited and only wait to be reaped).
+///
+/// `kill(-pgid, 0)` alone cannot answer this: it succeeds while a zombie member is unreaped,
+/// and an orphaned member is reaped by init at init's own pace.
+pub fn group_has_live_members(pgid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks for existence; no memory involved.
+    if unsafe { libc::kill(-pgid, 0) } != 0 {
+        return false;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .any(|stat| {
+            // After the parenthesised name: state, ppid, pgrp, ...
+            let Some(pos) = stat.rfind(')') else { return false };
+            let mut fields = stat[pos + 1..].split_whitespace();
+            let state = fields.next();
+            let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+            pgrp == Some(pgid) && !matches!(state, Some("Z" | "X"))
+        })
+}
+
 /// Conventional short name of a signal number (`SIGKILL`), or `signal N`.
 pub fn signal_name(sig: i32) -> String {
     let name = match sig {
@@ -48,5 +72,32 @@ mod tests {
         assert!(!is_running(i32::MAX));
         assert_eq!(signal_name(9), "SIGKILL");
         assert_eq!(signal_name(64), "signal 64");
+    }
+
+    #[test]
+    fn group_liveness_follows_its_members() {
+        use std::os::unix::process::CommandExt;
+        // A leader with a child in its group; the leader exits at once, the child sleeps on.
+        let mut leader = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & echo $!"])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = leader.id() as i32;
+        // One line (the child's pid): the child holds the pipe open, so no read to the end.
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(leader.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        leader.wait().unwrap();
+        assert!(group_has_live_members(pgid), "the orphaned child still runs");
+        // SAFETY: signals the group this test created.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let t0 = std::time::Instant::now();
+        while group_has_live_members(pgid) {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(10), "group never died");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!group_has_live_members(i32::MAX));
     }
 }

@@ -11,7 +11,7 @@ use crate::binding::BindTo;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Version of this protocol; the agent reports it in [`Event::Hello`].
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame accepted (an output line is split well below this).
 pub const MAX_FRAME: usize = 16 << 20;
@@ -114,8 +114,9 @@ pub enum Event {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
-    /// A rank ended (sent after its output).
-    Exited { rank: u32, status: ExitStatus },
+    /// A rank ended (sent after its output), at `at_ms` (the agent's wall clock, milliseconds
+    /// since the Unix epoch), for the reason its agent can tell.
+    Exited { rank: u32, status: ExitStatus, cause: ExitCause, at_ms: u64 },
     /// The agent has ended every rank and is about to exit.
     Done,
     /// Keep-alive, sent every [`PING_INTERVAL`] by remote agents.
@@ -123,6 +124,20 @@ pub enum Event {
     /// This many bytes of [`Command::Stdin`] were written to the rank (or dropped because it
     /// closed its stdin): the launcher keeps at most [`STDIN_WINDOW`] bytes unacknowledged.
     StdinAck { bytes: u64 },
+}
+
+/// Why a rank ended, as far as its agent can tell: what lets the launcher name the first
+/// failure of a job rather than the ranks that failed because of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitCause {
+    /// Nothing the agent knows of: the rank's own exit, crash or a signal from outside.
+    Own,
+    /// The rank said it was failing by itself, and how (`panicked`, `abort(7)`).
+    Failed(String),
+    /// The rank had told the agent it lost this peer (world rank) before it ended.
+    LostPeer(u32),
+    /// The agent had signalled it to end the job.
+    EndedByAgent,
 }
 
 /// Most bytes of stdin in flight to an agent, so a rank that reads slowly slows the reading of
@@ -208,9 +223,13 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
         let ev = Event::Output { rank: 3, stream: Stream::Stderr, data: b"hi\n".to_vec() };
         write_frame(&mut a, &ev).await.unwrap();
-        write_frame(&mut a, &Event::Exited { rank: 3, status: ExitStatus::Signal(9) })
-            .await
-            .unwrap();
+        let exited = Event::Exited {
+            rank: 3,
+            status: ExitStatus::Signal(9),
+            cause: ExitCause::Own,
+            at_ms: 7,
+        };
+        write_frame(&mut a, &exited).await.unwrap();
         drop(a);
         match read_frame::<_, Event>(&mut b).await.unwrap() {
             Some(Event::Output { rank: 3, stream: Stream::Stderr, data }) => {
@@ -219,7 +238,9 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         match read_frame::<_, Event>(&mut b).await.unwrap() {
-            Some(Event::Exited { rank: 3, status }) => assert_eq!(status.shell_code(), 137),
+            Some(Event::Exited { rank: 3, status, cause: ExitCause::Own, at_ms: 7 }) => {
+                assert_eq!(status.shell_code(), 137)
+            }
             other => panic!("unexpected {other:?}"),
         }
         assert!(read_frame::<_, Event>(&mut b).await.unwrap().is_none());

@@ -270,6 +270,56 @@ fn crashing_rank_ends_every_rank_on_every_host() {
     c.assert_no_orphans(Duration::from_secs(3));
 }
 
+#[test]
+fn the_failed_rank_is_blamed_over_four_hosts() {
+    // Rank 6 (on h2) fails while the others wait on it; its peers on every host fail at once
+    // too, and their agents' reports race h2's. Twenty runs, so that a race shows; then two
+    // ranks failing at once, where either may be the first.
+    let Some((_g, c)) = cluster(13, Options::hosts(4)) else { return };
+    let hostfile = c.hostfile("h1 slots=4\nh2 slots=4\nh3 slots=4\nh4 slots=4\n");
+    let hostfile = hostfile.to_str().unwrap();
+    let mesh = mesh_check();
+    let mesh = mesh.to_str().unwrap();
+    let cases = [
+        ("kill", 137, "killed by signal 9"),
+        ("exit", 3, "status 3"),
+        ("panic", 101, "status 101 (panicked)"),
+        ("abort", 7, "status 7 (abort(7))"),
+    ];
+    let blamed = |out: &support::Finished| -> String {
+        let v: Vec<&str> = out.stderr.lines().filter(|l| l.ends_with("; ended the job")).collect();
+        assert_eq!(v.len(), 1, "one verdict: {}", out.stderr);
+        v[0].to_string()
+    };
+    for run_no in 0..20 {
+        let (how, code, what) = cases[run_no % cases.len()];
+        let args = ["-n", "16", "--hostfile", hostfile, mesh, "--victims-exit", "--fail", "6", how];
+        let out = run(c.rmpirun(&args), LIMIT);
+        let verdict = blamed(&out);
+        assert!(
+            verdict.starts_with("rmpirun: rank 6 on h2 ") && verdict.contains(what),
+            "run {run_no} ({how}) blamed: {verdict}\n{}",
+            out.stderr
+        );
+        assert_eq!(out.code(), code, "run {run_no} ({how}): {}", out.stderr);
+    }
+    for run_no in 0..6 {
+        let args = ["-n", "16", "--hostfile", hostfile, mesh, "--victims-exit", "--fail", "6,13"];
+        let out = run(c.rmpirun(&[&args[..], &["exit"]].concat()), LIMIT);
+        let verdict = blamed(&out);
+        assert!(
+            ["rmpirun: rank 6 on h2 ", "rmpirun: rank 13 on h4 "]
+                .iter()
+                .any(|r| verdict.starts_with(r))
+                && verdict.contains("status 3"),
+            "double run {run_no} blamed: {verdict}\n{}",
+            out.stderr
+        );
+        assert_eq!(out.code(), 3, "double run {run_no}: {}", out.stderr);
+    }
+    c.assert_no_orphans(Duration::from_secs(3));
+}
+
 /// Starts `ranks` hanging ranks over the cluster's hosts and waits until all joined.
 fn hanging_job(c: &Cluster, ranks: usize, hostfile: &str) -> support::Running {
     let hostfile = c.hostfile(hostfile);
@@ -422,21 +472,52 @@ fn launcher_name_resolving_to_loopback_and_timeout() {
     c.assert_no_orphans(Duration::from_secs(2));
 }
 
+/// Cuts a host's link to the bridge: no FIN, no RST, just silence.
+fn cut_off(c: &Cluster, link: &str) {
+    let status = std::process::Command::new("ip")
+        .args(["-n", &c.bridge_ns, "link", "set", link, "down"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 #[test]
 fn network_partition_ends_the_job_on_both_sides() {
     let Some((_g, c)) = cluster(10, Options::hosts(2)) else { return };
     let job = hanging_job(&c, 4, "h1 slots=2\nh2 slots=2\n");
     // Cut h2 off the bridge: no FIN, no RST, just silence.
     let t0 = std::time::Instant::now();
-    let status = std::process::Command::new("ip")
-        .args(["-n", &c.bridge_ns, "link", "set", "vh2", "down"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    cut_off(&c, "vh2");
     // The agent on h2 hears no keep-alive either and ends its ranks by itself.
     let needles: &[&str] = &["lost the connection to h2", "no word from the agent"];
     expect_end(&c, job, t0, (1, needles), Duration::from_secs(10), Duration::from_secs(8));
     assert!(t0.elapsed() < Duration::from_secs(12), "took {:?}", t0.elapsed());
+}
+
+#[test]
+fn a_silent_peer_host_is_noticed_by_the_library_alone() {
+    // Rank 0 (h1) waits on rank 3 (h2); h2 is cut off without a FIN or RST. The transport's
+    // keep-alive (RMPI_PEER_TIMEOUT=2) must fail the wait, naming rank 3, before rmpirun's own
+    // watchdog (5 s) ends the job.
+    let Some((_g, c)) = cluster(14, Options::hosts(2)) else { return };
+    let hostfile = c.hostfile("h1 slots=2\nh2 slots=2\n");
+    let mesh = mesh_check();
+    let args = ["-n", "4", "-x", "RMPI_PEER_TIMEOUT=2", "--hostfile", hostfile.to_str().unwrap()];
+    let job = start(c.rmpirun(&[&args[..], &[mesh.to_str().unwrap(), "--wait-peer"]].concat()));
+    job.wait_for_lines(LIMIT, |l| l.iter().filter(|l| l.starts_with("ready ")).count() == 4);
+    let t0 = std::time::Instant::now();
+    cut_off(&c, "vh2");
+    let lost = |l: &[String]| l.iter().any(|l| l.starts_with("rank 0: lost after"));
+    job.wait_for_lines(Duration::from_secs(15), lost);
+    let noticed = t0.elapsed();
+    let line = job.lines.lock().unwrap().iter().find(|l| lost(&[l.to_string()])).cloned();
+    let line = line.unwrap_or_default();
+    assert!(line.contains("rank 3") && line.contains("h2"), "{line}");
+    assert!(line.contains("timed out"), "{line}");
+    eprintln!("noticed after {noticed:?}: {line}");
+    assert!(noticed < Duration::from_millis(4500), "noticed after {noticed:?}: {line}");
+    let needles: &[&str] = &["lost the connection to h2"];
+    expect_end(&c, job, t0, (1, needles), Duration::from_secs(12), Duration::from_secs(8));
 }
 
 /// Startup-to-exit times, rmpirun next to Open MPI's mpirun on the same job shapes (run with

@@ -304,3 +304,95 @@ fn ranks_get_a_core_each_when_they_fit_and_none_otherwise() {
     let (cpus, _) = job(&["-bind-to", "none"], n);
     assert!(cpus.iter().all(|c| c == &allowed), "{cpus:?}");
 }
+
+#[test]
+fn refused_connections_are_logged_on_stderr() {
+    // Each rank knocks on the job's rendezvous with garbage before joining: rmpirun (which serves
+    // the rendezvous) must say so, with the address, and the job must still run.
+    let mesh = mesh_check();
+    let script = format!(
+        "printf 'not a hello at all, 48 bytes of it, and more....' > \
+         /dev/tcp/${{RMPI_RENDEZVOUS%:*}}/${{RMPI_RENDEZVOUS##*:}}; exec {}",
+        mesh.display()
+    );
+    let out = run(rmpirun_cmd(&["-n", "2", "bash", "-c", &script]), LIMIT);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    let refusals: Vec<&str> =
+        out.stderr.lines().filter(|l| l.contains("rendezvous: refused connection")).collect();
+    assert_eq!(refusals.len(), 2, "stderr: {}", out.stderr);
+    assert!(refusals.iter().all(|l| l.contains("127.0.0.1:")), "{refusals:?}");
+    // RMPI_LOG=off silences them.
+    let out = run(rmpirun_env(&["-n", "2", "bash", "-c", &script], "RMPI_LOG", "off"), LIMIT);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    assert!(!out.stderr.contains("refused"), "stderr: {}", out.stderr);
+}
+
+#[test]
+fn the_failed_rank_is_blamed_not_the_peers_that_lost_it() {
+    // Rank 2 fails while the others wait on it; they fail at once too ("victims"), and their
+    // reports race rank 2's. Twenty runs, so that a race shows.
+    let mesh = mesh_check();
+    let cases = [
+        ("kill", 137, "killed by signal 9"),
+        ("exit", 3, "status 3"),
+        ("panic", 101, "status 101"),
+        ("abort", 7, "status 7"),
+    ];
+    for run_no in 0..20 {
+        let (how, code, what) = cases[run_no % cases.len()];
+        let args = ["-n", "4", mesh.to_str().unwrap(), "--victims-exit", "--fail", "2", how];
+        let out = run(rmpirun_cmd(&args), LIMIT);
+        let verdict: Vec<&str> =
+            out.stderr.lines().filter(|l| l.ends_with("; ended the job")).collect();
+        assert_eq!(verdict.len(), 1, "run {run_no} ({how}): {}", out.stderr);
+        assert!(
+            verdict[0].starts_with("rmpirun: rank 2 on ") && verdict[0].contains(what),
+            "run {run_no} ({how}) blamed: {}\n{}",
+            verdict[0],
+            out.stderr
+        );
+        assert_eq!(out.code(), code, "run {run_no} ({how}): {}", out.stderr);
+    }
+}
+
+#[test]
+fn ssh_sessions_are_set_up_a_bounded_number_at_a_time() {
+    // A stand-in for ssh that runs the remote command here, and counts how many of its kind are
+    // in their "handshake" (the first 300 ms) at once. Six hosts, two handshakes allowed.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let wrapper = dir.path().join("fake-ssh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a; do last=$a; done\n\
+             ( flock 9; n=$(( $(cat {d}/n 2>/dev/null || echo 0) + 1 )); echo $n > {d}/n; \
+               echo $n >> {d}/seen ) 9>{d}/lock\n\
+             sleep 0.3\n\
+             ( flock 9; echo $(( $(cat {d}/n) - 1 )) > {d}/n ) 9>{d}/lock\n\
+             export SSH_CONNECTION='127.0.0.1 50000 127.0.0.1 22'\n\
+             exec sh -c \"$last\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "n1\nn2\nn3\nn4\nn5\nn6\n").unwrap();
+    let args =
+        ["-n", "6", "--hostfile", hosts.to_str().unwrap(), "--ssh", wrapper.to_str().unwrap()];
+    let mut cmd = rmpirun_env(
+        &[&args[..], &["sh", "-c", "echo $RMPI_RANK"]].concat(),
+        "RMPI_SSH_HANDSHAKES",
+        "2",
+    );
+    cmd.env("XDG_CACHE_HOME", dir.path().join("cache"));
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    let mut ranks: Vec<u32> = out.stdout.lines().map(|l| l.trim().parse().unwrap()).collect();
+    ranks.sort_unstable();
+    assert_eq!(ranks, (0..6).collect::<Vec<_>>());
+    let seen = std::fs::read_to_string(dir.path().join("seen")).unwrap();
+    let most = seen.lines().map(|l| l.trim().parse::<u32>().unwrap()).max();
+    assert_eq!(most, Some(2), "concurrent handshakes seen: {seen:?}");
+}

@@ -105,23 +105,99 @@ impl Moto {
         assert!(reply.contains(" 200 "), "reset failed: {reply}");
     }
 
-    /// Launches instances through boto3 (see `fixtures/seed_moto.py`); returns, per requested
-    /// instance in order, what DescribeInstances says about it.
-    pub fn seed(&self, spec: &serde_json::Value) -> Vec<serde_json::Value> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed_moto.py");
+    /// Runs `fixtures/SCRIPT ENDPOINT` with the venv's Python, `input` as JSON on its standard
+    /// input; returns its standard output parsed as JSON. Panics with its stderr if it fails.
+    fn script<T: serde::de::DeserializeOwned>(&self, script: &str, input: &serde_json::Value) -> T {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(script);
         let mut child = Command::new(&self.python)
-            .arg(&script)
+            .arg(&path)
             .arg(&self.endpoint)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.python.display()));
-        child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).unwrap();
+        child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
         let out = wait_output(child, Duration::from_secs(60));
-        assert!(out.status.success(), "seeding failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }
+
+    /// Launches instances through boto3 (see `fixtures/seed_moto.py`); returns, per requested
+    /// instance in order, what DescribeInstances says about it.
+    pub fn seed(&self, spec: &serde_json::Value) -> Vec<serde_json::Value> {
+        self.script("seed_moto.py", spec)
+    }
+
+    /// Makes boto3 calls (see `fixtures/boto_calls.py`): `[(method, kwargs)]`; returns the
+    /// responses in order.
+    pub fn boto(&self, calls: &[(&str, serde_json::Value)]) -> Vec<serde_json::Value> {
+        let calls: Vec<serde_json::Value> = calls
+            .iter()
+            .map(|(method, kwargs)| serde_json::json!({"method": method, "kwargs": kwargs}))
+            .collect();
+        self.script("boto_calls.py", &serde_json::Value::from(calls))
+    }
+
+    /// One boto3 call.
+    pub fn boto1(&self, method: &str, kwargs: serde_json::Value) -> serde_json::Value {
+        self.boto(&[(method, kwargs)]).remove(0)
+    }
+
+    /// The port it listens on.
+    pub fn port_number(&self) -> u16 {
+        self.port()
+    }
+}
+
+/// Sends `req` on to the real server on 127.0.0.1:`port` with `body` instead of its own body
+/// (headers kept, so the signature's credential scope still names the region) and returns the
+/// server's answer.
+pub fn forward(port: u16, req: &SeenRequest, body: &str) -> Reply {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
+    for (k, v) in &req.headers {
+        if !matches!(k.as_str(), "host" | "content-length" | "connection") {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    head.push_str(&format!(
+        "host: 127.0.0.1:{port}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(502);
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    Reply { status, body: if chunked { dechunk(body) } else { body.to_string() } }
+}
+
+/// Decodes a chunked HTTP/1.1 body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A form body with parameter `name` set to `value` (others kept in order).
+pub fn with_param(body: &str, name: &str, value: &str) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(body.as_bytes()) {
+        out.append_pair(&k, if k == name { value } else { &v });
+    }
+    out.finish()
 }
 
 impl Drop for Moto {
