@@ -30,6 +30,7 @@ mod deadline;
 mod engine;
 pub mod env;
 mod error;
+mod limits;
 pub mod liveness;
 pub mod local;
 pub mod log;
