@@ -51,7 +51,10 @@ fn variants(op: &str) -> Option<Vec<Variant>> {
             ("pairwise", Settings { alltoall: AlltoallAlgo::Pairwise, ..d }),
         ],
         "reduce_scatter" => vec![
-            ("reduce_scatter", Settings { reduce_scatter: ReduceScatterAlgo::ReduceScatter, ..d }),
+            (
+                "reduce_scatter",
+                Settings { reduce_scatter: ReduceScatterAlgo::ReduceThenScatter, ..d },
+            ),
             ("ring", Settings { reduce_scatter: ReduceScatterAlgo::Ring, ..d }),
         ],
         "scan" => vec![

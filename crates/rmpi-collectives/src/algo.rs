@@ -10,7 +10,9 @@ use std::time::Duration;
 use rmpi_transport::{Error, Result};
 
 macro_rules! algo_enum {
-    ($(#[$doc:meta])* $name:ident, $env:literal, { $($(#[$vdoc:meta])* $v:ident => $s:literal),* $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident, $env:literal, {
+        $($(#[$vdoc:meta])* $v:ident => $s:literal $(| $alias:literal)*),* $(,)?
+    }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub enum $name {
@@ -28,7 +30,7 @@ macro_rules! algo_enum {
             pub fn parse(s: &str) -> Option<Self> {
                 match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
                     "auto" | "" => Some($name::Auto),
-                    $($s => Some($name::$v),)*
+                    $($s $(| $alias)* => Some($name::$v),)*
                     _ => None,
                 }
             }
@@ -139,8 +141,8 @@ algo_enum!(
     ReduceScatterAlgo, "RMPI_ALGO_REDUCE_SCATTER", {
         /// Ring: p-1 rounds of one block (commutative operators only).
         Ring => "ring",
-        /// Reduce to rank 0 then scatter.
-        ReduceScatter => "reduce_then_scatter",
+        /// Reduce to rank 0 then scatter (also spelled `reduce_scatter` in the variable).
+        ReduceThenScatter => "reduce_then_scatter" | "reduce_scatter",
     }
 );
 
@@ -445,11 +447,11 @@ impl Settings {
         commutative: bool,
     ) -> ReduceScatterAlgo {
         match self.reduce_scatter {
-            _ if !commutative => ReduceScatterAlgo::ReduceScatter,
+            _ if !commutative => ReduceScatterAlgo::ReduceThenScatter,
             ReduceScatterAlgo::Auto if p == 2 || bytes >= self.thresholds.reduce_scatter_long => {
                 ReduceScatterAlgo::Ring
             }
-            ReduceScatterAlgo::Auto => ReduceScatterAlgo::ReduceScatter,
+            ReduceScatterAlgo::Auto => ReduceScatterAlgo::ReduceThenScatter,
             a => a,
         }
     }
@@ -482,6 +484,16 @@ mod tests {
         assert_eq!(s.allreduce, AllreduceAlgo::Ring);
         assert_eq!(s.bcast, BcastAlgo::ScatterAllgather);
         assert!(s.check);
+        // The variant's own spelling and the documented one both work.
+        for spelling in ["reduce_then_scatter", "reduce_scatter", "Reduce-Scatter"] {
+            assert_eq!(
+                ReduceScatterAlgo::parse(spelling),
+                Some(ReduceScatterAlgo::ReduceThenScatter),
+                "{spelling}"
+            );
+        }
+        assert_eq!(ReduceScatterAlgo::ReduceThenScatter.name(), "reduce_then_scatter");
+        assert_eq!(ReduceAlgo::parse("linear"), Some(ReduceAlgo::Linear));
         let e = Settings::from_lookup(|k| (k == "RMPI_ALGO_GATHER").then(|| "tree".into()));
         match e {
             Err(Error::Env { var, msg }) => {
@@ -489,6 +501,34 @@ mod tests {
                 assert!(msg.contains("binomial"), "{msg}");
             }
             other => panic!("expected an env error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_docs_list_every_algorithm_name() {
+        let doc = include_str!("../../../docs/collectives.md");
+        let row = |env: &str| {
+            doc.lines()
+                .find(|l| l.split('|').nth(1).is_some_and(|c| c.contains(&format!("`{env}`"))))
+                .unwrap_or_else(|| panic!("no row for {env} in docs/collectives.md"))
+                .to_string()
+        };
+        let families: [(&str, &[&str]); 9] = [
+            (BcastAlgo::ENV, BcastAlgo::names()),
+            (ReduceAlgo::ENV, ReduceAlgo::names()),
+            (AllreduceAlgo::ENV, AllreduceAlgo::names()),
+            (AllgatherAlgo::ENV, AllgatherAlgo::names()),
+            (GatherAlgo::ENV, GatherAlgo::names()),
+            (ScatterAlgo::ENV, ScatterAlgo::names()),
+            (AlltoallAlgo::ENV, AlltoallAlgo::names()),
+            (ReduceScatterAlgo::ENV, ReduceScatterAlgo::names()),
+            (ScanAlgo::ENV, ScanAlgo::names()),
+        ];
+        for (env, names) in families {
+            let row = row(env);
+            for name in names {
+                assert!(row.contains(&format!("`{name}`")), "{env}: `{name}` missing in: {row}");
+            }
         }
     }
 

@@ -6,14 +6,14 @@
 //! [`Communicator`]:
 //!
 //! ```
-//! use rmpi_collectives::{Collectives, Sum};
-//! let out = rmpi_transport::local::run(3, |world| {
+//! use rmpi::collectives::{Collectives, Sum};
+//! let out = rmpi::local::run(3, |world| {
 //!     let mut v = vec![world.rank() as f64; 4];
 //!     world.allreduce_in_place(&mut v, Sum)?;
 //!     Ok(v)
 //! })?;
 //! assert!(out.iter().all(|v| v == &vec![3.0; 4]));
-//! # Ok::<(), rmpi_transport::Error>(())
+//! # Ok::<(), rmpi::Error>(())
 //! ```
 //!
 //! Module layout:
@@ -152,15 +152,15 @@ pub trait Collectives {
     /// This communicator with explicit settings, e.g. to force an algorithm:
     ///
     /// ```
-    /// use rmpi_collectives::{AllreduceAlgo, Collectives, Settings, Sum};
+    /// use rmpi::collectives::{AllreduceAlgo, Collectives, Settings, Sum};
     /// let s = Settings { allreduce: AllreduceAlgo::Ring, ..Settings::default() };
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// let out = rmpi::local::run(3, |world| {
     ///     let mut v = [1u64, 2, 3, 4, 5];
     ///     world.with_settings(s).allreduce_in_place(&mut v, Sum)?;
     ///     Ok(v)
     /// })?;
     /// assert_eq!(out[2], [3, 6, 9, 12, 15]);
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn with_settings(&self, settings: Settings) -> Tuned<'_> {
         Tuned { comm: self.communicator(), settings }
@@ -169,9 +169,9 @@ pub trait Collectives {
     /// Waits until every rank has called `barrier`.
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// rmpi_transport::local::run(5, |world| world.barrier())?;
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// use rmpi::collectives::Collectives;
+    /// rmpi::local::run(5, |world| world.barrier())?;
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn barrier(&self) -> Result<()> {
         let (c, _) = begin(self, OpKind::Barrier, 0, 0)?;
@@ -181,14 +181,14 @@ pub trait Collectives {
     /// Copies `buf` of rank `root` into `buf` of every rank (all pass the same length).
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(4, |world| {
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(4, |world| {
     ///     let mut v = if world.rank() == 2 { [7i32, 8, 9] } else { [0; 3] };
     ///     world.bcast(&mut v, 2)?;
     ///     Ok(v)
     /// })?;
     /// assert!(out.iter().all(|v| v == &[7, 8, 9]));
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn bcast<T: Pod>(&self, buf: &mut [T], root: usize) -> Result<()> {
         let (c, s) = begin(self, OpKind::Bcast, root, bytes_of::<T>(buf.len()))?;
@@ -204,8 +204,8 @@ pub trait Collectives {
     /// `Some(buffer)` of the same length; other ranks' `recv` is ignored).
     ///
     /// ```
-    /// use rmpi_collectives::{Collectives, Max};
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::{Collectives, Max};
+    /// let out = rmpi::local::run(3, |world| {
     ///     let mine = [world.rank() as i64, -(world.rank() as i64)];
     ///     let mut res = [0i64; 2];
     ///     let root = world.rank() == 1;
@@ -213,7 +213,7 @@ pub trait Collectives {
     ///     Ok(res)
     /// })?;
     /// assert_eq!(out[1], [2, 0]);
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn reduce<T: Pod, O: Op<T>>(
         &self,
@@ -247,14 +247,14 @@ pub trait Collectives {
     /// (MPI_IN_PLACE); on other ranks `buf` is only read.
     ///
     /// ```
-    /// use rmpi_collectives::{Collectives, Sum};
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::{Collectives, Sum};
+    /// let out = rmpi::local::run(3, |world| {
     ///     let mut v = [world.rank() as u32 + 1; 2];
     ///     world.reduce_in_place(&mut v, Sum, 0)?;
     ///     Ok(v)
     /// })?;
     /// assert_eq!(out, vec![[6, 6], [2, 2], [3, 3]]);
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn reduce_in_place<T: Pod, O: Op<T>>(&self, buf: &mut [T], op: O, root: usize) -> Result<()> {
         if self.communicator().rank() == root {
@@ -269,14 +269,14 @@ pub trait Collectives {
     /// same bits, and the same input on the same number of ranks gives the same bits every run.
     ///
     /// ```
-    /// use rmpi_collectives::{Collectives, Sum};
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::{Collectives, Sum};
+    /// let out = rmpi::local::run(3, |world| {
     ///     let mut total = [0.0f32; 2];
     ///     world.allreduce(&[1.0, world.rank() as f32], &mut total, Sum)?;
     ///     Ok(total)
     /// })?;
     /// assert!(out.iter().all(|t| t == &[3.0, 3.0]));
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn allreduce<T: Pod, O: Op<T>>(&self, send: &[T], recv: &mut [T], op: O) -> Result<()> {
         let (c, s) = begin(self, OpKind::Allreduce, 0, bytes_of::<T>(send.len()))?;
@@ -292,15 +292,15 @@ pub trait Collectives {
     /// [`allreduce`](Self::allreduce) that combines into `buf` itself.
     ///
     /// ```
-    /// use rmpi_collectives::{Collectives, Loc, MinLoc};
-    /// let out = rmpi_transport::local::run(4, |world| {
+    /// use rmpi::collectives::{Collectives, Loc, MinLoc};
+    /// let out = rmpi::local::run(4, |world| {
     ///     let r = world.rank();
     ///     let mut v = [Loc::new((r as f64 - 1.5).abs(), r as u64)];
     ///     world.allreduce_in_place(&mut v, MinLoc)?;
     ///     Ok(v[0])
     /// })?;
     /// assert_eq!(out[0], Loc::new(0.5, 1)); // ranks 1 and 2 tie; the lower index wins
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn allreduce_in_place<T: Pod, O: Op<T>>(&self, buf: &mut [T], op: O) -> Result<()> {
         let (c, s) = begin(self, OpKind::Allreduce, 0, bytes_of::<T>(buf.len()))?;
@@ -312,15 +312,15 @@ pub trait Collectives {
     /// `Some(send)` with `size * recv.len()` elements; other ranks' `send` is ignored.
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(3, |world| {
     ///     let all: Vec<u32> = (0..6).collect();
     ///     let mut mine = [0u32; 2];
     ///     world.scatter((world.rank() == 0).then_some(&all[..]), &mut mine, 0)?;
     ///     Ok(mine)
     /// })?;
     /// assert_eq!(out, vec![[0, 1], [2, 3], [4, 5]]);
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn scatter<T: Pod>(&self, send: Option<&[T]>, recv: &mut [T], root: usize) -> Result<()> {
         let (c, s) = begin(self, OpKind::Scatter, root, bytes_of::<T>(recv.len()))?;
@@ -348,8 +348,8 @@ pub trait Collectives {
     /// `recv` of exactly its count.
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(3, |world| {
     ///     let all = [1u8, 2, 2, 3, 3, 3];
     ///     let counts = [1, 2, 3];
     ///     let mut mine = vec![0u8; counts[world.rank()]];
@@ -358,7 +358,7 @@ pub trait Collectives {
     ///     Ok(mine)
     /// })?;
     /// assert_eq!(out[2], vec![3, 3, 3]);
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn scatterv<T: Pod>(
         &self,
@@ -384,15 +384,15 @@ pub trait Collectives {
     /// passes `Some(recv)` with `size * send.len()` elements; other ranks' `recv` is ignored.
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(3, |world| {
     ///     let mut all = [0u16; 3];
     ///     let root = world.rank() == 0;
     ///     world.gather(&[world.rank() as u16 * 10], root.then_some(&mut all[..]), 0)?;
     ///     Ok(all)
     /// })?;
     /// assert_eq!(out[0], [0, 10, 20]);
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn gather<T: Pod>(&self, send: &[T], recv: Option<&mut [T]>, root: usize) -> Result<()> {
         let (c, s) = begin(self, OpKind::Gather, root, bytes_of::<T>(send.len()))?;
@@ -418,8 +418,8 @@ pub trait Collectives {
     /// receive buffer and every rank's count (rank i's piece follows rank i-1's).
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(3, |world| {
     ///     let r = world.rank();
     ///     let mine = vec![r as i32; r];
     ///     let counts = [0, 1, 2];
@@ -428,7 +428,7 @@ pub trait Collectives {
     ///     Ok(all)
     /// })?;
     /// assert_eq!(out[2], [1, 2, 2]);
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn gatherv<T: Pod>(
         &self,
@@ -454,14 +454,14 @@ pub trait Collectives {
     /// (`size * send.len()` elements).
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(3, |world| {
     ///     let mut all = [0u8; 6];
     ///     world.allgather(&[world.rank() as u8; 2], &mut all)?;
     ///     Ok(all)
     /// })?;
     /// assert!(out.iter().all(|a| a == &[0, 0, 1, 1, 2, 2]));
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn allgather<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<()> {
         let (c, s) = begin(self, OpKind::Allgather, 0, bytes_of::<T>(send.len()))?;
@@ -477,8 +477,8 @@ pub trait Collectives {
     /// every rank's count; rank i's piece lands after rank i-1's.
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(3, |world| {
     ///     let r = world.rank();
     ///     let counts = [2, 0, 1];
     ///     let mut all = [0u64; 3];
@@ -486,7 +486,7 @@ pub trait Collectives {
     ///     Ok(all)
     /// })?;
     /// assert!(out.iter().all(|a| a == &[1, 1, 3]));
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn allgatherv<T: Pod>(&self, send: &[T], recv: &mut [T], counts: &[usize]) -> Result<()> {
         let total = counts.iter().try_fold(0usize, |a, &n| a.checked_add(n)).unwrap_or(usize::MAX);
@@ -502,8 +502,8 @@ pub trait Collectives {
     /// elements for a common block length k).
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(3, |world| {
     ///     let r = world.rank() as u32;
     ///     let send = [r * 10, r * 10 + 1, r * 10 + 2];
     ///     let mut recv = [0u32; 3];
@@ -511,7 +511,7 @@ pub trait Collectives {
     ///     Ok(recv)
     /// })?;
     /// assert_eq!(out[1], [1, 11, 21]);
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn alltoall<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<()> {
         let (c, s) = begin(self, OpKind::Alltoall, 0, bytes_of::<T>(send.len()))?;
@@ -534,14 +534,14 @@ pub trait Collectives {
     /// i block i of the result (MPI_Reduce_scatter_block).
     ///
     /// ```
-    /// use rmpi_collectives::{Collectives, Sum};
-    /// let out = rmpi_transport::local::run(2, |world| {
+    /// use rmpi::collectives::{Collectives, Sum};
+    /// let out = rmpi::local::run(2, |world| {
     ///     let mut mine = [0i32; 2];
     ///     world.reduce_scatter_block(&[1, 2, 3, 4], &mut mine, Sum)?;
     ///     Ok(mine)
     /// })?;
     /// assert_eq!(out, vec![[2, 4], [6, 8]]);
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn reduce_scatter_block<T: Pod, O: Op<T>>(
         &self,
@@ -560,14 +560,14 @@ pub trait Collectives {
     /// Inclusive prefix reduction: rank i gets `send(0) ∘ ... ∘ send(i)` in `recv`.
     ///
     /// ```
-    /// use rmpi_collectives::{Collectives, Sum};
-    /// let out = rmpi_transport::local::run(4, |world| {
+    /// use rmpi::collectives::{Collectives, Sum};
+    /// let out = rmpi::local::run(4, |world| {
     ///     let mut s = [0u32];
     ///     world.scan(&[world.rank() as u32 + 1], &mut s, Sum)?;
     ///     Ok(s[0])
     /// })?;
     /// assert_eq!(out, vec![1, 3, 6, 10]);
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn scan<T: Pod, O: Op<T>>(&self, send: &[T], recv: &mut [T], op: O) -> Result<()> {
         let (c, s) = begin(self, OpKind::Scan, 0, bytes_of::<T>(send.len()))?;
@@ -582,14 +582,14 @@ pub trait Collectives {
     /// `recv` is left as it was.
     ///
     /// ```
-    /// use rmpi_collectives::{Collectives, Sum};
-    /// let out = rmpi_transport::local::run(4, |world| {
+    /// use rmpi::collectives::{Collectives, Sum};
+    /// let out = rmpi::local::run(4, |world| {
     ///     let mut s = [0u32];
     ///     world.exscan(&[world.rank() as u32 + 1], &mut s, Sum)?;
     ///     Ok(s[0])
     /// })?;
     /// assert_eq!(out, vec![0, 1, 3, 6]);
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn exscan<T: Pod, O: Op<T>>(&self, send: &[T], recv: &mut [T], op: O) -> Result<()> {
         let (c, s) = begin(self, OpKind::Exscan, 0, bytes_of::<T>(send.len()))?;
@@ -604,13 +604,13 @@ pub trait Collectives {
     /// rank returns the value.
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(3, |world| {
     ///     let v = (world.rank() == 1).then(|| vec!["a".to_string(), "bc".into()]);
     ///     world.bcast_obj(v, 1)
     /// })?;
     /// assert!(out.iter().all(|v| v == &["a", "bc"]));
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn bcast_obj<T: Serialize + DeserializeOwned>(
         &self,
@@ -635,11 +635,11 @@ pub trait Collectives {
     /// Gathers any serde value at `root`: `Some(values in rank order)` there, `None` elsewhere.
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(3, |world| world.gather_obj(&format!("r{}", world.rank()), 0))?;
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(3, |world| world.gather_obj(&format!("r{}", world.rank()), 0))?;
     /// assert_eq!(out[0].as_deref(), Some(&["r0".to_string(), "r1".into(), "r2".into()][..]));
     /// assert!(out[1].is_none());
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn gather_obj<T: Serialize + DeserializeOwned>(
         &self,
@@ -663,13 +663,13 @@ pub trait Collectives {
     /// rank i returns value i.
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(3, |world| {
     ///     let v = (world.rank() == 0).then(|| vec![(0, 'a'), (1, 'b'), (2, 'c')]);
     ///     world.scatter_obj(v, 0)
     /// })?;
     /// assert_eq!(out[2], (2, 'c'));
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn scatter_obj<T: Serialize + DeserializeOwned>(
         &self,
@@ -711,10 +711,10 @@ pub trait Collectives {
     /// Every rank gets every rank's value, in rank order.
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(3, |world| world.allgather_obj(&world.rank()))?;
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(3, |world| world.allgather_obj(&world.rank()))?;
     /// assert!(out.iter().all(|v| v == &[0, 1, 2]));
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn allgather_obj<T: Serialize + DeserializeOwned>(&self, value: &T) -> Result<Vec<T>> {
         let (c, _) = begin(self, OpKind::AllgatherObj, 0, 0)?;
@@ -726,12 +726,12 @@ pub trait Collectives {
     /// `Some(result)` there, `None` elsewhere.
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(3, |world| {
     ///     world.reduce_obj(world.rank().to_string(), |a, b| a + &b, 0)
     /// })?;
     /// assert_eq!(out[0].as_deref(), Some("012"));
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn reduce_obj<T, F>(&self, value: T, f: F, root: usize) -> Result<Option<T>>
     where
@@ -745,12 +745,12 @@ pub trait Collectives {
     /// Folds every rank's value with `f` in rank order and gives every rank the result.
     ///
     /// ```
-    /// use rmpi_collectives::Collectives;
-    /// let out = rmpi_transport::local::run(3, |world| {
+    /// use rmpi::collectives::Collectives;
+    /// let out = rmpi::local::run(3, |world| {
     ///     world.allreduce_obj(vec![world.rank()], |mut a, b| { a.extend(b); a })
     /// })?;
     /// assert!(out.iter().all(|v| v == &[0, 1, 2]));
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn allreduce_obj<T, F>(&self, value: T, f: F) -> Result<T>
     where

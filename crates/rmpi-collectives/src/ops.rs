@@ -287,7 +287,7 @@ loc_op!(MaxLoc);
 /// An operator from a closure `f(inout, rhs)` that computes `inout = inout ∘ rhs` elementwise.
 ///
 /// ```
-/// use rmpi_collectives::{Op, UserOp};
+/// use rmpi::collectives::{Op, UserOp};
 /// // 2x2 matrix product, stored as [a, b, c, d]: associative, not commutative.
 /// let matmul = UserOp::new(|x: &mut [[i64; 4]], y: &[[i64; 4]]| {
 ///     for (a, b) in x.iter_mut().zip(y) {

@@ -17,7 +17,7 @@ fn variants() -> Vec<(&'static str, Settings)> {
         gather: GatherAlgo::Binomial,
         scatter: ScatterAlgo::Binomial,
         alltoall: AlltoallAlgo::Scattered,
-        reduce_scatter: ReduceScatterAlgo::ReduceScatter,
+        reduce_scatter: ReduceScatterAlgo::ReduceThenScatter,
         scan: ScanAlgo::RecursiveDoubling,
         ..Settings::default()
     };

@@ -200,6 +200,8 @@ impl Communicator {
     /// Joins the job described by `cfg`: endpoint exchange (rendezvous or PMI store), then a
     /// connection to every peer.
     pub fn join(cfg: &BootConfig) -> Result<Communicator> {
+        crate::limits::ensure_descriptors(cfg.size.saturating_sub(1))
+            .map_err(|msg| Error::Bootstrap { rank: cfg.rank, msg })?;
         let mesh = crate::mesh::build(cfg)?;
         let hosts = mesh.endpoints.iter().map(|e| e.host.clone()).collect();
         let engine = Engine::new(

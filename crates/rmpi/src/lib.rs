@@ -42,13 +42,16 @@
 //! `rmpi-collectives` (collective algorithms). Neither the launcher nor the EC2 tooling is a
 //! dependency of this crate.
 
+/// The collective operations: the [`Collectives`](collectives::Collectives) trait, the operators,
+/// [`Settings`](collectives::Settings) and the algorithm enums.
+#[doc(inline)]
 pub use rmpi_collectives as collectives;
 pub use rmpi_transport::{
     addr, env, local, rendezvous, token, wire, BootConfig, Channel, Communicator, Error, Pod,
     Request, Result, Scope, Status, Tag,
 };
 
-/// Derives [`Pod`] for a plain-data struct, so that slices of it travel as their bytes, with
+/// Derives [`Pod`](trait@Pod) for a plain-data struct, so that slices of it travel as their bytes, with
 /// `rmpi` as the only dependency.
 ///
 /// The struct must be `#[repr(C)]` (or `#[repr(transparent)]`), `Clone + Copy`, not generic,
@@ -99,10 +102,10 @@ pub use rmpi_transport::{
 /// ```
 pub use rmpi_derive::Pod;
 
-/// The trait every value of a [`Pod`] type satisfies: all-zero bytes are a valid value.
+/// The trait every value of a [`Pod`](trait@Pod) type satisfies: all-zero bytes are a valid value.
 pub use bytemuck::Zeroable;
 
-/// What the [`Pod`] derive expands to; not part of the API.
+/// What the [`Pod`](derive@Pod) derive expands to; not part of the API.
 #[doc(hidden)]
 pub mod __private {
     pub use bytemuck;
