@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs rmpi's whole test suite. Run as root on Debian/Ubuntu it first installs what the
-# multi-host and EC2 tests need (openssh, iproute2, python3-venv + moto); as another user it uses
+# multi-host, Slurm, Hydra and EC2 tests need (openssh, iproute2, Slurm, MPICH, Open MPI,
+# python3-venv + moto); as another user it uses
 # what is there and the tests that need root say so and skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(openssh-server openssh-client iproute2 procps python3-venv python3-pip)
+# slurmctld/slurmd/slurm-client: the Slurm cluster of the srun tests; mpich: Hydra's mpiexec;
+# openmpi-bin: Open MPI's mpirun (the rendezvous route).
+packages=(openssh-server openssh-client iproute2 procps python3-venv python3-pip
+  slurmctld slurmd slurm-client mpich openmpi-bin)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do

@@ -18,4 +18,23 @@ pub fn check(data: &[u8]) {
     }
     let size = data.first().copied().unwrap_or(0) as u32;
     let _ = RendezvousReply::decode(data.get(1..).unwrap_or(&[]), size);
+    check_pmi(data, size as usize);
+}
+
+/// The PMI codecs: no panic, and a decoded PMI-2 message that can be sent again decodes to itself.
+fn check_pmi(data: &[u8], size: usize) {
+    use rmpi_transport::pmi::{mapping, pmi1, pmi2};
+    let _ = pmi1::decode(data);
+    let _ = pmi2::decode_len(&data[..data.len().min(6)]);
+    if let Ok(m) = pmi2::decode(data) {
+        let fields: Vec<(&str, &str)> =
+            m.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if let Ok(framed) = pmi2::encode(&m.cmd, &fields) {
+            let again = pmi2::decode(&framed[6..]).expect("re-encoded message decodes");
+            assert_eq!(again, m);
+        }
+    }
+    let text = String::from_utf8_lossy(data);
+    let _ = mapping::nodes(&text, size);
+    let _ = rmpi_transport::pmi::decode_endpoint(&text);
 }

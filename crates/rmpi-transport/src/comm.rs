@@ -185,8 +185,9 @@ impl Drop for Hold<'_> {
 }
 
 impl Communicator {
-    /// Joins a job as described by the environment (see `docs/launch-contract.md`), or returns a
-    /// world of size 1 when the process was not started by a launcher.
+    /// Joins a job as described by the environment, through whichever launcher started this
+    /// process (see [`launch`](crate::launch) and `docs/launch-contract.md`), or returns a world
+    /// of size 1 when the process was not started by a launcher.
     pub fn init() -> Result<Communicator> {
         crate::log::install_default();
         crate::agent_note::adopt_from_env();
@@ -196,7 +197,8 @@ impl Communicator {
         }
     }
 
-    /// Joins the job described by `cfg`: rendezvous, then a connection to every peer.
+    /// Joins the job described by `cfg`: endpoint exchange (rendezvous or PMI store), then a
+    /// connection to every peer.
     pub fn join(cfg: &BootConfig) -> Result<Communicator> {
         crate::limits::ensure_descriptors(cfg.size.saturating_sub(1))
             .map_err(|msg| Error::Bootstrap { rank: cfg.rank, msg })?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::addr::AddrSelector;
 use crate::error::{Error, Result};
+use crate::launch::{LauncherKind, Peers};
 use crate::token::JobToken;
 
 /// World size.
@@ -75,6 +76,12 @@ pub struct BootConfig {
     /// After how long a peer whose host went silent is given up (`None`: never); see
     /// [`liveness`](crate::liveness).
     pub peer_timeout: Option<Duration>,
+    /// Index of this rank among those on its host (0 when unknown).
+    pub local_rank: usize,
+    /// Which launcher started this rank.
+    pub launcher: LauncherKind,
+    /// How this rank learns its peers' endpoints (and, under PMI, the job token).
+    pub peers: Peers,
 }
 
 impl BootConfig {
@@ -93,23 +100,34 @@ impl BootConfig {
             max_message: DEFAULT_MAX_MESSAGE,
             host_label: None,
             peer_timeout: Some(crate::liveness::DEFAULT_PEER_TIMEOUT),
+            local_rank: 0,
+            launcher: LauncherKind::Harness,
+            peers: Peers::Rendezvous,
         }
     }
 
-    /// Reads the configuration from the environment. `Ok(None)` when `RMPI_SIZE` is unset: the
-    /// process was not started by a launcher and runs as a singleton.
+    /// Reads the configuration from the environment, through whichever launcher started this
+    /// process (rmpirun, Slurm's PMI-2, Hydra's PMI-1 or PMI-2, Open MPI's `mpirun`: see
+    /// [`launch`](crate::launch)). `Ok(None)` when no launcher did: the process runs as a
+    /// singleton. Under PMI this talks to the launcher's server.
     pub fn from_env() -> Result<Option<Self>> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        crate::launch::from_env()
     }
 
-    /// Like [`BootConfig::from_env`] but reading variables through `get` (for tests and embedders).
+    /// The rmpirun contract alone (`RMPI_SIZE`, `RMPI_RANK`, ...), read through `get` (for tests
+    /// and embedders). `Ok(None)` when `RMPI_SIZE` is unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
         let Some(size) = get(SIZE) else { return Ok(None) };
         let size: usize = parse(SIZE, &size)?;
         if size == 0 || size > 65_535 {
             return Err(Error::Env { var: SIZE, msg: format!("{size} is not in 1..=65535") });
         }
-        let rank: usize = parse(RANK, &required(&get, RANK)?)?;
+        // Under rmpirun's srun path, one srun step starts every rank: srun numbers them.
+        let (rank_var, rank) = match get(RANK) {
+            Some(r) => (RANK, r),
+            None => (SLURM_PROCID, get(SLURM_PROCID).ok_or_else(|| missing(RANK))?),
+        };
+        let rank: usize = parse(rank_var, &rank)?;
         if rank >= size {
             return Err(Error::Env { var: RANK, msg: format!("{rank} is not below size {size}") });
         }
@@ -118,6 +136,30 @@ impl BootConfig {
         let rv = required(&get, RENDEZVOUS)?;
         let rendezvous = resolve(&rv)?;
         let mut cfg = BootConfig::new(rank, size, token, rendezvous);
+        cfg.launcher = LauncherKind::Rmpirun;
+        cfg.apply_tuning(&get)?;
+        let srun = rank_var == SLURM_PROCID;
+        let local_size: Option<usize> = match get(LOCAL_SIZE) {
+            Some(s) => Some(parse(LOCAL_SIZE, &s)?),
+            None if srun => get("SLURM_GTIDS").map(|g| g.split(',').count()),
+            None => None,
+        };
+        let local_rank = match get(LOCAL_RANK) {
+            Some(s) => Some(parse(LOCAL_RANK, &s)?),
+            None if srun => get("SLURM_LOCALID").map(|s| parse("SLURM_LOCALID", &s)).transpose()?,
+            None => None,
+        };
+        cfg.local_rank = local_rank.unwrap_or(0);
+        cfg.ranks_on_host = local_size.unwrap_or(1).max(cfg.local_rank + 1);
+        let host = get(HOST).or_else(|| if srun { get("SLURMD_NODENAME") } else { None });
+        cfg.host_label = host.filter(|s| !s.is_empty());
+        Ok(Some(cfg))
+    }
+
+    /// Reads the settings every launcher kind shares: `RMPI_IFACE`, `RMPI_PORT_RANGE`,
+    /// `RMPI_BOOT_TIMEOUT`, `RMPI_SPIN_US`, `RMPI_MAX_MESSAGE`, `RMPI_PEER_TIMEOUT`.
+    pub(crate) fn apply_tuning(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
+        let cfg = self;
         if let Some(s) = get(IFACE).filter(|s| !s.is_empty()) {
             cfg.advertise =
                 AddrSelector::parse(&s).map_err(|msg| Error::Env { var: IFACE, msg })?;
@@ -129,16 +171,12 @@ impl BootConfig {
             cfg.boot_timeout =
                 crate::seconds::parse(&s).map_err(|msg| Error::Env { var: BOOT_TIMEOUT, msg })?;
         }
-        let local_size: Option<usize> =
-            get(LOCAL_SIZE).map(|s| parse(LOCAL_SIZE, &s)).transpose()?;
-        cfg.ranks_on_host = local_size.unwrap_or(1).max(1);
         if let Some(s) = get(SPIN_US) {
             cfg.spin = Duration::from_micros(parse(SPIN_US, &s)?);
         }
         if let Some(s) = get(MAX_MESSAGE) {
             cfg.max_message = parse(MAX_MESSAGE, &s)?;
         }
-        cfg.host_label = get(HOST).filter(|s| !s.is_empty());
         if let Some(s) = get(PEER_TIMEOUT) {
             cfg.peer_timeout = match s.trim() {
                 "off" | "0" => None,
@@ -148,22 +186,63 @@ impl BootConfig {
                 ),
             };
         }
-        Ok(Some(cfg))
+        Ok(())
     }
 }
 
 fn required(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<String> {
-    get(var).ok_or(Error::Env { var, msg: format!("not set (required because {SIZE} is set)") })
+    get(var).ok_or_else(|| missing(var))
 }
 
-fn parse<T: std::str::FromStr>(var: &'static str, s: &str) -> Result<T>
+fn missing(var: &'static str) -> Error {
+    Error::Env { var, msg: format!("not set (required because {SIZE} is set)") }
+}
+
+/// Slurm's rank of a task, read when `RMPI_RANK` is unset (rmpirun's srun path).
+const SLURM_PROCID: &str = "SLURM_PROCID";
+
+/// The job-wide part of the contract, as every rmpirun path (local, ssh, srun) writes it; with
+/// [`rendezvous_var`] and [`rank_vars`] the inverse of [`BootConfig::from_lookup`].
+pub fn job_vars(size: usize, token: &JobToken, boot_timeout: Duration) -> Vec<(String, String)> {
+    vec![
+        (SIZE.to_string(), size.to_string()),
+        (TOKEN.to_string(), token.to_hex()),
+        (BOOT_TIMEOUT.to_string(), boot_timeout.as_secs_f64().to_string()),
+    ]
+}
+
+/// `RMPI_RENDEZVOUS`, written once the launcher knows the address a host reaches it on.
+pub fn rendezvous_var(addr: SocketAddr) -> (String, String) {
+    (RENDEZVOUS.to_string(), addr.to_string())
+}
+
+/// The per-rank part of the contract (left out under srun, which numbers the tasks itself).
+/// `host`: the launcher's name for the host, if it has a meaningful one.
+pub fn rank_vars(
+    rank: usize,
+    local_rank: usize,
+    local_size: usize,
+    host: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut v = vec![
+        (RANK, rank.to_string()),
+        (LOCAL_RANK, local_rank.to_string()),
+        (LOCAL_SIZE, local_size.to_string()),
+    ];
+    if let Some(h) = host {
+        v.push((HOST, h.to_string()));
+    }
+    v
+}
+
+pub(crate) fn parse<T: std::str::FromStr>(var: &'static str, s: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
     s.trim().parse().map_err(|e: T::Err| Error::Env { var, msg: format!("{s:?}: {e}") })
 }
 
-fn resolve(s: &str) -> Result<SocketAddr> {
+pub(crate) fn resolve(s: &str) -> Result<SocketAddr> {
     use std::net::ToSocketAddrs;
     let mut addrs = s.to_socket_addrs().map_err(|e| Error::Env {
         var: RENDEZVOUS,
@@ -222,6 +301,31 @@ mod tests {
         assert_eq!(c.spin, Duration::ZERO);
         assert_eq!(c.ranks_on_host, 6);
         assert_eq!(c.token.to_hex(), TOK);
+    }
+
+    #[test]
+    fn srun_numbers_the_ranks_when_rmpi_rank_is_unset() {
+        let c = cfg(&[
+            (SIZE, "8"),
+            (TOKEN, TOK),
+            (RENDEZVOUS, "127.0.0.1:999"),
+            ("SLURM_PROCID", "5"),
+            ("SLURM_LOCALID", "1"),
+            ("SLURM_GTIDS", "4,5"),
+            ("SLURMD_NODENAME", "h3"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!((c.rank, c.local_rank, c.ranks_on_host), (5, 1, 2));
+        assert_eq!(c.host_label.as_deref(), Some("h3"));
+        let written: HashMap<String, String> = job_vars(8, &c.token, Duration::from_secs(9))
+            .into_iter()
+            .chain(rank_vars(5, 1, 2, Some("h3")).into_iter().map(|(k, v)| (k.to_string(), v)))
+            .chain([rendezvous_var("127.0.0.1:999".parse().unwrap())])
+            .collect();
+        let back = BootConfig::from_lookup(|k| written.get(k).cloned()).unwrap().unwrap();
+        assert_eq!((back.rank, back.size, back.local_rank, back.ranks_on_host), (5, 8, 1, 2));
+        assert_eq!((back.token, back.boot_timeout), (c.token, Duration::from_secs(9)));
     }
 
     #[test]

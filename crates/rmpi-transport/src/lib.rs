@@ -6,6 +6,9 @@
 //! * [`wire`]: every byte on the wire (handshake, rendezvous records, frame headers), as pure
 //!   encode/decode functions; specified in `docs/wire-protocol.md`.
 //! * [`env`](mod@env): the launcher/rank contract (environment variables) and [`BootConfig`].
+//! * [`launch`]: which launcher started this rank, one reader per kind (rmpirun, PMI, Open MPI).
+//! * [`pmi`]: PMI-1 and PMI-2 clients (Slurm's `srun`, MPICH's Hydra) and the endpoint exchange
+//!   over their key-value store.
 //! * [`token`]: the job token.
 //! * [`rendezvous`]: the server a launcher runs so ranks can find each other.
 //! * [`addr`]: choosing the address a rank advertises.
@@ -30,11 +33,13 @@ mod deadline;
 mod engine;
 pub mod env;
 mod error;
+pub mod launch;
 mod limits;
 pub mod liveness;
 pub mod local;
 pub mod log;
 mod mesh;
+pub mod pmi;
 pub mod rendezvous;
 mod request;
 pub mod seconds;

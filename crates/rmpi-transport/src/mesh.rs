@@ -14,7 +14,7 @@ use crate::accept::Acceptor;
 use crate::deadline::read_exact_by;
 use crate::env::BootConfig;
 use crate::error::{Error, Result};
-use crate::rendezvous::{self, list};
+use crate::rendezvous::list;
 use crate::token::JobToken;
 use crate::wire::{Endpoint, Hello, HelloKind, HELLO_LEN};
 
@@ -36,19 +36,17 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
     let port = listener.local_addr().map_err(|e| Error::io("listener address", e))?.port();
     let host = cfg.host_label.clone().unwrap_or_else(hostname);
     let advertise = cfg.advertise.clone();
-    let (_me, endpoints) =
-        rendezvous::join(cfg.rendezvous, cfg.token, rank, size, deadline, |route_ip| {
-            let ip = advertise
-                .resolve(route_ip)
-                .map_err(|e| Error::Env { var: crate::env::IFACE, msg: e })?;
-            Ok(Endpoint { addr: SocketAddr::new(ip, port), host: host.clone() })
-        })?;
+    let (token, endpoints) = crate::launch::exchange::endpoints(cfg, deadline, |route_ip| {
+        let ip = advertise
+            .resolve(route_ip)
+            .map_err(|e| Error::Env { var: crate::env::IFACE, msg: e })?;
+        Ok(Endpoint { addr: SocketAddr::new(ip, port), host: host.clone() })
+    })?;
 
     // Accept from higher ranks in the background while we connect to lower ones.
     let expect_higher = size - rank - 1;
     let (tx, rx) = mpsc::channel::<(usize, TcpStream)>();
     let acceptor = if expect_higher > 0 {
-        let token = cfg.token;
         let greet = move |s, peer| greet_peer(s, peer, token, rank, size, &tx);
         Some(Acceptor::spawn(&listener, format!("rank {rank}"), greet)?)
     } else {
@@ -57,7 +55,7 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
 
     let mut streams: Vec<Option<TcpStream>> = (0..size).map(|_| None).collect();
     for (j, ep) in endpoints.iter().enumerate().take(rank) {
-        let s = connect_peer(cfg.token, rank, size, j, ep, deadline).map_err(|e| {
+        let s = connect_peer(token, rank, size, j, ep, deadline).map_err(|e| {
             fail(format!("connecting to rank {j} on {} ({}): {e}", ep.host, ep.addr))
         })?;
         streams[j] = Some(s);

@@ -1,7 +1,8 @@
 //! rmpi: MPI-style message passing in pure Rust, over TCP.
 //!
-//! A job is a set of processes (ranks) started by a launcher (`rmpirun`, or anything that follows
-//! `docs/launch-contract.md`). Each calls [`init`] and gets the world [`Communicator`]: its rank,
+//! A job is a set of processes (ranks) started by a launcher (`rmpirun`, Slurm's
+//! `srun --mpi=pmi2`, MPICH's `mpiexec`, Open MPI's `mpirun` as in `docs/slurm.md`, or anything
+//! that follows `docs/launch-contract.md`). Each calls [`init`] and gets the world [`Communicator`]: its rank,
 //! the world size, tagged point-to-point messages, and (through [`prelude`]) the collective
 //! operations.
 //!
@@ -122,8 +123,11 @@ pub mod prelude {
     pub use rmpi_transport::{Communicator, Error, Pod, Request, Status, Tag};
 }
 
-/// Joins the job this process was started in (see `docs/launch-contract.md`), or returns a world
-/// of size 1 when it was started without a launcher.
+/// Joins the job this process was started in, through whichever launcher started it (rmpirun,
+/// Slurm's PMI-2, Hydra's PMI-1/PMI-2, Open MPI's mpirun with a rendezvous: see
+/// `docs/launch-contract.md`), or returns a world of size 1 when it was started without one. A
+/// launcher that started several processes but gave them no way to meet (`srun` without
+/// `--mpi=pmi2`) is an error saying what to pass.
 pub fn init() -> Result<Communicator> {
     Communicator::init()
 }

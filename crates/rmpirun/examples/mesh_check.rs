@@ -6,6 +6,10 @@
 //! `mesh_check --crash R` makes rank R abort (SIGABRT) after joining. When a peer is lost, a rank
 //! prints the error and sleeps, so only the launcher ends it; with `--victims-exit` it exits
 //! with status 1 at once instead, as most programs do.
+//! `mesh_check --kill R` makes rank R SIGKILL itself once rank 0 has the ring back, while every
+//! other rank waits for a message from any rank; they print `rank N lost: ERROR` on stdout and
+//! sleep until the launcher ends them (a survivor that exited at once could be reported lost
+//! before the victim).
 //! `mesh_check --wait-peer` makes rank 0 wait, after joining, for a message from the last rank
 //! that never comes (the others hang): it prints `rank 0: lost after S s: ERROR` when the wait
 //! fails, then stalls.
@@ -22,6 +26,11 @@ fn main() {
     let crash: Option<usize> = args
         .iter()
         .position(|a| a == "--crash")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok());
+    let kill: Option<usize> = args
+        .iter()
+        .position(|a| a == "--kill")
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok());
     let fail: Option<(Vec<usize>, String)> =
@@ -70,6 +79,30 @@ fn main() {
         }
         std::thread::sleep(Duration::from_secs(300));
         return;
+    }
+    if let Some(victim) = kill {
+        // Rank 0 has the ring token back only once every ring message has arrived: only then
+        // does it let the victim die, so no survivor can still be waiting for the ring.
+        if rank == 0 && victim != 0 && victim < size {
+            if let Err(e) = comm.send(&[1u64], victim, 9) {
+                stall(rank, &e.to_string());
+            }
+        }
+        if rank == victim && victim != 0 {
+            if let Err(e) = comm.recv::<u64>(0, 9) {
+                stall(rank, &e.to_string());
+            }
+        }
+        if rank == victim {
+            println!("killing {rank} {}", std::process::id());
+            // SAFETY: kill(2) with our own pid and a valid signal number.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        // Nobody sends: this returns only with the loss of a peer.
+        let e = comm.recv_any::<u64>().err().map(|e| e.to_string()).unwrap_or_default();
+        println!("rank {rank} lost: {e}");
+        std::thread::sleep(Duration::from_secs(300));
+        std::process::exit(3);
     }
     if hang {
         println!("ready {rank} {}", std::process::id());

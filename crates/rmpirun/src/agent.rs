@@ -227,7 +227,7 @@ impl Ranks {
                 return None;
             }
         };
-        let local_size = spec.ranks.len().to_string();
+        let local_size = spec.ranks.len();
         for (local_rank, &rank) in spec.ranks.iter().enumerate() {
             let Some(program) = spec.argv.first() else {
                 let _ = tx.send(Event::SpawnFailed {
@@ -239,16 +239,13 @@ impl Ranks {
             };
             let program = resolve_program(program, cwd.as_deref());
             let mut cmd = tokio::process::Command::new(&program);
-            cmd.args(&spec.argv[1..])
-                .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .env(rmpi_transport::env::RANK, rank.to_string())
-                .env(rmpi_transport::env::LOCAL_RANK, local_rank.to_string())
-                .env(rmpi_transport::env::LOCAL_SIZE, &local_size);
             // A hostfile name is what the user calls the host; "localhost" says nothing, so then
             // the rank reports the machine's own name.
-            if !is_loopback_name(&spec.host) {
-                cmd.env(rmpi_transport::env::HOST, &spec.host);
-            }
+            let host = (!is_loopback_name(&spec.host)).then_some(spec.host.as_str());
+            let vars = rmpi_transport::env::rank_vars(rank as usize, local_rank, local_size, host);
+            cmd.args(&spec.argv[1..])
+                .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .envs(vars);
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
             if let Some(dir) = &cwd {
                 cmd.current_dir(dir);

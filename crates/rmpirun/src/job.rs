@@ -72,13 +72,35 @@ struct HostState {
 
 /// Runs the job to its end; returns rmpirun's exit status.
 pub async fn run_job(cfg: JobConfig) -> i32 {
-    match run_job_inner(cfg).await {
-        Ok(code) => code,
-        Err(msg) => {
-            message(&msg);
-            EXIT_LAUNCH
-        }
-    }
+    exit_status(run_job_inner(cfg).await)
+}
+
+/// Makes the job token and starts the job's rendezvous server on `bind_ip` (any port); returns
+/// the token and the port. The server thread ends by itself at its deadline; nobody waits for it.
+pub(crate) fn start_rendezvous(
+    bind_ip: IpAddr,
+    size: usize,
+    boot_timeout: Duration,
+) -> Result<(rmpi_transport::token::JobToken, u16), String> {
+    let token = rmpi_transport::token::JobToken::generate();
+    let server = rmpi_transport::rendezvous::RendezvousServer::bind(
+        SocketAddr::new(bind_ip, 0),
+        size,
+        token,
+        boot_timeout,
+    )
+    .map_err(|e| format!("cannot start the rendezvous server: {e}"))?;
+    let port = server.local_addr().port();
+    let _server = server.spawn();
+    Ok((token, port))
+}
+
+/// The exit status of a job's outcome; a launch failure is reported first.
+pub(crate) fn exit_status(outcome: Result<i32, String>) -> i32 {
+    outcome.unwrap_or_else(|msg| {
+        message(&msg);
+        EXIT_LAUNCH
+    })
 }
 
 async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
@@ -102,25 +124,11 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
         (true, true) => Ipv6Addr::UNSPECIFIED.into(),
     };
 
-    let token = rmpi_transport::token::JobToken::generate();
-    let server = rmpi_transport::rendezvous::RendezvousServer::bind(
-        SocketAddr::new(bind_ip, 0),
-        size,
-        token,
-        cfg.boot_timeout,
-    )
-    .map_err(|e| format!("cannot start the rendezvous server: {e}"))?;
-    let rendezvous_port = server.local_addr().port();
-    // The server thread ends by itself at its deadline; the job never waits for it.
-    let _server = server.spawn();
+    let (token, rendezvous_port) = start_rendezvous(bind_ip, size, cfg.boot_timeout)?;
 
     let binary: SharedBinary = Arc::new(tokio::sync::OnceCell::new());
     let ssh = Arc::new(cfg.ssh.clone());
-    let mut base_env = vec![
-        (rmpi_transport::env::SIZE.to_string(), size.to_string()),
-        (rmpi_transport::env::TOKEN.to_string(), token.to_hex()),
-        (rmpi_transport::env::BOOT_TIMEOUT.to_string(), cfg.boot_timeout.as_secs_f64().to_string()),
-    ];
+    let mut base_env = rmpi_transport::env::job_vars(size, &token, cfg.boot_timeout);
     base_env.extend(cfg.exports.iter().cloned());
 
     if cfg.verbose {
@@ -473,7 +481,7 @@ fn describe(status: ExitStatus) -> String {
 
 /// The address of this machine's route to `host` (no packet is sent: connecting a UDP socket
 /// only selects a route). `None` when the name does not resolve here (an ssh config alias, say).
-fn route_to(host: &HostEntry) -> Option<IpAddr> {
+pub(crate) fn route_to(host: &HostEntry) -> Option<IpAddr> {
     if host.is_local() {
         return Some(Ipv4Addr::LOCALHOST.into());
     }

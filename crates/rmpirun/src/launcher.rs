@@ -10,6 +10,7 @@ use crate::hostfile::{parse_host_list, read_hostfile, HostEntry};
 use crate::job::{run_job, JobConfig, EXIT_LAUNCH};
 use crate::mapping::map_ranks;
 use crate::output::message;
+use crate::slurm;
 use crate::ssh::SshSettings;
 
 /// The hidden first argument that turns `rmpirun` into a node agent.
@@ -23,6 +24,19 @@ pub fn main() -> i32 {
         return crate::agent::agent_main();
     }
     let cli = Cli::parse_from(normalize_args(args));
+    // Inside a Slurm allocation, with no hostfile and no -H: one srun step starts the ranks.
+    if cli.hostfile.is_none() && cli.hosts.is_empty() {
+        match srun_job(&cli) {
+            Ok(Some(job)) => {
+                return runtime().map_or(EXIT_LAUNCH, |rt| rt.block_on(slurm::run(job)))
+            }
+            Ok(None) => {}
+            Err(e) => {
+                message(&e);
+                return EXIT_LAUNCH;
+            }
+        }
+    }
     let cfg = match job_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -30,16 +44,38 @@ pub fn main() -> i32 {
             return EXIT_LAUNCH;
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            message(&format!("cannot start the runtime: {e}"));
-            return EXIT_LAUNCH;
-        }
-    };
+    let Some(rt) = runtime() else { return EXIT_LAUNCH };
     // Ranks are forked from this (the main) thread, so their parent-death signal fires only when
     // rmpirun itself ends.
     rt.block_on(run_job(cfg))
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            message(&format!("cannot start the runtime: {e}"));
+            None
+        }
+    }
+}
+
+/// The srun job when this process runs inside a Slurm allocation (`SLURM_JOB_NODELIST`).
+fn srun_job(cli: &Cli) -> Result<Option<slurm::SrunJob>, String> {
+    let Some(alloc) = slurm::Allocation::from_lookup(|k| std::env::var(k).ok())? else {
+        return Ok(None);
+    };
+    Ok(Some(slurm::SrunJob {
+        alloc,
+        np: cli.np,
+        argv: cli.command.clone(),
+        exports: parse_exports(&cli.export)?,
+        wdir: cli.wdir.clone(),
+        tag_output: cli.tag_output,
+        timeout: cli.timeout,
+        boot_timeout: cli.boot_timeout,
+        verbose: cli.verbose,
+    }))
 }
 
 /// Turns the command line into a job: hosts, placement, environment, settings.

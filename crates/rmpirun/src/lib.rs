@@ -18,6 +18,7 @@
 //! * [`output`]: forwarding of output lines, tags, per-rank files;
 //! * [`job`]: supervision, failure propagation, exit status;
 //! * [`procs`]: small `/proc` and signal helpers;
+//! * [`slurm`]: inside a Slurm allocation, one `srun` step starts the ranks instead of ssh;
 //! * [`launcher`]: `main` of the binary, tying the above together.
 
 pub mod agent;
@@ -32,4 +33,5 @@ pub mod mapping;
 pub mod output;
 pub mod procs;
 pub mod protocol;
+pub mod slurm;
 pub mod ssh;

@@ -337,7 +337,7 @@ where
         return "cannot find an address of this machine that the host can reach".into();
     };
     let rendezvous = SocketAddr::new(route, spec.rendezvous_port);
-    spec.job.env.push((rmpi_transport::env::RENDEZVOUS.into(), rendezvous.to_string()));
+    spec.job.env.push(rmpi_transport::env::rendezvous_var(rendezvous));
     // Commands queued while this host was connecting (stdin for rank 0, or a Kill when the job
     // was ended meanwhile: then start nothing).
     let mut queued = Vec::new();

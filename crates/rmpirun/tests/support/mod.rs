@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod slurm;
 
 use std::io::Read;
 use std::path::PathBuf;

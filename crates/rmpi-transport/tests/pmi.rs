@@ -1,0 +1,334 @@
+//! The PMI codecs against transcripts of the real servers (Slurm 22.05's pmi2 plugin, MPICH
+//! Hydra 4.0), random and truncated input, and whole jobs joined through a small in-test PMI
+//! server over socketpairs (the real servers are exercised by rmpirun's Slurm and Hydra tests).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::IntoRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, RngCore, SeedableRng};
+use rmpi_transport::pmi::{self, conn::Conn, mapping, pmi1, pmi2};
+use rmpi_transport::wire::Endpoint;
+use rmpi_transport::{launch, Communicator};
+
+#[test]
+fn pmi2_slurm_transcript() {
+    // Requests exactly as Slurm's stepd receives them (length left-justified).
+    let fi =
+        pmi2::encode("fullinit", &[("pmijobid", "3.0"), ("pmirank", "0"), ("threaded", "FALSE")])
+            .unwrap();
+    assert_eq!(fi, b"51    cmd=fullinit;pmijobid=3.0;pmirank=0;threaded=FALSE;");
+    assert_eq!(pmi2::encode("kvs-fence", &[]).unwrap(), b"14    cmd=kvs-fence;");
+    // Replies, rc first (Slurm).
+    let r = pmi2::decode(b"cmd=fullinit-response;rc=0;pmi-version=2;pmi-subversion=0;rank=0;size=8;appnum=-1;debugged=FALSE;pmiverbose=FALSE;").unwrap();
+    assert_eq!((r.cmd.as_str(), r.rc(), r.get("size")), ("fullinit-response", 0, Some("8")));
+    let r = pmi2::decode(b"cmd=info-getjobattr-response;rc=0;found=TRUE;value=(vector,(0,4,2));")
+        .unwrap();
+    assert_eq!(r.get("value"), Some("(vector,(0,4,2))"));
+    let r = pmi2::decode(b"cmd=kvs-get-response;rc=0;found=FALSE;").unwrap();
+    assert_eq!(r.get("found"), Some("FALSE"));
+    assert_eq!(pmi2::decode_len(b"114   ").unwrap(), 114);
+    assert_eq!(pmi2::decode_len(b"  28  ").unwrap(), 28);
+    // rc last (Hydra).
+    let r = pmi2::decode(b"cmd=kvs-put-response;rc=0;").unwrap();
+    assert_eq!(r.rc(), 0);
+    let r = pmi2::decode(b"cmd=fullinit-response;rank=1;size=4;appnum=0;rc=3;").unwrap();
+    assert_eq!(r.rc(), 3);
+    // Values we would have to double or that Slurm cannot carry are refused on the way out.
+    assert!(pmi2::encode("kvs-put", &[("key", "a"), ("value", "x;y")]).is_err());
+    assert!(pmi2::encode("kvs-put", &[("key", "a=b"), ("value", "x")]).is_err());
+}
+
+#[test]
+fn pmi1_slurm_and_hydra_transcripts() {
+    assert_eq!(
+        pmi1::encode("put", &[("kvsname", "4.0"), ("key", "rmpi-ep-5"), ("value", "0a0b")])
+            .unwrap(),
+        "cmd=put kvsname=4.0 key=rmpi-ep-5 value=0a0b\n"
+    );
+    // Slurm puts rc first; Hydra last or not at all, with msg=.
+    let r = pmi1::decode(b"cmd=response_to_init rc=0 pmi_version=1 pmi_subversion=1").unwrap();
+    assert_eq!((r.cmd.as_str(), r.rc()), ("response_to_init", 0));
+    let r = pmi1::decode(b"cmd=response_to_init pmi_version=1 pmi_subversion=1 rc=0").unwrap();
+    assert_eq!(r.rc(), 0);
+    let r = pmi1::decode(b"cmd=my_kvsname kvsname=kvs_1433_0_1774952306_vm").unwrap();
+    assert_eq!((r.rc(), r.get("kvsname")), (0, Some("kvs_1433_0_1774952306_vm")));
+    let r =
+        pmi1::decode(b"cmd=get_result rc=-1 msg=key_rmpi-ep-9_not_found value=unknown").unwrap();
+    assert_eq!(r.rc(), -1);
+    let r = pmi1::decode(b"cmd=get_result rc=1").unwrap();
+    assert_eq!(r.rc(), 1);
+    let r = pmi1::decode(b"cmd=barrier_out").unwrap();
+    assert_eq!((r.cmd.as_str(), r.rc()), ("barrier_out", 0));
+    // A put line of 1024 bytes or more is lost by Slurm: refused before sending.
+    let long = "a".repeat(1000);
+    assert!(pmi1::encode("put", &[("kvsname", "4.0"), ("key", "k"), ("value", &long)]).is_err());
+    assert!(pmi1::decode(b"put_result rc=0").is_err());
+    assert!(pmi1::decode(b"cmd=x novalue").is_err());
+}
+
+#[test]
+fn endpoint_values_round_trip_and_fit() {
+    let ep = Endpoint { addr: "10.214.1.2:40000".parse().unwrap(), host: "h".repeat(255) };
+    let v = pmi::encode_endpoint(&ep);
+    assert!(v.len() <= pmi::MAX_VALUE, "{}", v.len());
+    assert!(v.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(pmi::decode_endpoint(&v).unwrap(), ep);
+    assert!(pmi::decode_endpoint(&v[..v.len() - 2]).is_err());
+    assert!(pmi::decode_endpoint("zz").is_err());
+    assert!(pmi::decode_endpoint(&format!("{v}00")).is_err());
+}
+
+#[test]
+fn random_and_truncated_input_never_panics() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let samples: [&[u8]; 4] = [
+        b"cmd=kvs-get-response;rc=0;found=TRUE;value=0a0b;",
+        b"cmd=get_result rc=0 msg=success value=10.0.0.1:5",
+        b"(vector,(0,4,2),(4,1,3))",
+        b"04c0a80102409c0268",
+    ];
+    for _ in 0..20_000 {
+        let mut b: Vec<u8> = samples[rng.random_range(0..samples.len())].to_vec();
+        match rng.random_range(0..3) {
+            0 => b.truncate(rng.random_range(0..=b.len())),
+            1 => {
+                let i = rng.random_range(0..b.len());
+                b[i] = rng.random();
+            }
+            _ => {
+                b = vec![0; rng.random_range(0..64)];
+                rng.fill_bytes(&mut b);
+            }
+        }
+        let _ = pmi2::decode(&b);
+        let _ = pmi1::decode(&b);
+        let _ = pmi2::decode_len(&b[..b.len().min(6)]);
+        let text = String::from_utf8_lossy(&b);
+        let _ = mapping::nodes(&text, rng.random_range(0..64));
+        let _ = pmi::decode_endpoint(&text);
+    }
+    assert!(mapping::nodes("(vector,(0,4000000000,1))", 3).is_some());
+    assert!(mapping::nodes("(vector,(0,0,0))", 3).is_none());
+}
+
+/// A client that talks to `reply` (a server that answers the init line, then sends `then`).
+fn client_against(then: Vec<u8>, version: u32) -> Result<(), String> {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut s = theirs;
+        let mut buf = [0u8; 256];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(b"cmd=response_to_init rc=0 pmi_version=2 pmi_subversion=0\n");
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(&then);
+        // Hold the connection open until the client gives up on its own deadline.
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let deadline = Instant::now() + Duration::from_millis(300);
+    let conn = Conn::from_unix(ours);
+    let r = if version == 2 {
+        pmi2::Client::init(conn, Some("0"), Some("1.0"), deadline).map(drop)
+    } else {
+        pmi1::Client::init(conn, None, Some((0, 2)), deadline).map(drop)
+    };
+    let _ = server.join();
+    r.map_err(|e| e.to_string())
+}
+
+#[test]
+fn nonsense_and_silence_from_the_server_are_errors_not_hangs() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let good = b"114   cmd=fullinit-response;rc=0;pmi-version=2;pmi-subversion=0;rank=0;size=8;appnum=-1;debugged=FALSE;pmiverbose=FALSE;".to_vec();
+    for i in 0..40 {
+        let t0 = Instant::now();
+        let mut reply = good.clone();
+        match i % 4 {
+            0 => reply.truncate(rng.random_range(0..reply.len())),
+            1 => reply = b"999999garbage".to_vec(),
+            2 => {
+                let j = rng.random_range(0..reply.len());
+                reply[j] = b';';
+            }
+            _ => {
+                reply = vec![0; 40];
+                rng.fill_bytes(&mut reply);
+            }
+        }
+        let e = client_against(reply.clone(), 2);
+        // A corrupted reply may still parse as a valid fullinit-response: then job-getid waits.
+        let e = e.expect_err("a broken or silent server cannot give a session");
+        assert!(!e.is_empty());
+        assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}: {e}", t0.elapsed());
+    }
+    let e = client_against(b"cmd=my_kvsname rc=0 kvsname=".to_vec(), 1).unwrap_err();
+    assert!(e.contains("boot deadline") || e.contains("kvsname"), "{e}");
+    let e = client_against(b"cmd=maxes rc=0\n".to_vec(), 1).unwrap_err();
+    assert!(e.contains("expected my_kvsname, got maxes"), "{e}");
+}
+
+/// A small PMI server for `n` ranks over socketpairs: the subset of both protocols rmpi uses.
+struct TestServer {
+    store: Mutex<HashMap<String, String>>,
+    barrier: Barrier,
+    n: usize,
+}
+
+fn serve(srv: Arc<TestServer>, mut s: UnixStream, rank: usize) {
+    let mut pending = Vec::new();
+    let line = |s: &mut UnixStream, pending: &mut Vec<u8>| -> Option<String> {
+        loop {
+            if let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                let l: Vec<u8> = pending.drain(..=i).collect();
+                return Some(String::from_utf8_lossy(&l[..i]).to_string());
+            }
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).ok().filter(|n| *n > 0)?;
+            pending.extend_from_slice(&buf[..n]);
+        }
+    };
+    let init = line(&mut s, &mut pending).unwrap_or_default();
+    if init.contains("pmi_version=2") {
+        s.write_all(b"cmd=response_to_init rc=0 pmi_version=2 pmi_subversion=0\n").unwrap();
+        loop {
+            while pending.len() < 6 {
+                let mut buf = [0u8; 1024];
+                match s.read(&mut buf) {
+                    Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
+                    _ => return,
+                }
+            }
+            let len = pmi2::decode_len(&pending[..6]).unwrap();
+            while pending.len() < 6 + len {
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).unwrap();
+                pending.extend_from_slice(&buf[..n]);
+            }
+            let body: Vec<u8> = pending.drain(..6 + len).skip(6).collect();
+            let m = pmi2::decode(&body).unwrap();
+            let size = srv.n.to_string();
+            let r = rank.to_string();
+            let mut fields: Vec<(&str, String)> = vec![("rc", "0".into())];
+            match m.cmd.as_str() {
+                "fullinit" => {
+                    fields.push(("rank", r));
+                    fields.push(("size", size));
+                }
+                "job-getid" => fields.push(("jobid", "7.0".into())),
+                "kvs-put" => {
+                    let (k, v) = (m.get("key").unwrap(), m.get("value").unwrap());
+                    srv.store.lock().unwrap().insert(k.into(), v.into());
+                }
+                "kvs-fence" => {
+                    srv.barrier.wait();
+                }
+                "kvs-get" => match srv.store.lock().unwrap().get(m.get("key").unwrap()) {
+                    Some(v) => {
+                        fields.push(("found", "TRUE".into()));
+                        fields.push(("value", v.clone()));
+                    }
+                    None => fields.push(("found", "FALSE".into())),
+                },
+                "info-getjobattr" => fields.push(("found", "FALSE".into())),
+                _ => {}
+            }
+            let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            s.write_all(&pmi2::encode(&format!("{}-response", m.cmd), &f).unwrap()).unwrap();
+            if m.cmd == "finalize" {
+                return;
+            }
+        }
+    }
+    s.write_all(b"cmd=response_to_init pmi_version=1 pmi_subversion=1 rc=0\n").unwrap();
+    while let Some(l) = line(&mut s, &mut pending) {
+        let m = pmi1::decode(l.as_bytes()).unwrap();
+        let reply = match m.cmd.as_str() {
+            "get_my_kvsname" => "cmd=my_kvsname kvsname=kvs_1_0".to_string(),
+            "put" => {
+                let (k, v) = (m.get("key").unwrap(), m.get("value").unwrap());
+                srv.store.lock().unwrap().insert(k.into(), v.into());
+                "cmd=put_result rc=0 msg=success".into()
+            }
+            "barrier_in" => {
+                srv.barrier.wait();
+                "cmd=barrier_out".into()
+            }
+            "get" => match srv.store.lock().unwrap().get(m.get("key").unwrap()) {
+                Some(v) => format!("cmd=get_result rc=0 msg=success value={v}"),
+                None => "cmd=get_result rc=-1 msg=not_found value=unknown".into(),
+            },
+            "finalize" => "cmd=finalize_ack".into(),
+            other => panic!("unexpected {other}"),
+        };
+        s.write_all(format!("{reply}\n").as_bytes()).unwrap();
+        if m.cmd == "finalize" {
+            return;
+        }
+    }
+}
+
+/// Runs `started` of `n` ranks as threads, each joining through `PMI_FD` with `vars`.
+fn job(n: usize, started: usize, vars: &[(&str, &str)]) -> Vec<rmpi_transport::Result<usize>> {
+    let srv =
+        Arc::new(TestServer { store: Mutex::new(HashMap::new()), barrier: Barrier::new(n), n });
+    let handles: Vec<_> = (0..started)
+        .map(|rank| {
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            let srv = srv.clone();
+            std::thread::spawn(move || serve(srv, theirs, rank));
+            let fd = ours.into_raw_fd().to_string();
+            let mut env: HashMap<String, String> =
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            env.insert("PMI_FD".into(), fd);
+            env.insert("PMI_RANK".into(), rank.to_string());
+            env.insert("PMI_SIZE".into(), n.to_string());
+            env.insert("MPI_LOCALRANKID".into(), rank.to_string());
+            env.insert("MPI_LOCALNRANKS".into(), n.to_string());
+            std::thread::spawn(move || {
+                let cfg = launch::from_lookup(&|k| env.get(k).cloned())?.expect("a PMI config");
+                assert_eq!(
+                    (cfg.rank, cfg.size, cfg.local_rank, cfg.ranks_on_host),
+                    (rank, n, rank, n)
+                );
+                let world = Communicator::join(&cfg)?;
+                let mut got = 0;
+                for peer in 0..n {
+                    if peer != world.rank() {
+                        world.send(&[world.rank() as u64], peer, 1)?;
+                    }
+                }
+                for _ in 1..n {
+                    let (v, _) = world.recv_any::<u64>()?;
+                    got += v[0] as usize;
+                }
+                world.finalize()?;
+                Ok(got)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn whole_job_through_pmi2_and_pmi1() {
+    for version in ["2", "1"] {
+        let out = job(4, 4, &[("RMPI_PMI", version), ("RMPI_BOOT_TIMEOUT", "20")]);
+        for (rank, r) in out.into_iter().enumerate() {
+            assert_eq!(r.unwrap(), 6 - rank, "PMI-{version} rank {rank}");
+        }
+    }
+}
+
+#[test]
+fn a_rank_that_never_arrives_fails_the_fence_at_the_deadline() {
+    let t0 = Instant::now();
+    let out = job(3, 2, &[("RMPI_PMI", "2"), ("RMPI_BOOT_TIMEOUT", "1")]);
+    for r in out {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("fence") && e.contains("3 ranks"), "{e}");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+}
