@@ -65,6 +65,18 @@ fn srun_job(cli: &Cli) -> Result<Option<slurm::SrunJob>, String> {
     let Some(alloc) = slurm::Allocation::from_lookup(|k| std::env::var(k).ok())? else {
         return Ok(None);
     };
+    // srun places and binds the ranks itself: say which of our options it does not take.
+    let ignored = [
+        (cli.bind_to != crate::binding::BindTo::Auto, "--bind-to (srun's --cpu-bind binds)"),
+        (cli.report_bindings, "--report-bindings (srun's --cpu-bind=verbose reports)"),
+        (cli.map_by != crate::mapping::MapBy::Slot, "--map-by (srun's --distribution maps)"),
+        (cli.output_filename.is_some(), "--output-filename (srun's --output writes files)"),
+    ];
+    for (_, what) in ignored.iter().filter(|(set, _)| *set) {
+        message(&format!(
+            "inside a Slurm allocation the ranks start through srun, which ignores {what}"
+        ));
+    }
     Ok(Some(slurm::SrunJob {
         alloc,
         np: cli.np,

@@ -212,9 +212,11 @@ fn rmpirun_inside_salloc_uses_srun() {
     }
     // -n defaults to the allocation's tasks; cpi gives the same answer as under srun.
     let cpi = workspace_example("cpi");
-    let out =
-        run(c.head(&["salloc", "-N", "4", "-n", "8", r, cpi.to_str().unwrap(), "100000"]), LIMIT);
+    // An option srun does not take is named, and the job still runs.
+    let args = ["salloc", "-N", "4", "-n", "8", r, "--bind-to", "core", cpi.to_str().unwrap()];
+    let out = run(c.head(&[&args[..], &["100000"]].concat()), LIMIT);
     assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("which ignores --bind-to"), "{}", out.stderr);
     assert!(out.stdout.contains("pi is approximately 3.14159265"), "{}", out.stdout);
     assert!(out.stdout.contains("100000 intervals on 8 ranks"), "{}", out.stdout);
     // A failing rank ends the step and rmpirun's status says so.
