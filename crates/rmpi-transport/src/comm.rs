@@ -195,6 +195,7 @@ impl Communicator {
         let engine = Engine::new(
             cfg.rank,
             mesh.streams,
+            mesh.shm,
             hosts,
             (cfg.spin, cfg.ranks_on_host),
             cfg.max_message,
@@ -205,7 +206,8 @@ impl Communicator {
     /// A world of one rank (no sockets).
     pub fn singleton() -> Communicator {
         let host = crate::mesh::hostname();
-        let engine = Engine::new(0, vec![None], vec![host], (std::time::Duration::ZERO, 1), 0);
+        let engine =
+            Engine::new(0, vec![None], None, vec![host], (std::time::Duration::ZERO, 1), 0);
         match engine {
             Ok(e) => Self::world(e),
             // Creating an epoll instance can only fail when the process is out of file

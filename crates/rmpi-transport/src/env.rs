@@ -34,6 +34,10 @@ pub const SPIN_US: &str = "RMPI_SPIN_US";
 /// Largest accepted message, in bytes.
 pub const MAX_MESSAGE: &str = "RMPI_MAX_MESSAGE";
 
+/// Shared memory between the ranks of one host: `0` turns it off (TCP between them, as
+/// between hosts), `1` (the default) on.
+pub const SHM: &str = "RMPI_SHM";
+
 /// Default boot deadline.
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default largest accepted message (64 GiB).
@@ -70,6 +74,8 @@ pub struct BootConfig {
     pub max_message: u64,
     /// The launcher's name for this host, if it gave one.
     pub host_label: Option<String>,
+    /// Whether ranks on one host talk through shared memory (`RMPI_SHM`; default on).
+    pub shm: bool,
 }
 
 impl BootConfig {
@@ -87,6 +93,7 @@ impl BootConfig {
             ranks_on_host: 1,
             max_message: DEFAULT_MAX_MESSAGE,
             host_label: None,
+            shm: shm_from_env(),
         }
     }
 
@@ -136,7 +143,24 @@ impl BootConfig {
             cfg.max_message = parse(MAX_MESSAGE, &s)?;
         }
         cfg.host_label = get(HOST).filter(|s| !s.is_empty());
+        if let Some(s) = get(SHM) {
+            cfg.shm = parse_shm(&s)?;
+        }
         Ok(Some(cfg))
+    }
+}
+
+/// The default of [`BootConfig::shm`]: on unless the process environment says `RMPI_SHM=0`
+/// (so that `BootConfig::new` and `local::run` follow the variable too).
+fn shm_from_env() -> bool {
+    std::env::var(SHM).ok().and_then(|s| parse_shm(&s).ok()).unwrap_or(true)
+}
+
+fn parse_shm(s: &str) -> Result<bool> {
+    match s.trim() {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(Error::Env { var: SHM, msg: format!("{s:?} is neither 0 nor 1") }),
     }
 }
 

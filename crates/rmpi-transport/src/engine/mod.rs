@@ -25,6 +25,7 @@ mod failure;
 mod framing;
 mod matching;
 mod polling;
+pub(crate) mod shm;
 mod state;
 mod stream;
 mod tcp;
@@ -69,6 +70,8 @@ pub(crate) struct Engine {
     ranks_on_host: usize,
     /// Next free context id base (multiple of 4), for communicator creation.
     pub(crate) next_ctx: std::sync::atomic::AtomicU32,
+    /// This rank's wake-me flag, when it shares memory with local peers.
+    bell: Option<shm::Bell>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -76,10 +79,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Engine {
-    /// Wraps established, handshaken connections (`None` at our own rank).
+    /// Wraps established, handshaken connections (`None` at our own rank and at the ranks
+    /// reached through the shared memory of `shm`).
     pub(crate) fn new(
         rank: usize,
         streams: Vec<Option<std::net::TcpStream>>,
+        mut shm: Option<shm::Group>,
         hosts: Vec<String>,
         (spin, ranks_on_host): (Duration, usize),
         max_message: u64,
@@ -90,18 +95,29 @@ impl Engine {
         for (r, s) in streams.into_iter().enumerate() {
             conns.push(s.map(|s| tcp::conn(poll.registry(), r, s)).transpose()?);
         }
+        if let Some(g) = &mut shm {
+            g.register(poll.registry(), size)
+                .map_err(|e| Error::io("registering the shared-memory wake-ups", e))?;
+            for (r, s) in g.streams() {
+                if let Some(slot) = conns.get_mut(r) {
+                    *slot = Some(Conn::new(s));
+                }
+            }
+        }
+        let bell = shm.as_ref().map(shm::Group::bell);
         let hosts: Arc<[String]> = hosts.into();
         Ok(Engine {
             rank,
             size,
             hosts: hosts.clone(),
-            state: Mutex::new(State::new(rank, conns, hosts, max_message)),
+            state: Mutex::new(State::new(rank, conns, shm, hosts, max_message)),
             poller: Mutex::new(Poller { poll, events: Events::with_capacity(256) }),
             cv: Condvar::new(),
             sleepers: AtomicUsize::new(0),
             spin,
             ranks_on_host,
             next_ctx: std::sync::atomic::AtomicU32::new(4),
+            bell,
         })
     }
 

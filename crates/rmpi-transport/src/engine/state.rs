@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::failure::FINISHED;
 use super::framing::{Conn, Dest, Link, Payload, Rx, TxOp};
 use super::matching::{Completion, Matching, MsgInfo, Posted, ReqId, Sink, Watch};
+use super::shm::Group;
 use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
 use crate::wire::{FrameHeader, FrameKind};
@@ -15,6 +16,8 @@ use crate::wire::{FrameHeader, FrameKind};
 pub(crate) struct State {
     pub(super) me: usize,
     pub(super) conns: Vec<Option<Conn>>,
+    /// This rank's share of the host's shared memory (its streams are among `conns`).
+    pub(super) shm: Option<Group>,
     pub(super) m: Matching,
     pub(super) max_message: u64,
     pub(super) hosts: Arc<[String]>,
@@ -37,12 +40,14 @@ impl State {
     pub(super) fn new(
         me: usize,
         conns: Vec<Option<Conn>>,
+        shm: Option<Group>,
         hosts: Arc<[String]>,
         max_message: u64,
     ) -> State {
         State {
             me,
             conns,
+            shm,
             m: Matching::default(),
             max_message,
             hosts,
@@ -53,6 +58,16 @@ impl State {
             deferred: Vec::new(),
             pass: 0,
         }
+    }
+
+    /// Whether a local peer's stream has something for the next progress pass (input, its end,
+    /// or room for a queued send): then sleeping would miss it, since no event announces it.
+    pub(super) fn shm_pending(&self) -> bool {
+        let Some(g) = &self.shm else { return false };
+        g.members().iter().filter_map(|r| self.conns.get(*r)?.as_ref()).any(|c| {
+            !matches!(c.link, Link::Dead(_))
+                && c.stream.ready().is_some_and(|(input, room)| input || (room && !c.tx.is_empty()))
+        })
     }
 
     /// A fresh request id with a pending slot.

@@ -22,4 +22,6 @@ pub(crate) trait Stream: Send + fmt::Debug {
     fn ready(&self) -> Option<(bool, bool)> {
         None
     }
+    /// The peer's process is gone: once what it wrote is read, the stream ends.
+    fn peer_exited(&mut self) {}
 }

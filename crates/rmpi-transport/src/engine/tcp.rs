@@ -7,6 +7,7 @@ use std::os::fd::AsRawFd;
 use mio::{Events, Interest, Registry, Token};
 
 use super::framing::Conn;
+use super::shm;
 use super::state::State;
 use super::stream::Stream;
 use crate::error::{Error, Result};
@@ -55,8 +56,25 @@ pub(super) fn conn(registry: &Registry, r: usize, s: std::net::TcpStream) -> Res
 impl State {
     /// Records what the poller reported.
     pub(super) fn mark(&mut self, events: &Events) {
+        let size = self.conns.len();
         for ev in events.iter() {
-            if let Some(Some(c)) = self.conns.get_mut(ev.token().0) {
+            let t = ev.token().0;
+            if ev.token() == shm::WAKE {
+                if let Some(g) = &self.shm {
+                    g.drain_wakes();
+                }
+                continue;
+            }
+            if t >= size {
+                // A local peer's process exited: its stream ends after what it wrote.
+                if let Some(Some(c)) = self.conns.get_mut(t - size) {
+                    c.stream.peer_exited();
+                    c.readable = true;
+                    c.writable = true;
+                }
+                continue;
+            }
+            if let Some(Some(c)) = self.conns.get_mut(t) {
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                     c.readable = true;
                 }

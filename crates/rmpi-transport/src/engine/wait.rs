@@ -10,6 +10,9 @@ use super::framing::Conn;
 use super::polling::Polling;
 use super::state::State;
 use super::{lock, Engine, MAX_SLEEP};
+
+/// While spinning with local peers, how many looks at the shared memory per poller call.
+const SHM_LOOKS_PER_POLL: u32 = 16;
 use crate::error::{Error, Result};
 
 impl Engine {
@@ -71,10 +74,33 @@ impl Engine {
             if spinning {
                 sleep = Duration::ZERO;
             }
+            if spinning && self.bell.is_some() {
+                // Shared memory needs no system call to look at: ask the kernel about sockets,
+                // pidfds and wake-ups only every few looks.
+                polls += 1;
+                if polls % SHM_LOOKS_PER_POLL != 0 {
+                    if polls % yield_every == 0 {
+                        std::thread::yield_now();
+                    }
+                    continue;
+                }
+            }
             match self.poller.try_lock() {
                 Ok(mut p) => {
                     let p = &mut *p;
-                    match p.poll.poll(&mut p.events, Some(sleep)) {
+                    // Before sleeping, ask local peers for a wake-up, then look once more.
+                    let bell = self.bell.as_ref().filter(|_| !sleep.is_zero());
+                    if let Some(b) = bell {
+                        b.arm();
+                        if lock(&self.state).shm_pending() {
+                            sleep = Duration::ZERO;
+                        }
+                    }
+                    let polled = p.poll.poll(&mut p.events, Some(sleep));
+                    if let Some(b) = bell {
+                        b.disarm();
+                    }
+                    match polled {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => return Err(Error::io("epoll_wait", e)),
