@@ -259,6 +259,21 @@ impl Communicator {
         Ok(self.inner.engine().host(self.world_rank(r)?).to_owned())
     }
 
+    /// Whether messages to and from communicator rank `r` go through this host's shared memory
+    /// (rather than TCP). Ranks share memory when they run on one kernel in one network
+    /// namespace and `RMPI_SHM` is not `0`; a rank does not count itself.
+    ///
+    /// ```
+    /// let shared = rmpi_transport::local::run(2, |w| w.shares_memory_with(1 - w.rank()))?;
+    /// // Threads of one process are on one host: shared memory, unless RMPI_SHM=0.
+    /// assert_eq!(shared, vec![shared[0]; 2]);
+    /// # Ok::<(), rmpi_transport::Error>(())
+    /// ```
+    pub fn shares_memory_with(&self, r: usize) -> Result<bool> {
+        let w = self.world_rank(r)?;
+        Ok(self.inner.engine().shm_members.contains(&w) && w != self.inner.engine().rank)
+    }
+
     fn ctx(&self, plane: Plane) -> u32 {
         self.inner.ctx + plane as u32
     }

@@ -123,6 +123,10 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
         (rmpi_transport::env::TOKEN.to_string(), token.to_hex()),
         (rmpi_transport::env::BOOT_TIMEOUT.to_string(), cfg.boot_timeout.as_secs().to_string()),
     ];
+    // Shared memory on or off is the job's choice, on every host.
+    if let Ok(v) = std::env::var(rmpi_transport::env::SHM) {
+        base_env.push((rmpi_transport::env::SHM.to_string(), v));
+    }
     base_env.extend(cfg.exports.iter().cloned());
 
     if cfg.verbose {

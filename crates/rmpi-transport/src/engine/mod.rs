@@ -72,6 +72,8 @@ pub(crate) struct Engine {
     pub(crate) next_ctx: std::sync::atomic::AtomicU32,
     /// This rank's wake-me flag, when it shares memory with local peers.
     bell: Option<shm::Bell>,
+    /// World ranks reached through shared memory (this one included), in rank order.
+    pub(crate) shm_members: Vec<usize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -105,6 +107,7 @@ impl Engine {
             }
         }
         let bell = shm.as_ref().map(shm::Group::bell);
+        let shm_members = shm.as_ref().map(|g| g.members().to_vec()).unwrap_or_default();
         let hosts: Arc<[String]> = hosts.into();
         Ok(Engine {
             rank,
@@ -118,6 +121,7 @@ impl Engine {
             ranks_on_host,
             next_ctx: std::sync::atomic::AtomicU32::new(4),
             bell,
+            shm_members,
         })
     }
 

@@ -115,18 +115,22 @@ pub(crate) fn join(
     // The descriptor closes here (ours, or the leader's once everyone has mapped the segment).
     drop(offer);
     let mut pidfds = Vec::new();
+    let mut exited = Vec::new();
     for (i, r) in members.iter().enumerate() {
         let Some(o) = endpoints[*r].shm else { continue };
         if i == me || o.pid == std::process::id() {
             continue;
         }
-        pidfds.push((
-            *r,
-            pidfd_open(o.pid)
-                .map_err(|e| fail(format!("watching local rank {r} (pid {}): {e}", o.pid)))?,
-        ));
+        match pidfd_open(o.pid) {
+            Ok(fd) => pidfds.push((*r, fd)),
+            // It has finished already (a short program, a slow start here): what it sent is in
+            // the segment, and its stream ends after that.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => exited.push(*r),
+            Err(e) => return Err(fail(format!("watching local rank {r} (pid {}): {e}", o.pid))),
+        }
     }
-    Ok(Some(Group { seg: Arc::new(seg), waker: Arc::new(waker), members, me, inbox, pidfds }))
+    let (seg, waker) = (Arc::new(seg), Arc::new(waker));
+    Ok(Some(Group { seg, waker, members, me, inbox, pidfds, exited }))
 }
 
 /// Waits until all `n` members have mapped `seg`; on the deadline, the group indices missing.

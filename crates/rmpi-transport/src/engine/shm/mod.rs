@@ -24,6 +24,8 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
 use mio::unix::SourceFd;
+
+use super::stream::Stream;
 use mio::{Interest, Registry, Token};
 
 pub(crate) use boot::{join, members, Offer};
@@ -51,6 +53,8 @@ pub(crate) struct Group {
     inbox: mio::net::UnixDatagram,
     /// Death watches of members in other processes: (world rank, pidfd).
     pidfds: Vec<(usize, OwnedFd)>,
+    /// Members whose process had exited before it could be watched.
+    exited: Vec<usize>,
 }
 
 impl Group {
@@ -60,11 +64,14 @@ impl Group {
     }
 
     /// A stream to each other member: (world rank, stream).
-    pub(crate) fn streams(&self) -> Vec<(usize, Box<dyn super::stream::Stream>)> {
-        let mut out: Vec<(usize, Box<dyn super::stream::Stream>)> = Vec::new();
+    pub(crate) fn streams(&self) -> Vec<(usize, Box<dyn Stream>)> {
+        let mut out: Vec<(usize, Box<dyn Stream>)> = Vec::new();
         for (i, r) in self.members.iter().enumerate() {
             if i != self.me {
-                let s = ShmStream::new(self.seg.clone(), self.waker.clone(), self.me, i);
+                let mut s = ShmStream::new(self.seg.clone(), self.waker.clone(), self.me, i);
+                if self.exited.contains(r) {
+                    s.peer_exited();
+                }
                 out.push((*r, Box::new(s)));
             }
         }
