@@ -24,11 +24,23 @@ pub(crate) struct ShmStream {
     write_closed: bool,
     /// This side closed both halves.
     closed: bool,
+    /// Whether this side has written anything yet (until then its ring is empty, and looking at
+    /// it would only bring a page of the segment into memory for nothing).
+    wrote: bool,
 }
 
 impl ShmStream {
     pub(crate) fn new(seg: Arc<Segment>, waker: Arc<Waker>, me: usize, peer: usize) -> Self {
-        ShmStream { seg, waker, me, peer, peer_gone: false, write_closed: false, closed: false }
+        ShmStream {
+            seg,
+            waker,
+            me,
+            peer,
+            peer_gone: false,
+            write_closed: false,
+            closed: false,
+            wrote: false,
+        }
     }
 
     fn inbound(&self) -> &Pair {
@@ -53,14 +65,19 @@ impl ShmStream {
 
     /// Free bytes in the outbound ring.
     fn room(&self) -> u64 {
+        if !self.wrote {
+            return self.cap();
+        }
         let p = self.outbound();
         let used = p.w.tail.load(Ordering::Relaxed).wrapping_sub(p.r.head.load(Ordering::Acquire));
         self.cap().saturating_sub(used)
     }
 
-    /// Whether writing can only fail now.
+    /// Whether writing can only fail now (as far as this side knows before its first write).
     fn write_refused(&self) -> bool {
-        self.peer_gone || self.write_closed || self.outbound().r.closed.load(Ordering::Acquire) != 0
+        self.peer_gone
+            || self.write_closed
+            || (self.wrote && self.outbound().r.closed.load(Ordering::Acquire) != 0)
     }
 }
 
@@ -99,6 +116,7 @@ impl Stream for ShmStream {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.wrote = true;
         if self.write_refused() {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the peer reads no more"));
         }

@@ -20,10 +20,10 @@ const PAIR: usize = 128;
 /// Ring bytes per ordered pair: large for small groups, small for big ones (the footprint is this
 /// times the local peers a rank receives from).
 pub(crate) fn ring_bytes(n: usize) -> usize {
-    if n <= 64 {
-        256 << 10
-    } else {
-        32 << 10
+    match n {
+        0..=8 => 1 << 20,
+        9..=64 => 256 << 10,
+        _ => 32 << 10,
     }
 }
 
@@ -152,12 +152,13 @@ impl Segment {
         unsafe { &*self.base.add(self.layout.ctls + i * CTL).cast::<Ctl>() }
     }
 
-    /// The control block of the ring from `from` to `to`.
+    /// The control block of the ring from `from` to `to`. A receiver's blocks are adjacent (it
+    /// looks at all of them on every progress pass).
     pub(crate) fn pair(&self, from: usize, to: usize) -> &Pair {
         let n = self.layout.n;
         assert!(from < n && to < n, "pair ({from}, {to}) outside the group");
         // SAFETY: in bounds (checked), 128-aligned, atomics only.
-        unsafe { &*self.base.add(self.layout.pairs + (from * n + to) * PAIR).cast::<Pair>() }
+        unsafe { &*self.base.add(self.layout.pairs + (to * n + from) * PAIR).cast::<Pair>() }
     }
 
     /// The ring bytes from `from` to `to`.
@@ -165,7 +166,7 @@ impl Segment {
         let n = self.layout.n;
         assert!(from < n && to < n, "pair ({from}, {to}) outside the group");
         // SAFETY: in bounds (checked): the ring area holds n*n rings.
-        unsafe { self.base.add(self.layout.rings + (from * n + to) * self.layout.ring) }
+        unsafe { self.base.add(self.layout.rings + (to * n + from) * self.layout.ring) }
     }
 }
 
@@ -191,7 +192,8 @@ mod tests {
             assert!(l.pairs + n * n * PAIR <= l.rings);
             assert_eq!(l.len, l.rings + n * n * l.ring);
         }
-        assert_eq!(Layout::new(2).ring, 256 << 10);
+        assert_eq!(Layout::new(2).ring, 1 << 20);
+        assert_eq!(Layout::new(64).ring, 256 << 10);
         assert_eq!(Layout::new(1024).ring, 32 << 10);
     }
 }
