@@ -27,7 +27,12 @@ struct Rank {
 impl Rank {
     /// Waits for the next line the rank prints.
     fn line(&self) -> String {
-        self.lines.recv_timeout(LIMIT).expect("the rank printed nothing in time")
+        match self.lines.recv_timeout(LIMIT) {
+            Ok(l) => l,
+            Err(e) => {
+                panic!("rank (pid {}) printed nothing within {LIMIT:?}: {e}", self.child.id())
+            }
+        }
     }
 
     /// Lets a rank that waits for the parent go on.

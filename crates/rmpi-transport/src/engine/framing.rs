@@ -109,6 +109,8 @@ pub(super) struct Conn {
     pub(super) stream: Box<dyn Stream>,
     pub(super) readable: bool,
     pub(super) writable: bool,
+    /// The poller announced the end of the peer's stream (or an error): read until it is seen.
+    pub(super) ended: bool,
     staging: Box<[u8]>,
     lo: usize,
     hi: usize,
@@ -124,6 +126,7 @@ impl Conn {
             stream,
             readable: true,
             writable: true,
+            ended: false,
             staging: vec![0u8; STAGING].into_boxed_slice(),
             lo: 0,
             hi: 0,
@@ -268,8 +271,10 @@ impl State {
                 }
             };
             // A short read drained the socket: with edge-triggered polling, new data raises a
-            // new event, so there is no need to read again just to see EAGAIN.
-            if matches!(res, Ok((n, _)) if n > 0 && n < asked) {
+            // new event, so there is no need to read again just to see EAGAIN. Not so once the
+            // peer's end was announced: it may lie right behind these bytes, and no new event
+            // would come for it.
+            if matches!(res, Ok((n, _)) if n > 0 && n < asked) && !c.ended {
                 c.readable = false;
             }
             match res {

@@ -78,6 +78,9 @@ impl State {
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                     c.readable = true;
                 }
+                if ev.is_read_closed() || ev.is_error() {
+                    c.ended = true;
+                }
                 if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                     c.writable = true;
                 }
