@@ -1,14 +1,13 @@
-//! TCP as a [`Stream`]: a nonblocking socket the poller watches (edge-triggered).
+//! TCP as a [`Stream`]: a nonblocking socket the poller watches (edge-triggered; `wait.rs`
+//! records its events).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 
-use mio::{Events, Interest, Registry, Token};
+use mio::{Interest, Registry, Token};
 
 use super::framing::Conn;
-use super::shm;
-use super::state::State;
 use super::stream::Stream;
 use crate::error::{Error, Result};
 
@@ -51,40 +50,4 @@ pub(super) fn conn(registry: &Registry, r: usize, s: std::net::TcpStream) -> Res
         .register(&mut stream, Token(r), Interest::READABLE | Interest::WRITABLE)
         .map_err(|e| Error::io(format!("registering the connection to rank {r}"), e))?;
     Ok(Conn::new(Box::new(stream)))
-}
-
-impl State {
-    /// Records what the poller reported.
-    pub(super) fn mark(&mut self, events: &Events) {
-        let size = self.conns.len();
-        for ev in events.iter() {
-            let t = ev.token().0;
-            if ev.token() == shm::WAKE {
-                if let Some(g) = &self.shm {
-                    g.drain_wakes();
-                }
-                continue;
-            }
-            if t >= size {
-                // A local peer's process exited: its stream ends after what it wrote.
-                if let Some(Some(c)) = self.conns.get_mut(t - size) {
-                    c.stream.peer_exited();
-                    c.readable = true;
-                    c.writable = true;
-                }
-                continue;
-            }
-            if let Some(Some(c)) = self.conns.get_mut(t) {
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    c.readable = true;
-                }
-                if ev.is_read_closed() || ev.is_error() {
-                    c.ended = true;
-                }
-                if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-                    c.writable = true;
-                }
-            }
-        }
-    }
 }

@@ -1,19 +1,23 @@
 //! The wait loop: a waiting thread makes progress itself, polls for a while as the host's load
 //! allows (see [`Polling`]), then sleeps in the poller, or on a condition variable while another
-//! thread holds the poller.
+//! thread holds the poller. What the poller reports is recorded here too: socket readiness, a
+//! local peer's exit (its pidfd) and wake-ups from local peers.
 
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use mio::Events;
+
 use super::framing::Conn;
 use super::polling::Polling;
+use super::shm;
 use super::state::State;
 use super::{lock, Engine, MAX_SLEEP};
+use crate::error::{Error, Result};
 
 /// While spinning with local peers, how many looks at the shared memory per poller call.
 const SHM_LOOKS_PER_POLL: u32 = 16;
-use crate::error::{Error, Result};
 
 impl Engine {
     /// Makes progress until `check` yields a value or `deadline` passes.
@@ -128,6 +132,42 @@ impl Engine {
                     self.sleepers.fetch_add(1, Ordering::SeqCst);
                     let _ = self.cv.wait_timeout(st, nap);
                     self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+}
+
+impl State {
+    /// Records what the poller reported.
+    pub(super) fn mark(&mut self, events: &Events) {
+        let size = self.conns.len();
+        for ev in events.iter() {
+            let t = ev.token().0;
+            if ev.token() == shm::WAKE {
+                if let Some(g) = &self.shm {
+                    g.drain_wakes();
+                }
+                continue;
+            }
+            if t >= size {
+                // A local peer's process exited: its stream ends after what it wrote.
+                if let Some(Some(c)) = self.conns.get_mut(t - size) {
+                    c.stream.peer_exited();
+                    c.readable = true;
+                    c.writable = true;
+                }
+                continue;
+            }
+            if let Some(Some(c)) = self.conns.get_mut(t) {
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    c.readable = true;
+                }
+                if ev.is_read_closed() || ev.is_error() {
+                    c.ended = true;
+                }
+                if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                    c.writable = true;
                 }
             }
         }

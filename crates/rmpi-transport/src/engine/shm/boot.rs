@@ -1,5 +1,5 @@
 //! Setting up one host's shared memory: every rank offers a segment in its endpoint; after the
-//! exchange the ranks with the same [`HostId`] form the group, and all map the segment of its
+//! exchange the ranks with the same [`HostId`](crate::wire::HostId) form the group, and all map the segment of its
 //! leader (the lowest world rank) through `/proc/LEADER/fd/N`. The leader waits until every
 //! member has mapped it and then closes its descriptor: from then on the segment has no name
 //! and no descriptor anywhere, and the kernel frees it with the last mapping, whatever way the

@@ -1,5 +1,5 @@
 //! Shared memory between the ranks of one host: per-pair byte rings in one segment (see
-//! `docs/shared-memory.md`), offered to the engine as [`Stream`](super::stream::Stream)s like TCP
+//! `docs/shared-memory.md`), offered to the engine as [`Stream`]s like TCP
 //! connections, so matching, framing and failure handling are the same for both.
 //!
 //! * [`host`]: which ranks are on one host (kernel identity, never host names).
