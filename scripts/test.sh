@@ -41,6 +41,10 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --release --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The suites that move messages, once more with TCP between local ranks instead of shared memory.
+echo "test.sh: again with RMPI_SHM=0"
+RMPI_SHM=0 cargo test --release -p rmpi-transport -p rmpi-collectives -p rmpirun --no-fail-fast "$@" 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
 set -e
 # One closing line for the whole suite (cargo prints one per test binary).
 totals=$(grep -E '^test result:' "$log" | awk '{p += $4; f += $6} END {printf "%d passed, %d failed", p, f}')

@@ -207,6 +207,7 @@ impl Communicator {
         let engine = Engine::new(
             cfg.rank,
             mesh.streams,
+            mesh.shm,
             hosts,
             (cfg.spin, cfg.ranks_on_host),
             cfg.max_message,
@@ -217,7 +218,8 @@ impl Communicator {
     /// A world of one rank (no sockets).
     pub fn singleton() -> Communicator {
         let host = crate::mesh::hostname();
-        let engine = Engine::new(0, vec![None], vec![host], (std::time::Duration::ZERO, 1), 0);
+        let engine =
+            Engine::new(0, vec![None], None, vec![host], (std::time::Duration::ZERO, 1), 0);
         match engine {
             Ok(e) => Self::world(e),
             // Creating an epoll instance can only fail when the process is out of file
@@ -267,6 +269,21 @@ impl Communicator {
     /// The host of communicator rank `r`, as that rank reported it.
     pub fn host_of(&self, r: usize) -> Result<String> {
         Ok(self.inner.engine().host(self.world_rank(r)?).to_owned())
+    }
+
+    /// Whether messages to and from communicator rank `r` go through this host's shared memory
+    /// (rather than TCP). Ranks share memory when they run on one kernel in one network
+    /// namespace and `RMPI_SHM` is not `0`; a rank does not count itself.
+    ///
+    /// ```
+    /// let shared = rmpi_transport::local::run(2, |w| w.shares_memory_with(1 - w.rank()))?;
+    /// // Threads of one process are on one host: shared memory, unless RMPI_SHM=0.
+    /// assert_eq!(shared, vec![shared[0]; 2]);
+    /// # Ok::<(), rmpi_transport::Error>(())
+    /// ```
+    pub fn shares_memory_with(&self, r: usize) -> Result<bool> {
+        let w = self.world_rank(r)?;
+        Ok(self.inner.engine().shm_members.contains(&w) && w != self.inner.engine().rank)
     }
 
     fn ctx(&self, plane: Plane) -> u32 {

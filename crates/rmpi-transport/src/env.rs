@@ -37,6 +37,10 @@ pub const MAX_MESSAGE: &str = "RMPI_MAX_MESSAGE";
 /// Seconds after which a silent peer host is given up (`off`: never).
 pub const PEER_TIMEOUT: &str = "RMPI_PEER_TIMEOUT";
 
+/// Shared memory between the ranks of one host: `0` turns it off (TCP between them, as
+/// between hosts), `1` (the default) on.
+pub const SHM: &str = "RMPI_SHM";
+
 /// Default boot deadline.
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default largest accepted message (64 GiB).
@@ -82,6 +86,8 @@ pub struct BootConfig {
     pub launcher: LauncherKind,
     /// How this rank learns its peers' endpoints (and, under PMI, the job token).
     pub peers: Peers,
+    /// Whether ranks on one host talk through shared memory (`RMPI_SHM`; default on).
+    pub shm: bool,
 }
 
 impl BootConfig {
@@ -103,6 +109,7 @@ impl BootConfig {
             local_rank: 0,
             launcher: LauncherKind::Harness,
             peers: Peers::Rendezvous,
+            shm: shm_from_env(),
         }
     }
 
@@ -157,7 +164,7 @@ impl BootConfig {
     }
 
     /// Reads the settings every launcher kind shares: `RMPI_IFACE`, `RMPI_PORT_RANGE`,
-    /// `RMPI_BOOT_TIMEOUT`, `RMPI_SPIN_US`, `RMPI_MAX_MESSAGE`, `RMPI_PEER_TIMEOUT`.
+    /// `RMPI_BOOT_TIMEOUT`, `RMPI_SPIN_US`, `RMPI_MAX_MESSAGE`, `RMPI_PEER_TIMEOUT`, `RMPI_SHM`.
     pub(crate) fn apply_tuning(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
         let cfg = self;
         if let Some(s) = get(IFACE).filter(|s| !s.is_empty()) {
@@ -186,7 +193,24 @@ impl BootConfig {
                 ),
             };
         }
+        if let Some(s) = get(SHM) {
+            cfg.shm = parse_shm(&s)?;
+        }
         Ok(())
+    }
+}
+
+/// The default of [`BootConfig::shm`]: on unless the process environment says `RMPI_SHM=0`
+/// (so that `BootConfig::new` and `local::run` follow the variable too).
+fn shm_from_env() -> bool {
+    std::env::var(SHM).ok().and_then(|s| parse_shm(&s).ok()).unwrap_or(true)
+}
+
+fn parse_shm(s: &str) -> Result<bool> {
+    match s.trim() {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(Error::Env { var: SHM, msg: format!("{s:?} is neither 0 nor 1") }),
     }
 }
 

@@ -13,10 +13,12 @@
 //! * [`rendezvous`]: the server a launcher runs so ranks can find each other.
 //! * [`addr`]: choosing the address a rank advertises.
 //! * `mesh`: building the full mesh of connections (`accept`: the bootstrap accept thread).
-//! * `engine`: the progress engine (matching, framing, polling) shared by all communicators.
+//! * `engine`: the progress engine (matching, framing, polling) shared by all communicators, over
+//!   TCP between hosts and shared memory between the ranks of one host (`docs/shared-memory.md`;
+//!   `RMPI_SHM=0` turns it off).
 //! * [`Communicator`]: groups of ranks and their point-to-point operations; [`Request`] and
 //!   [`Scope`] for nonblocking ones.
-//! * [`local`]: run `n` ranks as threads over loopback TCP, for tests.
+//! * [`local`]: run `n` ranks as threads of this process, for tests.
 //!
 //! Data moves in two ways: slices of plain numbers ([`bytemuck::Pod`]) are sent as their bytes,
 //! with no per-element encoding and no copy on the send side; any `serde` type goes through

@@ -1,7 +1,8 @@
-//! Run `n` ranks as threads of this process, over real loopback TCP.
+//! Run `n` ranks as threads of this process, over the real transports: shared memory between
+//! them (threads of one process are one host), or loopback TCP with `RMPI_SHM=0`.
 //!
 //! This is how rmpi's own tests, and users' tests, exercise multi-rank code inside `cargo test`:
-//! every rank goes through the same rendezvous, handshake and sockets as a launched job.
+//! every rank goes through the same rendezvous, handshake and transports as a launched job.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,7 +35,7 @@ impl Default for LocalOptions {
     }
 }
 
-/// Runs `f` on `n` ranks (threads) joined into one world over loopback TCP, and returns each
+/// Runs `f` on `n` ranks (threads) joined into one world, and returns each
 /// rank's result in rank order. The first error any rank returns is returned (after all ranks
 /// have finished). A panic in a rank is propagated.
 ///

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::accept::Acceptor;
 use crate::deadline::read_exact_by;
+use crate::engine::shm;
 use crate::env::BootConfig;
 use crate::error::{Error, Result};
 use crate::rendezvous::list;
@@ -21,9 +22,11 @@ use crate::wire::{Endpoint, Hello, HelloKind, HELLO_LEN};
 /// How long an accepted connection may take to send its hello.
 const PEER_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The connected mesh: one stream per peer (`None` at our own rank) and every rank's endpoint.
+/// The connected mesh: one stream per peer on another host (`None` at our own rank and at the
+/// ranks in `shm`), this host's shared memory, and every rank's endpoint.
 pub(crate) struct Mesh {
     pub(crate) streams: Vec<Option<TcpStream>>,
+    pub(crate) shm: Option<shm::Group>,
     pub(crate) endpoints: Vec<Endpoint>,
 }
 
@@ -36,15 +39,20 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
     let port = listener.local_addr().map_err(|e| Error::io("listener address", e))?.port();
     let host = cfg.host_label.clone().unwrap_or_else(hostname);
     let advertise = cfg.advertise.clone();
+    let offer = if cfg.shm { shm::Offer::new() } else { None };
+    let shm_offer = offer.as_ref().map(|o| o.wire);
     let (token, endpoints) = crate::launch::exchange::endpoints(cfg, deadline, |route_ip| {
         let ip = advertise
             .resolve(route_ip)
             .map_err(|e| Error::Env { var: crate::env::IFACE, msg: e })?;
-        Ok(Endpoint { addr: SocketAddr::new(ip, port), host: host.clone() })
+        Ok(Endpoint { addr: SocketAddr::new(ip, port), host: host.clone(), shm: shm_offer })
     })?;
 
+    // Ranks on this host are reached through shared memory, the others through TCP.
+    let local = shm::members(rank, &endpoints);
+    let tcp = |j: &usize| !local.contains(j);
     // Accept from higher ranks in the background while we connect to lower ones.
-    let expect_higher = size - rank - 1;
+    let expect_higher = (rank + 1..size).filter(tcp).count();
     let (tx, rx) = mpsc::channel::<(usize, TcpStream)>();
     let acceptor = if expect_higher > 0 {
         let greet = move |s, peer| greet_peer(s, peer, token, rank, size, &tx);
@@ -54,7 +62,7 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
     };
 
     let mut streams: Vec<Option<TcpStream>> = (0..size).map(|_| None).collect();
-    for (j, ep) in endpoints.iter().enumerate().take(rank) {
+    for (j, ep) in endpoints.iter().enumerate().take(rank).filter(|(j, _)| tcp(j)) {
         let s = connect_peer(token, rank, size, j, ep, deadline).map_err(|e| {
             fail(format!("connecting to rank {j} on {} ({}): {e}", ep.host, ep.addr))
         })?;
@@ -75,7 +83,7 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
             }
             Err(_) => {
                 let missing: Vec<usize> =
-                    (rank + 1..size).filter(|j| streams[*j].is_none()).collect();
+                    (rank + 1..size).filter(|j| tcp(j) && streams[*j].is_none()).collect();
                 let names: Vec<String> =
                     missing.iter().map(|j| format!("{j} ({})", endpoints[*j].host)).collect();
                 return Err(fail(format!(
@@ -96,7 +104,11 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
             }
         }
     }
-    Ok(Mesh { streams, endpoints })
+    let shm = match offer {
+        Some(o) => shm::join(o, token, rank, &endpoints, deadline)?,
+        None => None,
+    };
+    Ok(Mesh { streams, shm, endpoints })
 }
 
 fn bind_listener(cfg: &BootConfig) -> Result<TcpListener> {
@@ -243,6 +255,8 @@ mod tests {
             .map(|r| {
                 let mut cfg = BootConfig::new(r, 3, token, rv);
                 cfg.port_range = Some((47_310, 47_330));
+                // TCP between all of them, as between hosts.
+                cfg.shm = false;
                 thread::spawn(move || build(&cfg))
             })
             .collect::<Vec<_>>()
@@ -262,5 +276,34 @@ mod tests {
         // The connection from rank 2 to rank 0 lands on rank 0's advertised port.
         let s = meshes[2].streams[0].as_ref().unwrap();
         assert_eq!(s.peer_addr().unwrap().port(), meshes[0].endpoints[0].addr.port());
+    }
+
+    #[test]
+    fn ranks_on_one_host_open_no_tcp_between_them() {
+        let token = JobToken::generate();
+        let server = RendezvousServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            3,
+            token,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let rv = server.local_addr();
+        let server = server.spawn();
+        let meshes: Vec<Mesh> = (0..3)
+            .map(|r| {
+                let mut cfg = BootConfig::new(r, 3, token, rv);
+                cfg.shm = true;
+                thread::spawn(move || build(&cfg))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect();
+        server.join().unwrap().unwrap();
+        for m in &meshes {
+            assert!(m.streams.iter().all(Option::is_none));
+            assert_eq!(m.shm.as_ref().map(|g| g.members().to_vec()), Some(vec![0, 1, 2]));
+        }
     }
 }

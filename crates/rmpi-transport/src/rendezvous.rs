@@ -22,7 +22,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// answers at its own deadline, which a launcher sets near the ranks').
 const REPLY_MARGIN: Duration = Duration::from_secs(1);
 /// Largest encoded endpoint a rank may send.
-const MAX_ENDPOINT_LEN: u32 = 1 + 16 + 2 + 1 + 255;
+const MAX_ENDPOINT_LEN: u32 = crate::wire::MAX_ENDPOINT_LEN as u32;
 
 /// A rendezvous server for one job.
 ///
@@ -277,7 +277,7 @@ pub(crate) fn join(
         fail(format!("no answer from the rendezvous at {rendezvous} (waited {waited:?}): {e}"))
     })?;
     let len = u32::from_le_bytes(l) as usize;
-    // 275 bytes per endpoint at most, plus the header.
+    // MAX_ENDPOINT_LEN bytes per endpoint at most, plus the header.
     if len > 5 + size * MAX_ENDPOINT_LEN as usize {
         return Err(fail(format!("rendezvous reply of {len} bytes is too long")));
     }

@@ -22,6 +22,10 @@ pub const HEADER_LEN: usize = 32;
 pub const FRAME_MAGIC: u16 = 0x4d52; // "RM"
 /// Longest host name carried in an [`Endpoint`].
 pub const MAX_HOSTNAME: usize = 255;
+/// Size of an encoded [`ShmOffer`].
+pub const SHM_OFFER_LEN: usize = 16 + 8 + 8 + 4 + 4 + 4 + 4;
+/// Longest encoded [`Endpoint`].
+pub const MAX_ENDPOINT_LEN: usize = 1 + 16 + 2 + 1 + MAX_HOSTNAME + 1 + SHM_OFFER_LEN;
 
 /// What a [`Hello`] opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +78,9 @@ pub enum WireError {
     /// An address family byte other than 4 or 6.
     #[error("unknown address family {0}")]
     BadFamily(u8),
+    /// An endpoint's shared-memory flag is neither 0 nor 1.
+    #[error("bad shared-memory flag {0}")]
+    BadShmFlag(u8),
     /// A host name that is too long or not UTF-8.
     #[error("bad host name")]
     BadHostname,
@@ -152,11 +159,71 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// The rank's host name (for messages only).
     pub host: String,
+    /// How ranks on the same host reach this one through shared memory; `None` when it does not
+    /// take part (shared memory off, or the kernel identity could not be read).
+    pub shm: Option<ShmOffer>,
+}
+
+/// The identity of the kernel and namespaces a rank runs in. Two ranks share memory only when
+/// these are equal: same boot of the same kernel, same network namespace (the test clusters'
+/// "hosts" are network namespaces of one machine and must stay separate), same PID namespace (so
+/// that a PID names the same process) and same user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HostId {
+    /// `/proc/sys/kernel/random/boot_id`, as 16 bytes.
+    pub boot_id: [u8; 16],
+    /// Inode of `/proc/self/ns/net`.
+    pub net_ns: u64,
+    /// Inode of `/proc/self/ns/pid`.
+    pub pid_ns: u64,
+    /// Real user id.
+    pub uid: u32,
+}
+
+/// A rank's offer to share memory with the ranks on its host (see `docs/shared-memory.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShmOffer {
+    /// Where the rank runs.
+    pub host: HostId,
+    /// Its process id (in [`HostId::pid_ns`]).
+    pub pid: u32,
+    /// The descriptor number of the segment it would serve as the host's leader (a memfd, opened
+    /// by the others through `/proc/PID/fd/N`).
+    pub segment_fd: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+impl ShmOffer {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.host.boot_id);
+        out.extend_from_slice(&self.host.net_ns.to_le_bytes());
+        out.extend_from_slice(&self.host.pid_ns.to_le_bytes());
+        out.extend_from_slice(&self.host.uid.to_le_bytes());
+        out.extend_from_slice(&self.pid.to_le_bytes());
+        out.extend_from_slice(&self.segment_fd.to_le_bytes());
+        out.extend_from_slice(&self.reserved.to_le_bytes());
+    }
+
+    /// Decodes exactly [`SHM_OFFER_LEN`] bytes.
+    fn decode(b: &[u8; SHM_OFFER_LEN]) -> ShmOffer {
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]));
+        let mut boot_id = [0u8; 16];
+        boot_id.copy_from_slice(&b[..16]);
+        ShmOffer {
+            host: HostId { boot_id, net_ns: u64_at(16), pid_ns: u64_at(24), uid: u32_at(32) },
+            pid: u32_at(36),
+            segment_fd: u32_at(40),
+            reserved: u32_at(44),
+        }
+    }
 }
 
 impl Endpoint {
     /// Appends the encoded endpoint to `out`: family (1 byte: 4 or 6), address (4 or 16 bytes),
-    /// port (2), host name length (1), host name bytes (truncated to 255).
+    /// port (2), host name length (1), host name bytes (truncated to 255), then 0 or 1 (1 byte)
+    /// and, after a 1, the [`ShmOffer`] (48 bytes).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         match self.addr.ip() {
             IpAddr::V4(ip) => {
@@ -180,6 +247,13 @@ impl Endpoint {
         }
         out.push(host.len() as u8);
         out.extend_from_slice(host.as_bytes());
+        match &self.shm {
+            None => out.push(0),
+            Some(o) => {
+                out.push(1);
+                o.encode_into(out);
+            }
+        }
     }
 
     /// Decodes one endpoint from the front of `b`, returning it and the bytes consumed.
@@ -212,7 +286,20 @@ impl Endpoint {
         need(at + hlen)?;
         let host =
             std::str::from_utf8(&b[at..at + hlen]).map_err(|_| WireError::BadHostname)?.to_owned();
-        Ok((Endpoint { addr: SocketAddr::new(ip, port), host }, at + hlen))
+        at += hlen;
+        need(at + 1)?;
+        let shm = match b[at] {
+            0 => None,
+            1 => {
+                need(at + 1 + SHM_OFFER_LEN)?;
+                let mut o = [0u8; SHM_OFFER_LEN];
+                o.copy_from_slice(&b[at + 1..at + 1 + SHM_OFFER_LEN]);
+                at += SHM_OFFER_LEN;
+                Some(ShmOffer::decode(&o))
+            }
+            f => return Err(WireError::BadShmFlag(f)),
+        };
+        Ok((Endpoint { addr: SocketAddr::new(ip, port), host, shm }, at + 1))
     }
 }
 
@@ -380,9 +467,18 @@ mod tests {
     #[test]
     fn endpoint_and_table_round_trip() {
         let t = vec![
-            Endpoint { addr: "10.0.0.1:4000".parse().unwrap(), host: "node1".into() },
-            Endpoint { addr: "[fe80::1]:5000".parse().unwrap(), host: "n\u{e9}ud".into() },
-            Endpoint { addr: "127.0.0.1:1".parse().unwrap(), host: String::new() },
+            Endpoint { addr: "10.0.0.1:4000".parse().unwrap(), host: "node1".into(), shm: None },
+            Endpoint {
+                addr: "[fe80::1]:5000".parse().unwrap(),
+                host: "n\u{e9}ud".into(),
+                shm: Some(ShmOffer {
+                    host: HostId { boot_id: [7; 16], net_ns: 1 << 40, pid_ns: 3, uid: 1000 },
+                    pid: 4242,
+                    segment_fd: 9,
+                    reserved: 0,
+                }),
+            },
+            Endpoint { addr: "127.0.0.1:1".parse().unwrap(), host: String::new(), shm: None },
         ];
         let enc = RendezvousReply::Table(t.clone()).encode();
         let n = u32::from_le_bytes([enc[0], enc[1], enc[2], enc[3]]) as usize;
@@ -405,7 +501,8 @@ mod tests {
 
     #[test]
     fn long_hostnames_are_truncated_on_a_char_boundary() {
-        let e = Endpoint { addr: "1.2.3.4:5".parse().unwrap(), host: "\u{e9}".repeat(200) };
+        let e =
+            Endpoint { addr: "1.2.3.4:5".parse().unwrap(), host: "\u{e9}".repeat(200), shm: None };
         let mut b = Vec::new();
         e.encode_into(&mut b);
         let (d, used) = Endpoint::decode(&b).unwrap();

@@ -18,8 +18,8 @@ fn decoders_survive_random_and_mutated_input() {
         Hello { kind: HelloKind::Peer, token: [9; 16], size: 4, rank: 1 }.encode().to_vec(),
     ];
     let table = RendezvousReply::Table(vec![
-        Endpoint { addr: "10.1.2.3:4000".parse().unwrap(), host: "a".into() },
-        Endpoint { addr: "[::1]:5".parse().unwrap(), host: "bb".into() },
+        Endpoint { addr: "10.1.2.3:4000".parse().unwrap(), host: "a".into(), shm: None },
+        Endpoint { addr: "[::1]:5".parse().unwrap(), host: "bb".into(), shm: None },
     ])
     .encode();
     let mut t = vec![2u8];

@@ -46,7 +46,7 @@ fn fake_join(
     s.set_read_timeout(Some(T)).unwrap();
     let mut msg = hello(HelloKind::Rendezvous, token, size, rank).to_vec();
     let mut ep = Vec::new();
-    Endpoint { addr: SocketAddr::from(([127, 0, 0, 1], port)), host: "fakehost".into() }
+    Endpoint { addr: SocketAddr::from(([127, 0, 0, 1], port)), host: "fakehost".into(), shm: None }
         .encode_into(&mut ep);
     msg.extend_from_slice(&(ep.len() as u32).to_le_bytes());
     msg.extend_from_slice(&ep);

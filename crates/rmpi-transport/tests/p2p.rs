@@ -1,4 +1,5 @@
-//! Point-to-point semantics over real loopback TCP, ranks as threads.
+//! Point-to-point semantics over the real transports (shared memory, or loopback TCP with
+//! `RMPI_SHM=0`), ranks as threads.
 
 use std::time::{Duration, Instant};
 

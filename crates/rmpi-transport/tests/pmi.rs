@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, RngCore, SeedableRng};
 use rmpi_transport::pmi::{self, conn::Conn, mapping, pmi1, pmi2};
-use rmpi_transport::wire::Endpoint;
+use rmpi_transport::wire::{Endpoint, HostId, ShmOffer};
 use rmpi_transport::{launch, Communicator};
 
 #[test]
@@ -72,7 +72,18 @@ fn pmi1_slurm_and_hydra_transcripts() {
 
 #[test]
 fn endpoint_values_round_trip_and_fit() {
-    let ep = Endpoint { addr: "10.214.1.2:40000".parse().unwrap(), host: "h".repeat(255) };
+    // The largest endpoint there is: a 255-byte host name and a shared-memory offer.
+    let offer = ShmOffer {
+        host: HostId { boot_id: [7; 16], net_ns: u64::MAX, pid_ns: 1, uid: 0 },
+        pid: u32::MAX,
+        segment_fd: 3,
+        reserved: 0,
+    };
+    let ep = Endpoint {
+        addr: "10.214.1.2:40000".parse().unwrap(),
+        host: "h".repeat(255),
+        shm: Some(offer),
+    };
     let v = pmi::encode_endpoint(&ep);
     assert!(v.len() <= pmi::MAX_VALUE, "{}", v.len());
     assert!(v.bytes().all(|b| b.is_ascii_hexdigit()));

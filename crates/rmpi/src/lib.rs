@@ -18,7 +18,7 @@
 //! # Ok::<(), rmpi::Error>(())
 //! ```
 //!
-//! Several ranks inside one test, over real loopback TCP:
+//! Several ranks inside one test, over the real transports:
 //!
 //! ```
 //! use rmpi::prelude::*;

@@ -3,7 +3,8 @@
 //! `mesh_check` joins the job (rendezvous + full mesh), passes a token around the ring, sums all
 //! ranks at rank 0 and sends the sum back to everyone, checks it, prints one line and finalizes.
 //! `mesh_check --hang` prints `ready RANK PID` after joining and then sleeps (for kill tests);
-//! `mesh_check --crash R` makes rank R abort (SIGABRT) after joining. When a peer is lost, a rank
+//! `mesh_check --crash R` makes rank R abort (SIGABRT) after joining. `mesh_check --transports`
+//! also prints `rank R shm: A,B,...`, the ranks it reaches through shared memory. When a peer is lost, a rank
 //! prints the error and sleeps, so only the launcher ends it; with `--victims-exit` it exits
 //! with status 1 at once instead, as most programs do.
 //! `mesh_check --kill R` makes rank R SIGKILL itself once rank 0 has the ring back, while every
@@ -23,6 +24,7 @@ use rmpi_transport::Communicator;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let hang = args.iter().any(|a| a == "--hang");
+    let transports = args.iter().any(|a| a == "--transports");
     let crash: Option<usize> = args
         .iter()
         .position(|a| a == "--crash")
@@ -121,6 +123,13 @@ fn main() {
                 std::process::exit(1);
             }
             println!("rank {rank}/{size} on {}: sum {sum} ok", comm.processor_name());
+            if transports {
+                let shm: Vec<String> = (0..size)
+                    .filter(|r| comm.shares_memory_with(*r).unwrap_or(false))
+                    .map(|r| r.to_string())
+                    .collect();
+                println!("rank {rank} shm: {}", shm.join(","));
+            }
         }
         Err(e) => on_error(rank, &e.to_string()),
     }

@@ -103,6 +103,30 @@ fn collective_32_ranks_over_4_hosts_and_per_host_port() {
     if usable >= 2 {
         assert_ne!(cpus[0], cpus[1]);
     }
+
+    // Three ranks on each of three hosts: each reaches exactly the ranks of its own host through
+    // shared memory (the namespace hosts of this one machine never share it), the others by TCP.
+    let three = c.hostfile("h1 slots=3\nh2 slots=3\nh3 slots=3\n");
+    let out = run(
+        c.rmpirun(&[
+            "-n",
+            "9",
+            "--hostfile",
+            three.to_str().unwrap(),
+            mesh.to_str().unwrap(),
+            "--transports",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
+    let shm_on = std::env::var("RMPI_SHM").map_or(true, |v| v != "0");
+    for r in 0..9 {
+        let local: Vec<String> =
+            (0..9).filter(|p| shm_on && *p != r && p / 3 == r / 3).map(|p| p.to_string()).collect();
+        let want = format!("rank {r} shm: {}", local.join(","));
+        assert!(out.stdout.lines().any(|l| l == want), "missing `{want}` in {}", out.stdout);
+    }
+    c.assert_no_orphans(Duration::from_secs(3));
 }
 
 #[test]

@@ -1,0 +1,159 @@
+//! Failure propagation: a lost peer fails every operation that depends on it, naming for each
+//! the member of its group that failed first.
+
+use super::framing::{Dest, Link, Rx, TxOp};
+use super::matching::{ReqId, Watch};
+use super::state::State;
+use crate::error::Error;
+
+/// The cause given for a peer that said goodbye.
+pub(crate) const FINISHED: &str = "it has finalized";
+
+impl State {
+    pub(super) fn peer_error(&self, r: usize) -> Option<Error> {
+        match self.conns.get(r).and_then(|c| c.as_ref()).map(|c| &c.link) {
+            Some(Link::Dead(cause)) => Some(self.lost(r, cause)),
+            _ => None,
+        }
+    }
+
+    pub(super) fn after_finalize(&self) -> Error {
+        Error::Finalized { rank: self.me }
+    }
+
+    pub(super) fn lost(&self, r: usize, cause: &str) -> Error {
+        Error::PeerLost {
+            rank: r,
+            host: self.hosts.get(r).cloned().unwrap_or_else(|| "?".into()),
+            cause: cause.to_owned(),
+        }
+    }
+
+    /// The first dead peer among `watch`, as an error.
+    pub(crate) fn watch_error(&self, watch: &Watch) -> Option<Error> {
+        match watch {
+            Watch::One(r) => self.peer_error(*r),
+            // The member lost first, and one that failed before one that merely finalized: that
+            // is the rank every survivor should name.
+            Watch::Group(g) => {
+                let in_group = |r: &&usize| g.contains(r);
+                let failed = |r: &&usize| !self.finished_normally(**r);
+                self.lost
+                    .iter()
+                    .filter(in_group)
+                    .find(failed)
+                    .or_else(|| self.lost.iter().find(in_group))
+                    .and_then(|r| self.peer_error(*r))
+            }
+        }
+    }
+
+    fn finished_normally(&self, r: usize) -> bool {
+        matches!(self.conns.get(r), Some(Some(c)) if c.link == Link::Dead(FINISHED.into()))
+    }
+
+    /// Marks a peer dead and fails everything that depends on it.
+    pub(super) fn kill(&mut self, r: usize, cause: String) {
+        let Some(Some(c)) = self.conns.get_mut(r) else { return };
+        if matches!(c.link, Link::Dead(_)) {
+            return;
+        }
+        let cause = if c.link == Link::Closed {
+            // It said goodbye; a reset afterwards is its socket closing, not a failure.
+            tracing::debug!(rank = r, "connection closed after goodbye: {cause}");
+            FINISHED.to_string()
+        } else {
+            tracing::warn!(rank = r, "peer lost: {cause}");
+            crate::agent_note::peer_lost(r);
+            cause
+        };
+        c.link = Link::Dead(cause.clone());
+        self.lost.push(r);
+        let Some(Some(c)) = self.conns.get_mut(r) else { return };
+        c.readable = false;
+        c.writable = false;
+        c.stream.close();
+        let tx: Vec<TxOp> = c.tx.drain(..).collect();
+        let rx = std::mem::replace(&mut c.rx, Rx::Header);
+        let host = self.hosts.get(r).cloned().unwrap_or_else(|| "?".into());
+        let err = || Error::PeerLost { rank: r, host: host.clone(), cause: cause.clone() };
+        let mut failed: Vec<(ReqId, Error)> = Vec::new();
+        for op in tx {
+            match (op.req, op.watch) {
+                // Collective sends name the member their group lost first: settled below.
+                (Some(id), Some(w)) => self.deferred.push((id, w)),
+                (Some(id), None) => failed.push((id, err())),
+                (None, _) => {}
+            }
+        }
+        if let Rx::Payload { dest, .. } = rx {
+            match dest {
+                Dest::User { req, .. } | Dest::Owned { req: Some((req, _)), .. } => {
+                    failed.push((req, err()))
+                }
+                Dest::Owned { req: None, .. } | Dest::Unclaimed { .. } => {}
+            }
+        }
+        for (id, e) in failed {
+            self.m.complete(id, Err(e));
+        }
+        // Everything else that depends on `r` (receives watching it, collective sends to other
+        // members) fails in `settle`, at the end of this progress pass: by then every connection
+        // has been read, so if several members were lost the error names the one that failed
+        // first rather than one that merely finished.
+        self.unsettled = true;
+    }
+
+    /// Fails every pending operation that depends on a lost peer, naming for each the member of
+    /// its group that failed first.
+    pub(super) fn settle(&mut self) {
+        if !std::mem::take(&mut self.unsettled) {
+            return;
+        }
+        let mut failed: Vec<(ReqId, Error)> = Vec::new();
+        for (id, w) in std::mem::take(&mut self.deferred) {
+            if let Some(e) = self.watch_error(&w) {
+                failed.push((id, e));
+            }
+        }
+        let mut m = std::mem::take(&mut self.m);
+        m.fail_posted(|p| self.watch_error(&p.watch));
+        self.m = m;
+        // A frame already on its way cannot be taken back without corrupting that stream, so a
+        // failed collective send is finished from a copy; the caller's buffer is released.
+        let mut sends: Vec<(usize, usize, Watch)> = Vec::new();
+        for (q, c) in self.conns.iter().enumerate() {
+            let Some(c) = c else { continue };
+            for (i, op) in c.tx.iter().enumerate() {
+                if let (Some(_), Some(w)) = (op.req, &op.watch) {
+                    sends.push((q, i, w.clone()));
+                }
+            }
+        }
+        for (q, i, w) in sends {
+            let Some(e) = self.watch_error(&w) else { continue };
+            if let Some(Some(c)) = self.conns.get_mut(q) {
+                if let Some(op) = c.tx.get_mut(i) {
+                    if let Some(id) = op.req.take() {
+                        op.own_payload();
+                        failed.push((id, e));
+                    }
+                }
+            }
+        }
+        for (id, e) in failed {
+            self.m.complete(id, Err(e));
+        }
+    }
+
+    /// Fails receives that name `r` as their source: `r` will send nothing more. A receive that
+    /// also depends on a member that failed reports that failure instead.
+    pub(super) fn fail_posted_from(&mut self, r: usize) {
+        let mut m = std::mem::take(&mut self.m);
+        m.fail_posted(|p| {
+            (p.src == Some(r))
+                .then(|| self.watch_error(&p.watch).unwrap_or_else(|| self.lost(r, FINISHED)))
+        });
+        self.m = m;
+    }
+}

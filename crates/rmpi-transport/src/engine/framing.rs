@@ -1,0 +1,406 @@
+//! Framing: messages as header + payload on a peer's byte stream, read and written without
+//! blocking. Receives claim arriving messages as early as their header, so large payloads go
+//! straight into caller memory.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+
+use super::matching::{fill_sink, Completion, MsgInfo, Posted, ReqId, Sink, Watch};
+use super::state::State;
+use super::stream::Stream;
+use crate::buf::{AlignedBuf, RawBuf};
+use crate::wire::{FrameHeader, FrameKind, HEADER_LEN};
+
+/// Staging buffer per connection for small frames.
+const STAGING: usize = 64 * 1024;
+/// A payload remainder at least this large is read straight into its destination.
+const DIRECT_READ_MIN: usize = 16 * 1024;
+/// Bytes read from one connection per progress pass, so one busy peer cannot starve the others.
+const READ_BUDGET: usize = 8 << 20;
+/// At most this many buffers go into one `writev`.
+const MAX_IOV: usize = 64;
+
+/// Data to send.
+#[derive(Debug)]
+pub(crate) enum Payload {
+    /// Caller memory, valid until the request completes or is cancelled.
+    Borrowed(RawBuf),
+    /// Engine-owned bytes.
+    Owned(bytes::Bytes),
+}
+
+impl Payload {
+    pub(super) fn bytes(&self) -> &[u8] {
+        match self {
+            // SAFETY: RawBuf contract: valid until the op leaves the queue.
+            Payload::Borrowed(r) => unsafe { r.bytes() },
+            Payload::Owned(b) => b,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct TxOp {
+    pub(super) hdr: [u8; HEADER_LEN],
+    pub(super) payload: Payload,
+    /// Bytes of header + payload already written.
+    pub(super) done: usize,
+    pub(super) req: Option<ReqId>,
+    /// Peers whose loss fails this send's request (collective traffic: any member).
+    pub(super) watch: Option<Watch>,
+}
+
+impl TxOp {
+    pub(super) fn own_payload(&mut self) {
+        if let Payload::Borrowed(b) = self.payload {
+            // SAFETY: called while the borrowing request is still live.
+            self.payload = Payload::Owned(bytes::Bytes::copy_from_slice(unsafe { b.bytes() }));
+        }
+    }
+
+    fn total(&self) -> usize {
+        HEADER_LEN + self.payload.bytes().len()
+    }
+}
+
+/// Where an arriving payload goes.
+#[derive(Debug)]
+pub(super) enum Dest {
+    /// Straight into a posted receive's memory.
+    User { req: ReqId, buf: RawBuf },
+    /// Into an engine buffer; `req` is set when a receive claimed the message mid-flight.
+    Owned { req: Option<(ReqId, Sink)>, buf: AlignedBuf },
+    /// Nowhere yet: a large message nobody has asked for. Its payload stays in the socket for
+    /// the rest of progress pass `since`, so a receive posted right after (the usual case for a
+    /// program receiving messages one by one) takes it straight into its own memory instead of
+    /// through an engine buffer and a copy. The next pass buffers it, so nothing waits on it.
+    Unclaimed { since: u64 },
+}
+
+impl Dest {
+    /// Where the payload's bytes go, or `None` while it is unclaimed.
+    fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        match self {
+            // SAFETY: the receive is live while it is the destination.
+            Dest::User { buf, .. } => Some(unsafe { buf.bytes_mut() }),
+            Dest::Owned { buf, .. } => Some(buf.as_mut_bytes()),
+            Dest::Unclaimed { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum Rx {
+    Header,
+    Payload { hdr: FrameHeader, dest: Dest, filled: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Link {
+    Open,
+    /// The peer said goodbye; it sends nothing more.
+    Closed,
+    /// The connection failed; the text is the cause.
+    Dead(String),
+}
+
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub(super) stream: Box<dyn Stream>,
+    pub(super) readable: bool,
+    pub(super) writable: bool,
+    /// The poller announced the end of the peer's stream (or an error): read until it is seen.
+    pub(super) ended: bool,
+    staging: Box<[u8]>,
+    lo: usize,
+    hi: usize,
+    pub(super) rx: Rx,
+    pub(super) tx: VecDeque<TxOp>,
+    pub(super) link: Link,
+}
+
+impl Conn {
+    /// A connection over an established stream, with nothing sent or received yet.
+    pub(super) fn new(stream: Box<dyn Stream>) -> Conn {
+        Conn {
+            stream,
+            readable: true,
+            writable: true,
+            ended: false,
+            staging: vec![0u8; STAGING].into_boxed_slice(),
+            lo: 0,
+            hi: 0,
+            rx: Rx::Header,
+            tx: VecDeque::new(),
+            link: Link::Open,
+        }
+    }
+
+    /// Takes the stream's own readiness, for a stream no poller event announces.
+    pub(super) fn refresh(&mut self) {
+        if let Some((readable, writable)) = self.stream.ready() {
+            self.readable |= readable;
+            self.writable |= writable;
+        }
+    }
+
+    pub(super) fn is_unclaimed(&self) -> bool {
+        matches!(self.rx, Rx::Payload { dest: Dest::Unclaimed { .. }, .. })
+    }
+
+    /// The header of the message arriving on this connection, if no receive has claimed it yet
+    /// (its payload still in the socket, or partly in an engine buffer).
+    pub(super) fn arriving_unclaimed(&self) -> Option<&FrameHeader> {
+        match &self.rx {
+            Rx::Payload {
+                hdr,
+                dest: Dest::Unclaimed { .. } | Dest::Owned { req: None, .. },
+                ..
+            } => Some(hdr),
+            _ => None,
+        }
+    }
+
+    /// Input this connection has that the next progress pass takes, with no new event.
+    pub(super) fn has_backlog(&self) -> bool {
+        self.link == Link::Open && (self.readable || self.is_unclaimed())
+    }
+}
+
+impl State {
+    pub(super) fn flush(&mut self, r: usize) {
+        let Some(Some(c)) = self.conns.get_mut(r) else { return };
+        let mut failed = None;
+        while !c.tx.is_empty() {
+            let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            for op in c.tx.iter() {
+                if n + 2 > MAX_IOV {
+                    break;
+                }
+                let d = op.done;
+                if d < HEADER_LEN {
+                    iov[n] = IoSlice::new(&op.hdr[d..]);
+                    n += 1;
+                }
+                let p = op.payload.bytes();
+                let pd = d.saturating_sub(HEADER_LEN);
+                if pd < p.len() {
+                    iov[n] = IoSlice::new(&p[pd..]);
+                    n += 1;
+                }
+            }
+            match c.stream.write_vectored(&iov[..n]) {
+                Ok(0) => {
+                    failed = Some("the connection accepts no more data".to_string());
+                    break;
+                }
+                Ok(mut w) => {
+                    while w > 0 {
+                        let Some(op) = c.tx.front_mut() else { break };
+                        let left = op.total() - op.done;
+                        if w >= left {
+                            w -= left;
+                            if let Some(op) = c.tx.pop_front() {
+                                if let Some(id) = op.req {
+                                    self.m.complete(id, Ok(Completion::default()));
+                                }
+                            }
+                        } else {
+                            op.done += w;
+                            w = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.writable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(format!("sending failed: {e}"));
+                    break;
+                }
+            }
+        }
+        if let Some(cause) = failed {
+            // The peer may have said goodbye and closed: read what it sent before judging it.
+            self.read(r);
+            self.kill(r, cause);
+        }
+    }
+
+    pub(super) fn read(&mut self, r: usize) {
+        let mut budget = READ_BUDGET;
+        loop {
+            if let Err(cause) = self.parse(r) {
+                self.kill(r, cause);
+                return;
+            }
+            let Some(Some(c)) = self.conns.get_mut(r) else { return };
+            if budget == 0 || c.link != Link::Open || c.is_unclaimed() {
+                return;
+            }
+            // Choose where the next bytes go.
+            let direct = match &mut c.rx {
+                Rx::Payload { dest, filled, hdr } if c.lo == c.hi => {
+                    let rem = hdr.len as usize - *filled;
+                    match dest.bytes_mut() {
+                        Some(slice) if rem >= DIRECT_READ_MIN => {
+                            Some((slice.as_mut_ptr(), *filled, rem))
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            let (res, asked) = match direct {
+                Some((ptr, at, rem)) => {
+                    // SAFETY: ptr/at/rem describe the unfilled tail of the destination above.
+                    let tail = unsafe { std::slice::from_raw_parts_mut(ptr.add(at), rem) };
+                    (c.stream.read(tail).map(|n| (n, true)), rem)
+                }
+                None => {
+                    if c.lo > 0 {
+                        c.staging.copy_within(c.lo..c.hi, 0);
+                        c.hi -= c.lo;
+                        c.lo = 0;
+                    }
+                    let hi = c.hi;
+                    (c.stream.read(&mut c.staging[hi..]).map(|n| (n, false)), STAGING - hi)
+                }
+            };
+            // A short read drained the socket: with edge-triggered polling, new data raises a
+            // new event, so there is no need to read again just to see EAGAIN. Not so once the
+            // peer's end was announced: it may lie right behind these bytes, and no new event
+            // would come for it.
+            if matches!(res, Ok((n, _)) if n > 0 && n < asked) && !c.ended {
+                c.readable = false;
+            }
+            match res {
+                Ok((0, _)) => {
+                    self.eof(r);
+                    return;
+                }
+                Ok((n, direct)) => {
+                    budget = budget.saturating_sub(n);
+                    if direct {
+                        if let Rx::Payload { filled, .. } = &mut c.rx {
+                            *filled += n;
+                        }
+                    } else {
+                        c.hi += n;
+                    }
+                    if !c.readable {
+                        if let Err(cause) = self.parse(r) {
+                            self.kill(r, cause);
+                        }
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.readable = false;
+                    // Complete a payload that the direct read just finished.
+                    if let Err(cause) = self.parse(r) {
+                        self.kill(r, cause);
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.kill(r, format!("receiving failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Consumes staged bytes: headers, payload pieces, completed messages.
+    pub(super) fn parse(&mut self, r: usize) -> std::result::Result<(), String> {
+        loop {
+            let max = self.max_message;
+            let Some(Some(c)) = self.conns.get_mut(r) else { return Ok(()) };
+            match &mut c.rx {
+                Rx::Header => {
+                    if c.hi - c.lo < HEADER_LEN {
+                        return Ok(());
+                    }
+                    let hdr = FrameHeader::decode(&c.staging[c.lo..c.hi], max)
+                        .map_err(|e| format!("protocol error: {e}"))?;
+                    c.lo += HEADER_LEN;
+                    if hdr.kind == FrameKind::Goodbye {
+                        c.link = Link::Closed;
+                        // Failed at the end of this pass, after every connection has been read:
+                        // if another peer died too, its loss is reported first.
+                        self.goodbyes.push(r);
+                        return Ok(());
+                    }
+                    let len = usize::try_from(hdr.len).map_err(|_| "frame too long".to_string())?;
+                    let dest = match self.m.take_posted(hdr.context, r, hdr.tag) {
+                        Some(Posted { req, sink: Sink::User(buf), .. }) if len <= buf.len => {
+                            Dest::User { req, buf }
+                        }
+                        Some(p) => {
+                            Dest::Owned { req: Some((p.req, p.sink)), buf: AlignedBuf::zeroed(len) }
+                        }
+                        None if len >= DIRECT_READ_MIN => Dest::Unclaimed { since: self.pass },
+                        None => Dest::Owned { req: None, buf: AlignedBuf::zeroed(len) },
+                    };
+                    let Some(Some(c)) = self.conns.get_mut(r) else { return Ok(()) };
+                    c.rx = Rx::Payload { hdr, dest, filled: 0 };
+                }
+                Rx::Payload { hdr, dest, filled } => {
+                    let len = hdr.len as usize;
+                    if let Dest::Unclaimed { since } = *dest {
+                        if since == self.pass {
+                            return Ok(());
+                        }
+                        // Nobody asked for it within a pass: buffer it, so the messages behind
+                        // it (which someone may be waiting for) keep flowing.
+                        *dest = Dest::Owned { req: None, buf: AlignedBuf::zeroed(len) };
+                    }
+                    let take = (len - *filled).min(c.hi - c.lo);
+                    if take > 0 {
+                        let Some(into) = dest.bytes_mut() else { return Ok(()) };
+                        into[*filled..*filled + take]
+                            .copy_from_slice(&c.staging[c.lo..c.lo + take]);
+                        *filled += take;
+                        c.lo += take;
+                    }
+                    if *filled < len {
+                        return Ok(());
+                    }
+                    let Rx::Payload { hdr, dest, .. } = std::mem::replace(&mut c.rx, Rx::Header)
+                    else {
+                        return Ok(());
+                    };
+                    let info = MsgInfo { src: r, tag: hdr.tag, len };
+                    match dest {
+                        Dest::User { req, .. } => {
+                            self.m.complete(req, Ok(Completion { info: Some(info), data: None }))
+                        }
+                        Dest::Owned { req: Some((req, sink)), buf } => {
+                            let res = fill_sink(sink, buf, info);
+                            self.m.complete(req, res);
+                        }
+                        Dest::Owned { req: None, buf } => {
+                            self.m.arrived(hdr.context, r, hdr.tag, buf)
+                        }
+                        // Not reached: an unclaimed payload is given a home before any of it
+                        // is taken.
+                        Dest::Unclaimed { .. } => {}
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn eof(&mut self, r: usize) {
+        let Some(Some(c)) = self.conns.get_mut(r) else { return };
+        if c.link == Link::Closed {
+            c.readable = false;
+            return;
+        }
+        self.kill(r, "connection closed without a goodbye (the process exited or crashed)".into());
+    }
+}

@@ -1,0 +1,238 @@
+//! The progress engine: one per process, shared by every communicator.
+//!
+//! There is no progress thread. A thread that waits (a blocking call, `Request::wait`) makes
+//! progress itself: it writes queued frames, reads whatever has arrived on every connection,
+//! matches messages to posted receives, and re-checks its own condition. Before it sleeps it
+//! polls for a short while (`spin`), which keeps the one-way latency close to the wire's. How it
+//! polls follows the host's load (see [`polling::Polling`]): busily while every running task has a core;
+//! yielding the core after every look while this job's own ranks outnumber the cores (a peer
+//! sharing the core then runs at once, with no wake-up to wait for); not at all when the ranks
+//! fit but other load keeps the cores busy.
+//!
+//! Several threads may wait at once: one of them holds the poller and sleeps in `epoll_wait`;
+//! the others sleep on a condition variable and are woken when the poller has made progress.
+//!
+//! Matching follows MPI: a receive matches the earliest arrived message with its context, source
+//! and tag; an arriving message matches the earliest posted receive. Messages from one sender on
+//! one context are never reordered (one ordered stream per pair).
+//!
+//! The pieces, one per file: [`matching`] (queues and requests, no I/O), [`framing`] (messages on
+//! a byte stream), [`failure`] (lost peers), [`state`] (the operations behind the lock),
+//! [`wait`] (the wait loop), [`polling`] (the host-load policy), and the transports behind the
+//! [`stream::Stream`] interface: [`tcp`] between hosts and [`shm`] between the ranks of one host.
+
+mod failure;
+mod framing;
+mod matching;
+mod polling;
+pub(crate) mod shm;
+mod state;
+mod stream;
+mod tcp;
+mod wait;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use mio::{Events, Poll};
+
+use crate::error::{Error, Result};
+use crate::wire::{FrameHeader, FrameKind};
+
+pub(crate) use failure::FINISHED;
+pub(crate) use framing::Payload;
+pub(crate) use matching::{Completion, MsgInfo, Posted, ReqId, Sink, Watch};
+pub(crate) use state::State;
+
+use framing::{Conn, Link, TxOp};
+
+/// Longest single sleep in `epoll_wait`; waits re-check their state at least this often.
+const MAX_SLEEP: Duration = Duration::from_millis(200);
+
+struct Poller {
+    poll: Poll,
+    events: Events,
+}
+
+/// The engine of one rank.
+pub(crate) struct Engine {
+    pub(crate) rank: usize,
+    pub(crate) size: usize,
+    pub(crate) hosts: Arc<[String]>,
+    state: Mutex<State>,
+    poller: Mutex<Poller>,
+    cv: Condvar,
+    /// Threads sleeping on `cv` (notifying costs a system call, so only when someone listens).
+    sleepers: AtomicUsize,
+    spin: Duration,
+    /// Ranks of this job on this host.
+    ranks_on_host: usize,
+    /// Next free context id base (multiple of 4), for communicator creation.
+    pub(crate) next_ctx: std::sync::atomic::AtomicU32,
+    /// This rank's wake-me flag, when it shares memory with local peers.
+    bell: Option<shm::Bell>,
+    /// World ranks reached through shared memory (this one included), in rank order.
+    pub(crate) shm_members: Vec<usize>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Engine {
+    /// Wraps established, handshaken connections (`None` at our own rank and at the ranks
+    /// reached through the shared memory of `shm`).
+    pub(crate) fn new(
+        rank: usize,
+        streams: Vec<Option<std::net::TcpStream>>,
+        mut shm: Option<shm::Group>,
+        hosts: Vec<String>,
+        (spin, ranks_on_host): (Duration, usize),
+        max_message: u64,
+    ) -> Result<Engine> {
+        let size = streams.len();
+        let poll = Poll::new().map_err(|e| Error::io("creating the poller", e))?;
+        let mut conns = Vec::with_capacity(size);
+        for (r, s) in streams.into_iter().enumerate() {
+            conns.push(s.map(|s| tcp::conn(poll.registry(), r, s)).transpose()?);
+        }
+        if let Some(g) = &mut shm {
+            g.register(poll.registry(), size)
+                .map_err(|e| Error::io("registering the shared-memory wake-ups", e))?;
+            for (r, s) in g.streams() {
+                if let Some(slot) = conns.get_mut(r) {
+                    *slot = Some(Conn::new(s));
+                }
+            }
+        }
+        let bell = shm.as_ref().map(shm::Group::bell);
+        let shm_members = shm.as_ref().map(|g| g.members().to_vec()).unwrap_or_default();
+        let hosts: Arc<[String]> = hosts.into();
+        Ok(Engine {
+            rank,
+            size,
+            hosts: hosts.clone(),
+            state: Mutex::new(State::new(rank, conns, shm, hosts, max_message)),
+            poller: Mutex::new(Poller { poll, events: Events::with_capacity(256) }),
+            cv: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
+            spin,
+            ranks_on_host,
+            next_ctx: std::sync::atomic::AtomicU32::new(4),
+            bell,
+            shm_members,
+        })
+    }
+
+    pub(crate) fn host(&self, rank: usize) -> &str {
+        self.hosts.get(rank).map(String::as_str).unwrap_or("?")
+    }
+
+    /// Like [`with_state`](Self::with_state), but first asks the kernel, without blocking, which
+    /// sockets have something (a call that only looks, like `iprobe` or `is_complete`, must see
+    /// what arrived since the last wait).
+    pub(crate) fn with_fresh_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        if let Ok(mut p) = self.poller.try_lock() {
+            let p = &mut *p;
+            if p.poll.poll(&mut p.events, Some(Duration::ZERO)).is_ok() && !p.events.is_empty() {
+                let mut st = lock(&self.state);
+                st.mark(&p.events);
+            }
+        }
+        self.with_state(f)
+    }
+
+    /// Like [`with_fresh_state`](Self::with_fresh_state), but takes in everything that has
+    /// arrived first, buffering messages nobody has claimed (at most 64 passes), so that what
+    /// lies behind them in a stream, such as a peer's end, is seen. For judging failures, not
+    /// for the data path.
+    pub(crate) fn with_drained_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        self.with_fresh_state(|st| {
+            for _ in 0..64 {
+                if !st.conns.iter().flatten().any(Conn::has_backlog) {
+                    break;
+                }
+                st.progress();
+            }
+            f(st)
+        })
+    }
+
+    /// Runs `f` on the state as it is, without a progress pass first (posting a receive this
+    /// way lets it claim a message whose payload is still in the socket).
+    pub(crate) fn locked<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut lock(&self.state))
+    }
+
+    /// Runs `f` on the state after making progress.
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut st = lock(&self.state);
+        st.progress();
+        f(&mut st)
+    }
+
+    /// Waits for request `id` and takes its completion.
+    pub(crate) fn wait_req(&self, id: ReqId, what: impl Fn() -> String) -> Result<Completion> {
+        self.wait(None, what, |st| st.take_done(id))
+    }
+
+    /// Ends this rank's part: writes everything queued, sends a goodbye to every peer, and waits
+    /// until each peer has either acknowledged every byte at the TCP level (so nothing is lost when
+    /// the socket closes), said goodbye itself, or gone. It does not wait for peers to finalize:
+    /// a rank leaving early (after an error, say) is never held hostage by the others; they see its
+    /// goodbye, and whatever they still expect from it fails with an error naming it.
+    pub(crate) fn finalize(&self) -> Result<()> {
+        self.wait_with(
+            None,
+            Duration::from_millis(1),
+            || "flushing sends at finalize".into(),
+            |st| st.all_flushed().then_some(Ok(())),
+        )?;
+        {
+            let mut st = lock(&self.state);
+            let bye = FrameHeader { kind: FrameKind::Goodbye, context: 0, tag: 0, len: 0 };
+            for c in st.conns.iter_mut().flatten() {
+                if !matches!(c.link, Link::Dead(_)) {
+                    c.tx.push_back(TxOp {
+                        hdr: bye.encode(),
+                        payload: Payload::Owned(bytes::Bytes::new()),
+                        done: 0,
+                        req: None,
+                        watch: None,
+                    });
+                }
+            }
+        }
+        self.wait_with(
+            None,
+            Duration::from_millis(1),
+            || "sending goodbyes".into(),
+            |st| st.all_flushed().then_some(Ok(())),
+        )?;
+        {
+            let mut st = lock(&self.state);
+            for c in st.conns.iter_mut().flatten() {
+                c.stream.close_write();
+            }
+        }
+        self.wait_with(
+            None,
+            Duration::from_millis(1),
+            || "peers to take our last bytes".into(),
+            |st| {
+                st.conns
+                    .iter()
+                    .flatten()
+                    .all(|c| c.link != Link::Open || c.stream.unacked() == 0)
+                    .then_some(Ok(()))
+            },
+        )?;
+        let mut st = lock(&self.state);
+        st.finalized = true;
+        for c in st.conns.iter_mut().flatten() {
+            c.stream.close();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,185 @@
+//! Setting up one host's shared memory: every rank offers a segment in its endpoint; after the
+//! exchange the ranks with the same [`HostId`](crate::wire::HostId) form the group, and all map the segment of its
+//! leader (the lowest world rank) through `/proc/LEADER/fd/N`. The leader waits until every
+//! member has mapped it and then closes its descriptor: from then on the segment has no name
+//! and no descriptor anywhere, and the kernel frees it with the last mapping, whatever way the
+//! ranks exit.
+
+use std::fs::OpenOptions;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::host::host_id;
+use super::segment::Segment;
+use super::wake::{inbox, Waker};
+use super::Group;
+use crate::error::{Error, Result};
+use crate::token::JobToken;
+use crate::wire::{Endpoint, ShmOffer};
+
+/// This rank's offer, made before the endpoint exchange.
+#[derive(Debug)]
+pub(crate) struct Offer {
+    memfd: OwnedFd,
+    pub(crate) wire: ShmOffer,
+}
+
+impl Offer {
+    /// An offer, or `None` (with the reason logged) when this process cannot share memory.
+    pub(crate) fn new() -> Option<Offer> {
+        let Some(host) = host_id() else {
+            tracing::warn!("shared memory off: /proc does not tell the host identity");
+            return None;
+        };
+        // SAFETY: memfd_create with a NUL-terminated name; the result is checked.
+        let fd = unsafe { libc::memfd_create(c"rmpi-segment".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            tracing::warn!("shared memory off: memfd_create failed: {e}");
+            return None;
+        }
+        // SAFETY: fd is a fresh descriptor that nothing else owns.
+        let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let wire = ShmOffer { host, pid: std::process::id(), segment_fd: fd as u32, reserved: 0 };
+        Some(Offer { memfd, wire })
+    }
+}
+
+/// The world ranks sharing memory with `rank`, in rank order (`rank` among them), from the
+/// exchanged endpoints: those whose offer names the same host.
+pub(crate) fn members(rank: usize, endpoints: &[Endpoint]) -> Vec<usize> {
+    let Some(mine) = endpoints.get(rank).and_then(|e| e.shm) else { return Vec::new() };
+    let same = |e: &Endpoint| e.shm.is_some_and(|o| o.host == mine.host);
+    let m: Vec<usize> = (0..endpoints.len()).filter(|r| same(&endpoints[*r])).collect();
+    if m.len() < 2 {
+        Vec::new()
+    } else {
+        m
+    }
+}
+
+/// Maps the group's segment and sets up wake-ups and death watches. `None` when no other rank
+/// shares this host.
+pub(crate) fn join(
+    offer: Offer,
+    token: JobToken,
+    rank: usize,
+    endpoints: &[Endpoint],
+    deadline: Instant,
+) -> Result<Option<Group>> {
+    let members = members(rank, endpoints);
+    let Some(me) = members.iter().position(|r| *r == rank) else { return Ok(None) };
+    let n = members.len();
+    let leader = members[0];
+    let fail = |msg: String| Error::Bootstrap { rank, msg };
+    let opened;
+    let fd = if leader == rank {
+        offer.memfd.as_fd()
+    } else {
+        let Some(o) = endpoints[leader].shm else { return Ok(None) };
+        let path = format!("/proc/{}/fd/{}", o.pid, o.segment_fd);
+        opened = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| {
+            fail(format!(
+                "opening the shared-memory segment of rank {leader} on {} ({path}): {e} \
+                 (set RMPI_SHM=0 to use TCP between local ranks)",
+                endpoints[leader].host
+            ))
+        })?;
+        opened.as_fd()
+    };
+    let seg = Segment::map(fd, n).map_err(|e| {
+        fail(format!(
+            "mapping the shared-memory segment of rank {leader} ({} bytes for {n} local ranks): \
+             {e} (set RMPI_SHM=0 to use TCP between local ranks)",
+            super::segment::Layout::new(n).len
+        ))
+    })?;
+    let inbox = inbox(token, rank)
+        .map_err(|e| Error::io(format!("rank {rank}: binding its wake socket"), e))?;
+    let waker = Waker::new(token, &members)
+        .map_err(|e| Error::io(format!("rank {rank}: creating its wake socket"), e))?;
+    seg.ctl(me).attached.store(1, Ordering::Release);
+    seg.header().attached.fetch_add(1, Ordering::AcqRel);
+    futex_wake(&seg.header().attached);
+    if leader == rank {
+        wait_all_attached(&seg, n, deadline).map_err(|missing| {
+            let names: Vec<String> = missing
+                .iter()
+                .map(|i| format!("{} ({})", members[*i], endpoints[members[*i]].host))
+                .collect();
+            fail(format!("local ranks {} never mapped the shared-memory segment", names.join(", ")))
+        })?;
+    }
+    // The descriptor closes here (ours, or the leader's once everyone has mapped the segment).
+    drop(offer);
+    let mut pidfds = Vec::new();
+    let mut exited = Vec::new();
+    for (i, r) in members.iter().enumerate() {
+        let Some(o) = endpoints[*r].shm else { continue };
+        if i == me || o.pid == std::process::id() {
+            continue;
+        }
+        match pidfd_open(o.pid) {
+            Ok(fd) => pidfds.push((*r, fd)),
+            // It has finished already (a short program, a slow start here): what it sent is in
+            // the segment, and its stream ends after that.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => exited.push(*r),
+            Err(e) => return Err(fail(format!("watching local rank {r} (pid {}): {e}", o.pid))),
+        }
+    }
+    let (seg, waker) = (Arc::new(seg), Arc::new(waker));
+    Ok(Some(Group { seg, waker, members, me, inbox, pidfds, exited }))
+}
+
+/// Waits until all `n` members have mapped `seg`; on the deadline, the group indices missing.
+fn wait_all_attached(
+    seg: &Segment,
+    n: usize,
+    deadline: Instant,
+) -> std::result::Result<(), Vec<usize>> {
+    let word = &seg.header().attached;
+    loop {
+        let seen = word.load(Ordering::Acquire);
+        if seen as usize >= n {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let attached = |i: &usize| seg.ctl(*i).attached.load(Ordering::Acquire) != 0;
+            return Err((0..n).filter(|i| !attached(i)).collect());
+        }
+        futex_wait(word, seen, left.min(std::time::Duration::from_millis(100)));
+    }
+}
+
+/// Sleeps while `word` holds `seen`, at most `timeout` (a shared futex: other processes wake it).
+fn futex_wait(word: &std::sync::atomic::AtomicU32, seen: u32, timeout: std::time::Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: FUTEX_WAIT reads the aligned u32 behind `word` and the timespec; both outlive the
+    // call. Errors (EAGAIN: the value changed; EINTR; ETIMEDOUT) all mean "look again".
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, seen, &ts as *const _, 0, 0)
+    };
+}
+
+/// Wakes every waiter on `word`.
+fn futex_wake(word: &std::sync::atomic::AtomicU32) {
+    // SAFETY: FUTEX_WAKE only uses the address as a key.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0, 0, 0) };
+}
+
+/// A descriptor that becomes readable when process `pid` exits.
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}

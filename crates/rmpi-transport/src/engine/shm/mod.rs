@@ -1,0 +1,121 @@
+//! Shared memory between the ranks of one host: per-pair byte rings in one segment (see
+//! `docs/shared-memory.md`), offered to the engine as [`Stream`]s like TCP
+//! connections, so matching, framing and failure handling are the same for both.
+//!
+//! * [`host`]: which ranks are on one host (kernel identity, never host names).
+//! * [`segment`]: the segment's layout and mapping.
+//! * [`ring`]: the stream over a pair of rings.
+//! * [`wake`]: waking a rank that sleeps in its poller.
+//! * [`boot`]: creating and mapping the segment at start-up.
+//!
+//! A local peer's death is seen through a pidfd in the poller (a process that exits, however it
+//! exits, makes it readable); between threads of one process, through the flags a dropped
+//! engine sets in the rings.
+
+mod boot;
+mod host;
+mod ring;
+mod segment;
+mod wake;
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{fence, Ordering};
+use std::sync::Arc;
+
+use mio::unix::SourceFd;
+
+use super::stream::Stream;
+use mio::{Interest, Registry, Token};
+
+pub(crate) use boot::{join, members, Offer};
+use ring::ShmStream;
+use segment::Segment;
+use wake::Waker;
+
+/// The poller token of the wake socket.
+pub(crate) const WAKE: Token = Token(usize::MAX);
+
+/// The poller token of the pidfd of world rank `r` in a world of `size`.
+pub(crate) fn pid_token(size: usize, r: usize) -> Token {
+    Token(size + r)
+}
+
+/// This rank's membership in its host's group.
+#[derive(Debug)]
+pub(crate) struct Group {
+    seg: Arc<Segment>,
+    waker: Arc<Waker>,
+    /// World ranks, by group index.
+    members: Vec<usize>,
+    /// This rank's group index.
+    me: usize,
+    inbox: mio::net::UnixDatagram,
+    /// Death watches of members in other processes: (world rank, pidfd).
+    pidfds: Vec<(usize, OwnedFd)>,
+    /// Members whose process had exited before it could be watched.
+    exited: Vec<usize>,
+}
+
+impl Group {
+    /// The world ranks reached through shared memory, this one included.
+    pub(crate) fn members(&self) -> &[usize] {
+        &self.members
+    }
+
+    /// A stream to each other member: (world rank, stream).
+    pub(crate) fn streams(&self) -> Vec<(usize, Box<dyn Stream>)> {
+        let mut out: Vec<(usize, Box<dyn Stream>)> = Vec::new();
+        for (i, r) in self.members.iter().enumerate() {
+            if i != self.me {
+                let mut s = ShmStream::new(self.seg.clone(), self.waker.clone(), self.me, i);
+                if self.exited.contains(r) {
+                    s.peer_exited();
+                }
+                out.push((*r, Box::new(s)));
+            }
+        }
+        out
+    }
+
+    /// Registers the wake socket and the death watches with the poller.
+    pub(crate) fn register(&mut self, registry: &Registry, size: usize) -> io::Result<()> {
+        registry.register(&mut self.inbox, WAKE, Interest::READABLE)?;
+        for (r, fd) in &self.pidfds {
+            let raw = fd.as_raw_fd();
+            registry.register(&mut SourceFd(&raw), pid_token(size, *r), Interest::READABLE)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the pending wake-ups.
+    pub(crate) fn drain_wakes(&self) {
+        wake::drain(&self.inbox);
+    }
+
+    /// The flag through which this rank asks to be woken.
+    pub(crate) fn bell(&self) -> Bell {
+        Bell { seg: self.seg.clone(), me: self.me }
+    }
+}
+
+/// This rank's "wake me" flag in the segment.
+#[derive(Debug)]
+pub(crate) struct Bell {
+    seg: Arc<Segment>,
+    me: usize,
+}
+
+impl Bell {
+    /// Announces that this rank is going to sleep: from now on, a local peer that gives it work
+    /// wakes it. The caller looks for work once more afterwards, then sleeps.
+    pub(crate) fn arm(&self) {
+        self.seg.ctl(self.me).sleeping.store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// This rank is awake again.
+    pub(crate) fn disarm(&self) {
+        self.seg.ctl(self.me).sleeping.store(0, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,175 @@
+//! The wait loop: a waiting thread makes progress itself, polls for a while as the host's load
+//! allows (see [`Polling`]), then sleeps in the poller, or on a condition variable while another
+//! thread holds the poller. What the poller reports is recorded here too: socket readiness, a
+//! local peer's exit (its pidfd) and wake-ups from local peers.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mio::Events;
+
+use super::framing::Conn;
+use super::polling::Polling;
+use super::shm;
+use super::state::State;
+use super::{lock, Engine, MAX_SLEEP};
+use crate::error::{Error, Result};
+
+/// While spinning with local peers, how many looks at the shared memory per poller call.
+const SHM_LOOKS_PER_POLL: u32 = 16;
+
+impl Engine {
+    /// Makes progress until `check` yields a value or `deadline` passes.
+    pub(crate) fn wait<R>(
+        &self,
+        deadline: Option<Instant>,
+        what: impl Fn() -> String,
+        check: impl FnMut(&mut State) -> Option<Result<R>>,
+    ) -> Result<R> {
+        self.wait_with(deadline, MAX_SLEEP, what, check)
+    }
+
+    /// [`wait`](Self::wait), re-checking at least every `max_sleep` even without events (for
+    /// conditions that no socket event announces).
+    pub(crate) fn wait_with<R>(
+        &self,
+        deadline: Option<Instant>,
+        max_sleep: Duration,
+        what: impl Fn() -> String,
+        mut check: impl FnMut(&mut State) -> Option<Result<R>>,
+    ) -> Result<R> {
+        let start = Instant::now();
+        let polling =
+            if self.spin.is_zero() { Polling::None } else { Polling::for_host(self.ranks_on_host) };
+        // Busy polling still yields now and then; yielding polling after every look.
+        let (spin, yield_every) = match polling {
+            Polling::Busy => (self.spin, 64),
+            Polling::Yielding => (self.spin, 1),
+            Polling::None => (Duration::ZERO, 1),
+        };
+        let spin_end = start + spin;
+        let mut polls = 0u32;
+        // Whether the poller just made a pass (then the condition is checked before another one,
+        // so an unclaimed message is offered to this caller first).
+        let mut fresh = false;
+        loop {
+            let backlog = {
+                let mut st = lock(&self.state);
+                if !std::mem::take(&mut fresh) {
+                    st.progress();
+                }
+                if let Some(r) = check(&mut st) {
+                    return r;
+                }
+                st.conns.iter().flatten().any(Conn::has_backlog)
+            };
+            let now = Instant::now();
+            // Input left behind by the last pass (a read budget used up, a payload held back
+            // for a receive) raises no new event: look again without sleeping.
+            let mut sleep = if backlog { Duration::ZERO } else { max_sleep };
+            if let Some(d) = deadline {
+                if now >= d {
+                    return Err(Error::Timeout { after: now - start, what: what() });
+                }
+                sleep = sleep.min(d - now);
+            }
+            let spinning = now < spin_end;
+            if spinning {
+                sleep = Duration::ZERO;
+            }
+            if spinning && self.bell.is_some() {
+                // Shared memory needs no system call to look at: ask the kernel about sockets,
+                // pidfds and wake-ups only every few looks.
+                polls += 1;
+                if polls % SHM_LOOKS_PER_POLL != 0 {
+                    if polls % yield_every == 0 {
+                        std::thread::yield_now();
+                    }
+                    continue;
+                }
+            }
+            match self.poller.try_lock() {
+                Ok(mut p) => {
+                    let p = &mut *p;
+                    // Before sleeping, ask local peers for a wake-up, then look once more.
+                    let bell = self.bell.as_ref().filter(|_| !sleep.is_zero());
+                    if let Some(b) = bell {
+                        b.arm();
+                        if lock(&self.state).shm_pending() {
+                            sleep = Duration::ZERO;
+                        }
+                    }
+                    let polled = p.poll.poll(&mut p.events, Some(sleep));
+                    if let Some(b) = bell {
+                        b.disarm();
+                    }
+                    match polled {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(Error::io("epoll_wait", e)),
+                    }
+                    if !p.events.is_empty() {
+                        let mut st = lock(&self.state);
+                        st.mark(&p.events);
+                        st.progress();
+                        fresh = true;
+                        drop(st);
+                        if self.sleepers.load(Ordering::SeqCst) > 0 {
+                            self.cv.notify_all();
+                        }
+                    } else if spinning {
+                        polls += 1;
+                        if polls % yield_every == 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                }
+                Err(_) => {
+                    // Another thread holds the poller; it wakes us when it has made progress.
+                    let st = lock(&self.state);
+                    let nap = sleep.max(Duration::from_micros(100)).min(Duration::from_millis(10));
+                    self.sleepers.fetch_add(1, Ordering::SeqCst);
+                    let _ = self.cv.wait_timeout(st, nap);
+                    self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+}
+
+impl State {
+    /// Records what the poller reported.
+    pub(super) fn mark(&mut self, events: &Events) {
+        let size = self.conns.len();
+        for ev in events.iter() {
+            let t = ev.token().0;
+            if ev.token() == shm::WAKE {
+                if let Some(g) = &self.shm {
+                    g.drain_wakes();
+                }
+                continue;
+            }
+            if t >= size {
+                // A local peer's process exited: its stream ends after what it wrote.
+                if let Some(Some(c)) = self.conns.get_mut(t - size) {
+                    c.stream.peer_exited();
+                    c.readable = true;
+                    c.writable = true;
+                }
+                continue;
+            }
+            if let Some(Some(c)) = self.conns.get_mut(t) {
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    c.readable = true;
+                }
+                if ev.is_read_closed() || ev.is_error() {
+                    c.ended = true;
+                }
+                if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                    c.writable = true;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Shared memory between real processes: ranks are this test binary run again as children
+//! (`ROLE` in their environment picks what they do), joined through a real rendezvous. Each
+//! child prints lines the parent waits for; the parent kills children with SIGKILL where a test
+//! says so. Under `RMPI_SHM=0` the same tests run over TCP and must hold as well.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rmpi_transport::rendezvous::RendezvousServer;
+use rmpi_transport::token::JobToken;
+use rmpi_transport::{env, Communicator, Error};
+
+const ROLE: &str = "RMPI_SHM_TEST_ROLE";
+const LIMIT: Duration = Duration::from_secs(20);
+/// A message far larger than a ring, so its sender is mid-message for a while.
+const LARGE: usize = 64 << 20;
+
+/// A rank of a job started by [`job`]: its process and the lines it prints.
+struct Rank {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Rank {
+    /// Waits for the next line the rank prints.
+    fn line(&self) -> String {
+        match self.lines.recv_timeout(LIMIT) {
+            Ok(l) => l,
+            Err(e) => {
+                panic!("rank (pid {}) printed nothing within {LIMIT:?}: {e}", self.child.id())
+            }
+        }
+    }
+
+    /// Lets a rank that waits for the parent go on.
+    fn go(&mut self) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").expect("writing to the rank");
+    }
+
+    /// Waits for the rank to exit; its exit code.
+    fn exit_code(mut self) -> Option<i32> {
+        // The output thread ends when the rank closes its stdout, i.e. when it exits.
+        while self.lines.recv_timeout(LIMIT).is_ok() {}
+        self.child.wait().expect("wait").code()
+    }
+}
+
+impl Drop for Rank {
+    /// A failed test leaves no rank behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts `n` ranks of a job in which rank `r` plays `roles[r]`.
+fn job(roles: &[&str]) -> Vec<Rank> {
+    let n = roles.len();
+    let token = JobToken::generate();
+    let rv = RendezvousServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), n, token, LIMIT)
+        .expect("rendezvous");
+    let addr = rv.local_addr();
+    rv.spawn();
+    let exe = std::env::current_exe().expect("test binary");
+    (0..n)
+        .map(|r| {
+            let mut child = Command::new(&exe)
+                .args(["--exact", "child", "--nocapture", "--test-threads", "1"])
+                .env(ROLE, roles[r])
+                .env(env::SIZE, n.to_string())
+                .env(env::RANK, r.to_string())
+                .env(env::TOKEN, token.to_hex())
+                .env(env::RENDEZVOUS, addr.to_string())
+                .env(env::LOCAL_SIZE, n.to_string())
+                .env(env::HOST, "here")
+                .env(env::BOOT_TIMEOUT, "30")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("starting a rank");
+            let out = child.stdout.take().expect("stdout");
+            let (tx, lines) = mpsc::channel();
+            std::thread::spawn(move || {
+                for l in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                    // Only the rank's own lines; the test harness prints its own too, and the
+                    // first of ours follows its `test child ... ` on the same line.
+                    if let Some(at) = l.find("rank: ") {
+                        if tx.send(l[at + 6..].to_string()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            Rank { child, lines }
+        })
+        .collect()
+}
+
+fn say(s: &str) {
+    println!("rank: {s}");
+}
+
+/// The child side: joins, plays its role, and exits with 0 when the role's outcome held.
+#[test]
+fn child() {
+    let Ok(role) = std::env::var(ROLE) else { return };
+    let w = Communicator::init().expect("joining");
+    let peer = 1 - w.rank();
+    let outcome: Result<(), String> = match role.as_str() {
+        // Sends a large message and is killed while sending it.
+        "large-sender" => {
+            say("sending");
+            let _ = w.send(&vec![7u8; LARGE], peer, 1);
+            Err("the send finished although the sender should be dead".into())
+        }
+        // Waits for a large message whose sender dies mid-message: once its header is in (the
+        // payload cannot be: it is far larger than what the transport buffers), it stops making
+        // progress until the parent, having killed the sender, says go.
+        "large-receiver" => match w.probe(Some(peer), Some(1)) {
+            Ok(st) if st.len == LARGE => {
+                say("mid-message");
+                let mut go = String::new();
+                let _ = std::io::stdin().read_line(&mut go);
+                let mut buf = vec![0u8; LARGE];
+                expect_lost(w.recv_into(&mut buf, peer, 1), peer)
+            }
+            other => Err(format!("probe: {other:?}")),
+        },
+        // Waits in a receive for a message that never comes and is killed.
+        "idle" => {
+            say("ready");
+            let _ = w.recv::<u8>(peer, 9);
+            Err("the receive finished although the peer sent nothing".into())
+        }
+        // Waits for a small message from a peer that is killed, then for any source.
+        "small-receiver" => {
+            say("ready");
+            expect_lost(w.recv::<u64>(peer, 2).map(|_| ()), peer)
+                .and_then(|()| expect_lost(w.recv_any::<u64>().map(|_| ()), peer))
+        }
+        // Exchanges messages and finalizes normally, reporting the descriptors it holds.
+        "normal" => {
+            let got = w.sendrecv::<u64, u64>(&[w.rank() as u64], peer, 3, peer, 3);
+            say(&format!("segment descriptors {}", segment_fds()));
+            match got {
+                Ok((v, _)) if v == vec![peer as u64] => Ok(()),
+                other => Err(format!("exchange: {other:?}")),
+            }
+        }
+        // Exchanges messages, then crashes (SIGABRT) without finalizing.
+        "crash" => {
+            let _ = w.sendrecv::<u8, u8>(&[0u8; 4096], peer, 4, peer, 4);
+            say("crashing");
+            std::process::abort();
+        }
+        // Streams messages until killed.
+        "stream" => {
+            say("streaming");
+            loop {
+                if w.sendrecv::<u8, u8>(&[0u8; 4096], peer, 4, peer, 4).is_err() {
+                    break Ok(());
+                }
+            }
+        }
+        other => Err(format!("unknown role {other}")),
+    };
+    let code = match outcome {
+        Ok(()) => {
+            let _ = w.finalize();
+            say("ok");
+            0
+        }
+        Err(why) => {
+            say(&format!("failed: {why}"));
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn expect_lost<T: std::fmt::Debug>(
+    r: rmpi_transport::Result<T>,
+    peer: usize,
+) -> Result<(), String> {
+    match r {
+        Err(Error::PeerLost { rank, .. }) if rank == peer => Ok(()),
+        other => Err(format!("expected rank {peer} lost, got {other:?}")),
+    }
+}
+
+/// Descriptors this process holds on a shared-memory segment.
+fn segment_fds() -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return 0 };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|l| l.to_string_lossy().contains("rmpi-segment"))
+        .count()
+}
+
+/// Entries of /dev/shm (where POSIX shared memory would leave files).
+fn dev_shm() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn kill(rank: &mut Rank) {
+    rank.child.kill().expect("SIGKILL");
+}
+
+#[test]
+fn a_local_peer_killed_mid_large_message_is_named() {
+    let mut ranks = job(&["large-receiver", "large-sender"]);
+    assert_eq!(ranks[1].line(), "sending");
+    assert_eq!(ranks[0].line(), "mid-message");
+    kill(&mut ranks[1]);
+    let mut receiver = ranks.remove(0);
+    receiver.go();
+    assert_eq!(receiver.line(), "ok");
+    assert_eq!(receiver.exit_code(), Some(0));
+}
+
+#[test]
+fn a_local_peer_killed_while_others_wait_for_small_messages_is_named() {
+    let mut ranks = job(&["small-receiver", "idle"]);
+    assert_eq!(ranks[0].line(), "ready");
+    assert_eq!(ranks[1].line(), "ready");
+    kill(&mut ranks[1]);
+    let receiver = ranks.remove(0);
+    assert_eq!(receiver.line(), "ok");
+    assert_eq!(receiver.exit_code(), Some(0));
+}
+
+#[test]
+fn nothing_is_left_behind_after_exit_crash_or_sigkill_of_all() {
+    let before = dev_shm();
+    // Normal exit: while running, no rank holds a descriptor on the segment any more.
+    for r in job(&["normal", "normal"]) {
+        assert_eq!(r.line(), "segment descriptors 0");
+        assert_eq!(r.line(), "ok");
+        assert_eq!(r.exit_code(), Some(0));
+    }
+    assert_eq!(dev_shm(), before);
+    // A crash: the survivor learns of it and finishes.
+    let mut ranks = job(&["crash", "stream"]);
+    assert_eq!(ranks[1].line(), "streaming");
+    let crashed = ranks.remove(0);
+    assert_eq!(crashed.line(), "crashing");
+    assert_eq!(crashed.exit_code(), None, "killed by SIGABRT");
+    let survivor = ranks.remove(0);
+    assert_eq!(survivor.line(), "ok");
+    assert_eq!(survivor.exit_code(), Some(0));
+    assert_eq!(dev_shm(), before);
+    // SIGKILL of every rank in the middle of traffic.
+    let mut ranks = job(&["stream", "stream"]);
+    for r in &ranks {
+        assert_eq!(r.line(), "streaming");
+    }
+    for r in &mut ranks {
+        kill(r);
+    }
+    for r in ranks {
+        assert_eq!(r.exit_code(), None);
+    }
+    assert_eq!(dev_shm(), before);
+}
