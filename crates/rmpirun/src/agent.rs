@@ -94,7 +94,7 @@ where
         match frame {
             Ok(Some(Command::Ping)) => {}
             Ok(Some(Command::Start(spec))) => {
-                stdin_tx = ranks.start(&spec, &tx);
+                stdin_tx = ranks.start(&spec, &tx).await;
             }
             Ok(Some(Command::Stdin(data))) => {
                 if let Some(s) = &stdin_tx {
@@ -207,7 +207,7 @@ async fn read_notes(pipe: tokio::net::unix::pipe::Receiver, notes: Arc<Mutex<Not
 
 impl Ranks {
     /// Starts every rank of `spec`; returns the stdin feed of the rank that gets stdin.
-    fn start(
+    async fn start(
         &mut self,
         spec: &JobSpec,
         tx: &mpsc::UnboundedSender<Event>,
@@ -295,6 +295,9 @@ impl Ranks {
                 }
             }
             let _ = tx.send(Event::Started { rank, pid });
+            // Starting a thousand ranks takes seconds: let the keep-alive and the event writer
+            // run in between, or the launcher takes this agent's silence for its loss.
+            tokio::task::yield_now().await;
             if let Some(stdin) = child.stdin.take() {
                 let (stx, srx) = mpsc::unbounded_channel();
                 tokio::spawn(feed_stdin(stdin, srx, tx.clone()));

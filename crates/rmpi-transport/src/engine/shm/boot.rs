@@ -50,15 +50,25 @@ impl Offer {
 /// The world ranks sharing memory with `rank`, in rank order (`rank` among them), from the
 /// exchanged endpoints: those whose offer names the same host.
 pub(crate) fn members(rank: usize, endpoints: &[Endpoint]) -> Vec<usize> {
-    let Some(mine) = endpoints.get(rank).and_then(|e| e.shm) else { return Vec::new() };
-    let same = |e: &Endpoint| e.shm.is_some_and(|o| o.host == mine.host);
-    let m: Vec<usize> = (0..endpoints.len()).filter(|r| same(&endpoints[*r])).collect();
-    if m.len() < 2 {
+    let m = same_host(rank, endpoints);
+    if m.len() < 2 || m.len() > MAX_GROUP {
         Vec::new()
     } else {
         m
     }
 }
+
+/// The world ranks whose offer names the same host as `rank`'s (empty without an offer).
+fn same_host(rank: usize, endpoints: &[Endpoint]) -> Vec<usize> {
+    let Some(mine) = endpoints.get(rank).and_then(|e| e.shm) else { return Vec::new() };
+    let same = |e: &Endpoint| e.shm.is_some_and(|o| o.host == mine.host);
+    (0..endpoints.len()).filter(|r| same(&endpoints[*r])).collect()
+}
+
+/// Most ranks of one host that share a segment. Rings are set up for every pair, so the pages a
+/// job touches (a goodbye in every ring, a page table per ring a rank writes) grow with the
+/// square of this: 1024 ranks on a 24 GiB host ran it out of memory. Beyond it, TCP.
+pub(crate) const MAX_GROUP: usize = 256;
 
 /// Maps the group's segment and sets up wake-ups and death watches. `None` when no other rank
 /// shares this host.
@@ -70,6 +80,15 @@ pub(crate) fn join(
     deadline: Instant,
 ) -> Result<Option<Group>> {
     let members = members(rank, endpoints);
+    let host = same_host(rank, endpoints);
+    if host.len() > MAX_GROUP && host.first() == Some(&rank) {
+        // Every member sees the same table and decides the same; the lowest says why.
+        tracing::warn!(
+            "shared memory off: {} ranks on this host, more than {MAX_GROUP} (the pages of the \
+             rings between every pair would grow with the square of the ranks); they use TCP",
+            host.len()
+        );
+    }
     let Some(me) = members.iter().position(|r| *r == rank) else { return Ok(None) };
     let n = members.len();
     let leader = members[0];
@@ -182,4 +201,42 @@ fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: a fresh descriptor nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::HostId;
+
+    fn endpoints(n: usize, hosts: usize) -> Vec<Endpoint> {
+        (0..n)
+            .map(|r| Endpoint {
+                addr: "127.0.0.1:1".parse().unwrap(),
+                host: format!("h{}", r % hosts),
+                shm: Some(ShmOffer {
+                    host: HostId {
+                        boot_id: [1; 16],
+                        net_ns: (r % hosts) as u64,
+                        pid_ns: 1,
+                        uid: 0,
+                    },
+                    pid: r as u32 + 100,
+                    segment_fd: 3,
+                    reserved: 0,
+                }),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn groups_follow_the_host_identity_up_to_the_cap() {
+        let eps = endpoints(6, 2);
+        assert_eq!(members(1, &eps), vec![1, 3, 5]);
+        assert_eq!(members(4, &eps), vec![0, 2, 4]);
+        let mut alone = endpoints(2, 2);
+        alone[1].shm = None;
+        assert!(members(0, &alone).is_empty());
+        assert_eq!(members(7, &endpoints(MAX_GROUP, 1)).len(), MAX_GROUP);
+        assert!(members(7, &endpoints(MAX_GROUP + 1, 1)).is_empty());
+    }
 }
