@@ -16,6 +16,25 @@ impl AlignedBuf {
         AlignedBuf { words: vec![0u64; len.div_ceil(8)], len }
     }
 
+    /// Like [`AlignedBuf::zeroed`], but `None` instead of aborting the process when the memory
+    /// cannot be had (a peer's frame header may claim any length up to the message limit).
+    pub(crate) fn try_zeroed(len: usize) -> Option<Self> {
+        let n = len.div_ceil(8);
+        if n == 0 {
+            return Some(AlignedBuf::default());
+        }
+        let layout = std::alloc::Layout::array::<u64>(n).ok()?;
+        // SAFETY: the layout has a nonzero size (n > 0).
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<u64>();
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: ptr was allocated by the global allocator with the layout of `n` u64s, as a
+        // Vec<u64> of capacity n would be, and all n words are initialised (zeroed).
+        let words = unsafe { Vec::from_raw_parts(ptr, n, n) };
+        Some(AlignedBuf { words, len })
+    }
+
     pub(crate) fn from_bytes(b: &[u8]) -> Self {
         let mut a = Self::zeroed(b.len());
         a.as_mut_bytes().copy_from_slice(b);
@@ -125,5 +144,11 @@ mod tests {
         let a = AlignedBuf::from_bytes(bytemuck::cast_slice(&src128));
         assert_eq!(a.into_vec::<u128>(), src128);
         assert!(AlignedBuf::zeroed(0).into_vec::<u8>().is_empty());
+        assert!(AlignedBuf::try_zeroed(0).is_some_and(|b| b.len() == 0));
+        let b = AlignedBuf::try_zeroed(1 << 20).expect("1 MiB");
+        assert!(b.len() == 1 << 20 && b.as_bytes().iter().all(|&x| x == 0));
+        // More than an address space holds: refused, not an abort.
+        assert!(AlignedBuf::try_zeroed(usize::MAX).is_none());
+        assert!(AlignedBuf::try_zeroed((1 << 63) + 8).is_none());
     }
 }

@@ -410,3 +410,24 @@ fn a_rendezvous_that_drips_its_reply_cannot_stretch_the_boot_deadline() {
     assert!(took < Duration::from_secs(5), "booted for {took:?}: {e}");
     server.join().unwrap();
 }
+
+#[test]
+fn a_header_claiming_more_memory_than_there_is_fails_that_peer_not_the_process() {
+    // The limit allows it (none is set), no machine can have it: the lying peer is lost, this
+    // process (the test binary itself) lives on and says why.
+    let token = JobToken::generate();
+    let rv = server(2, token, T);
+    let mut cfg = config(0, 2, token, rv);
+    cfg.max_message = u64::MAX;
+    let h = thread::spawn(move || {
+        let w = Communicator::join(&cfg).unwrap();
+        w.recv::<u8>(1, 0).unwrap_err()
+    });
+    let t = table(fake_join(rv, token.as_bytes(), 2, 1, 1));
+    let mut s = fake_connect(&t[0], token.as_bytes(), 2, 1);
+    let lie = FrameHeader { kind: FrameKind::Data, context: 0, tag: 0, len: (1 << 63) + 8 };
+    s.write_all(&lie.encode()).unwrap();
+    let e = h.join().unwrap();
+    expect_lost(e, "cannot be buffered here");
+    drop(s);
+}

@@ -17,6 +17,19 @@ const STAGING: usize = 64 * 1024;
 const DIRECT_READ_MIN: usize = 16 * 1024;
 /// Bytes read from one connection per progress pass, so one busy peer cannot starve the others.
 const READ_BUDGET: usize = 8 << 20;
+
+/// Messages from this size on are checked to fit in memory when their header arrives (one
+/// allocation and release of untouched pages: nothing next to moving the message).
+const ALLOC_CHECK_MIN: usize = 64 << 20;
+
+/// An engine buffer for a `len`-byte payload. A header may claim any length below the limit,
+/// true or not: memory that cannot be had is the sending peer's failure, never an abort of
+/// this process.
+fn buffer(len: usize) -> std::result::Result<AlignedBuf, String> {
+    AlignedBuf::try_zeroed(len).ok_or_else(|| {
+        format!("its message of {len} bytes cannot be buffered here (out of memory)")
+    })
+}
 /// At most this many buffers go into one `writev`.
 const MAX_IOV: usize = 64;
 
@@ -336,6 +349,10 @@ impl State {
                         return Ok(());
                     }
                     let len = usize::try_from(hdr.len).map_err(|_| "frame too long".to_string())?;
+                    // Before any receive is matched to it (a failure here fails them all).
+                    if len >= ALLOC_CHECK_MIN {
+                        drop(buffer(len)?);
+                    }
                     let dest = match self.m.take_posted(hdr.context, r, hdr.tag) {
                         Some(Posted { req, sink: Sink::User(buf), .. }) if len <= buf.len => {
                             Dest::User { req, buf }
@@ -357,7 +374,7 @@ impl State {
                         }
                         // Nobody asked for it within a pass: buffer it, so the messages behind
                         // it (which someone may be waiting for) keep flowing.
-                        *dest = Dest::Owned { req: None, buf: AlignedBuf::zeroed(len) };
+                        *dest = Dest::Owned { req: None, buf: buffer(len)? };
                     }
                     let take = (len - *filled).min(c.hi - c.lo);
                     if take > 0 {
