@@ -39,6 +39,13 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
     let port = listener.local_addr().map_err(|e| Error::io("listener address", e))?.port();
     let host = cfg.host_label.clone().unwrap_or_else(hostname);
     let advertise = cfg.advertise.clone();
+    // An interface or network that is not there is known now: say so before waiting for the
+    // rendezvous (only the default choice needs the route to it).
+    if advertise != crate::addr::AddrSelector::RouteToRendezvous {
+        advertise
+            .resolve(Ipv4Addr::UNSPECIFIED.into())
+            .map_err(|e| Error::Env { var: crate::env::IFACE, msg: e })?;
+    }
     let offer = if cfg.shm { shm::Offer::new() } else { None };
     let shm_offer = offer.as_ref().map(|o| o.wire);
     let (token, endpoints) = crate::launch::exchange::endpoints(cfg, deadline, |route_ip| {

@@ -431,3 +431,19 @@ fn a_header_claiming_more_memory_than_there_is_fails_that_peer_not_the_process()
     expect_lost(e, "cannot be buffered here");
     drop(s);
 }
+
+#[test]
+fn a_missing_interface_is_reported_before_waiting_for_the_rendezvous() {
+    // Nothing listens at the rendezvous: a bad RMPI_IFACE must not wait out the boot deadline.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let rv = l.local_addr().unwrap();
+    drop(l);
+    let mut cfg = config(0, 2, JobToken::generate(), rv);
+    cfg.boot_timeout = Duration::from_secs(30);
+    cfg.advertise = rmpi_transport::addr::AddrSelector::parse("nosuchif0").unwrap();
+    let t0 = Instant::now();
+    let e = Communicator::join(&cfg).unwrap_err();
+    assert!(matches!(&e, Error::Env { var: "RMPI_IFACE", .. }), "{e}");
+    assert!(e.to_string().contains("nosuchif0"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+}
