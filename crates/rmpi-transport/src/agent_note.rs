@@ -65,18 +65,20 @@ fn is_pipe_write_end(fd: &OwnedFd) -> bool {
 
 /// Notes that world rank `peer` was lost (not finalized).
 pub(crate) fn peer_lost(peer: usize) {
-    let Ok(mut slot) = PIPE.lock() else { return };
-    if let Some(pipe) = slot.as_mut() {
-        // One write of a short line is atomic on a pipe; a launcher that is gone is no error.
-        let _ = pipe.write_all(format!("lost {peer}\n").as_bytes());
-    }
+    note(&format!("lost {peer}\n"));
 }
 
 /// Notes that this rank is failing by itself (`panicked`, `abort(7)`): sent before its peers
 /// can see it go.
 pub(crate) fn failed(reason: &str) {
+    note(&format!("failed {reason}\n"));
+}
+
+/// Writes one note line, if there is a pipe. One write of a short line is atomic on a pipe; a
+/// launcher that is gone is no error.
+fn note(line: &str) {
     let Ok(mut slot) = PIPE.lock() else { return };
     if let Some(pipe) = slot.as_mut() {
-        let _ = pipe.write_all(format!("failed {reason}\n").as_bytes());
+        let _ = pipe.write_all(line.as_bytes());
     }
 }
