@@ -62,6 +62,20 @@ algo_enum!(
         Pipeline => "pipeline",
         /// The root sends to every rank at once.
         Linear => "linear",
+        /// Two levels: across hosts among one rank per host (the root on its own host), then
+        /// inside every host from that rank.
+        Hier => "hier" | "two_level",
+    }
+);
+
+algo_enum!(
+    /// Barrier algorithms.
+    BarrierAlgo, "RMPI_ALGO_BARRIER", {
+        /// Dissemination: ⌈log2 p⌉ rounds of one empty message each way per rank.
+        Dissemination => "dissemination",
+        /// Two levels: every host's ranks report to its leader, the leaders run a dissemination
+        /// barrier, each leader releases its host.
+        Hier => "hier" | "two_level",
     }
 );
 
@@ -74,6 +88,9 @@ algo_enum!(
         ReduceScatterGather => "reduce_scatter_gather",
         /// Every rank sends to the root at once; the root combines in rank order.
         Linear => "linear",
+        /// Two levels: inside every host to one rank (the root on its own host), then across
+        /// hosts among those ranks.
+        Hier => "hier" | "two_level",
     }
 );
 
@@ -91,6 +108,9 @@ algo_enum!(
         /// Direct reduce-scatter (each chunk's owner combines it in rank order) then direct
         /// allgather, every message of a round posted at once.
         Direct => "direct",
+        /// Two levels: reduce inside every host to its leader, allreduce among the leaders,
+        /// broadcast inside every host.
+        Hier => "hier" | "two_level",
     }
 );
 
@@ -156,6 +176,32 @@ algo_enum!(
     }
 );
 
+/// What the algorithm choice knows about where a communicator's ranks run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Number of hosts.
+    pub hosts: usize,
+    /// The most ranks on one host.
+    pub widest: usize,
+    /// Whether every host's ranks are consecutive (as `--map-by slot` places them).
+    pub contiguous: bool,
+}
+
+impl Placement {
+    /// Every rank on one host (as one level of a two-level algorithm sees it).
+    pub const ONE_HOST: Placement = Placement { hosts: 1, widest: usize::MAX, contiguous: true };
+
+    /// Whether two levels differ from one: at least two hosts and two ranks on some host.
+    pub fn two_level(&self) -> bool {
+        self.hosts >= 2 && self.widest >= 2
+    }
+
+    /// Whether two levels keep rank order, as a non-commutative operator needs.
+    fn two_level_for(&self, commutative: bool) -> bool {
+        self.two_level() && (commutative || self.contiguous)
+    }
+}
+
 /// Message-size thresholds (in bytes of one rank's vector) between algorithms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Thresholds {
@@ -204,13 +250,15 @@ impl Default for Thresholds {
 
 /// Algorithm choices and options for collective calls.
 ///
-/// [`Settings::from_env`] reads `RMPI_ALGO_BCAST`, `RMPI_ALGO_REDUCE`, `RMPI_ALGO_ALLREDUCE`,
+/// [`Settings::from_env`] reads `RMPI_ALGO_BARRIER`, `RMPI_ALGO_BCAST`, `RMPI_ALGO_REDUCE`, `RMPI_ALGO_ALLREDUCE`,
 /// `RMPI_ALGO_ALLGATHER`, `RMPI_ALGO_GATHER`, `RMPI_ALGO_SCATTER`, `RMPI_ALGO_ALLTOALL`,
 /// `RMPI_ALGO_REDUCE_SCATTER`, `RMPI_ALGO_SCAN` (an algorithm name or `auto`), `RMPI_COLL_CHECK`
 /// (`1` turns on the consistency check before every call) and `RMPI_COLL_STALL_MS` (the stall
 /// slice of mismatch detection). Every rank must use the same settings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
+    /// Barrier.
+    pub barrier: BarrierAlgo,
     /// Broadcast.
     pub bcast: BcastAlgo,
     /// Reduce.
@@ -288,6 +336,7 @@ impl Settings {
                 }
             };
         }
+        read!(barrier, BarrierAlgo);
         read!(bcast, BcastAlgo);
         read!(reduce, ReduceAlgo);
         read!(allreduce, AllreduceAlgo);
@@ -328,63 +377,113 @@ impl Settings {
         self.stall.filter(|d| !d.is_zero()).unwrap_or(DEFAULT_STALL)
     }
 
-    /// The broadcast algorithm for `bytes` on `p` ranks.
-    pub fn pick_bcast(&self, bytes: usize, p: usize) -> BcastAlgo {
+    /// The barrier algorithm on `p` ranks placed as `at`.
+    pub fn pick_barrier(&self, at: Placement) -> BarrierAlgo {
+        match self.barrier {
+            BarrierAlgo::Auto | BarrierAlgo::Hier if at.two_level() => BarrierAlgo::Hier,
+            BarrierAlgo::Auto | BarrierAlgo::Hier | BarrierAlgo::Dissemination => {
+                BarrierAlgo::Dissemination
+            }
+        }
+    }
+
+    /// The broadcast algorithm for `bytes` on `p` ranks placed as `at`.
+    pub fn pick_bcast(&self, bytes: usize, p: usize, at: Placement) -> BcastAlgo {
         match self.bcast {
-            BcastAlgo::Auto if (3..8).contains(&p) && bytes >= self.thresholds.bcast_pipeline => {
-                BcastAlgo::Pipeline
-            }
-            BcastAlgo::Auto if p >= 8 && bytes >= self.thresholds.bcast_long => {
-                BcastAlgo::ScatterAllgather
-            }
+            BcastAlgo::Auto | BcastAlgo::Hier if at.two_level() => BcastAlgo::Hier,
+            BcastAlgo::Auto | BcastAlgo::Hier => self.auto_bcast(bytes, p),
+            BcastAlgo::Binomial
+            | BcastAlgo::ScatterAllgather
+            | BcastAlgo::Pipeline
+            | BcastAlgo::Linear => self.bcast,
+        }
+    }
+
+    fn auto_bcast(&self, bytes: usize, p: usize) -> BcastAlgo {
+        if (3..8).contains(&p) && bytes >= self.thresholds.bcast_pipeline {
+            BcastAlgo::Pipeline
+        } else if p >= 8 && bytes >= self.thresholds.bcast_long {
+            BcastAlgo::ScatterAllgather
+        } else if p <= 4 {
             // Up to 4 ranks one hop for everybody beats a second tree level: a hop costs a
             // scheduling round when ranks share cores, the root's extra send does not.
-            BcastAlgo::Auto if p <= 4 => BcastAlgo::Linear,
-            BcastAlgo::Auto => BcastAlgo::Binomial,
-            a => a,
+            BcastAlgo::Linear
+        } else {
+            BcastAlgo::Binomial
         }
     }
 
-    /// The reduce algorithm for `bytes` on `p` ranks.
-    pub fn pick_reduce(&self, bytes: usize, p: usize, commutative: bool) -> ReduceAlgo {
+    /// The reduce algorithm for `bytes` on `p` ranks placed as `at`.
+    pub fn pick_reduce(
+        &self,
+        bytes: usize,
+        p: usize,
+        commutative: bool,
+        at: Placement,
+    ) -> ReduceAlgo {
         match self.reduce {
-            ReduceAlgo::ReduceScatterGather if !commutative => ReduceAlgo::Binomial,
-            ReduceAlgo::Auto if p >= 16 && bytes >= self.thresholds.reduce_long && commutative => {
-                ReduceAlgo::ReduceScatterGather
+            ReduceAlgo::Auto | ReduceAlgo::Hier if at.two_level_for(commutative) => {
+                ReduceAlgo::Hier
             }
+            ReduceAlgo::Auto | ReduceAlgo::Hier => self.auto_reduce(bytes, p, commutative),
+            ReduceAlgo::ReduceScatterGather if !commutative => ReduceAlgo::Binomial,
+            ReduceAlgo::ReduceScatterGather | ReduceAlgo::Binomial | ReduceAlgo::Linear => {
+                self.reduce
+            }
+        }
+    }
+
+    fn auto_reduce(&self, bytes: usize, p: usize, commutative: bool) -> ReduceAlgo {
+        if p >= 16 && bytes >= self.thresholds.reduce_long && commutative {
+            ReduceAlgo::ReduceScatterGather
+        } else if (3..=4).contains(&p) && bytes < self.thresholds.reduce_linear {
             // One hop for everybody, as for bcast; the root's extra receive is cheaper than a
             // tree level while ranks share cores.
-            ReduceAlgo::Auto if (3..=4).contains(&p) && bytes < self.thresholds.reduce_linear => {
-                ReduceAlgo::Linear
-            }
-            ReduceAlgo::Auto => ReduceAlgo::Binomial,
-            a => a,
+            ReduceAlgo::Linear
+        } else {
+            ReduceAlgo::Binomial
         }
     }
 
-    /// The allreduce algorithm for `bytes` on `p` ranks.
-    pub fn pick_allreduce(&self, bytes: usize, p: usize, commutative: bool) -> AllreduceAlgo {
+    /// The allreduce algorithm for `bytes` on `p` ranks placed as `at`.
+    pub fn pick_allreduce(
+        &self,
+        bytes: usize,
+        p: usize,
+        commutative: bool,
+        at: Placement,
+    ) -> AllreduceAlgo {
         match self.allreduce {
+            AllreduceAlgo::Auto | AllreduceAlgo::Hier if at.two_level_for(commutative) => {
+                AllreduceAlgo::Hier
+            }
+            AllreduceAlgo::Auto | AllreduceAlgo::Hier => self.auto_allreduce(bytes, p, commutative),
             AllreduceAlgo::Ring | AllreduceAlgo::Rabenseifner if !commutative => {
                 AllreduceAlgo::RecursiveDoubling
             }
-            AllreduceAlgo::Auto if !commutative => AllreduceAlgo::RecursiveDoubling,
+            AllreduceAlgo::Ring
+            | AllreduceAlgo::Rabenseifner
+            | AllreduceAlgo::RecursiveDoubling
+            | AllreduceAlgo::ReduceBcast
+            | AllreduceAlgo::Direct => self.allreduce,
+        }
+    }
+
+    fn auto_allreduce(&self, bytes: usize, p: usize, commutative: bool) -> AllreduceAlgo {
+        if !commutative {
+            AllreduceAlgo::RecursiveDoubling
+        } else if (3..=4).contains(&p) && bytes < self.thresholds.allreduce_linear {
             // Up to 4 ranks: linear reduce + linear bcast, two hops, until the ring's spread of
             // the combining work pays.
-            AllreduceAlgo::Auto
-                if (3..=4).contains(&p) && bytes < self.thresholds.allreduce_linear =>
-            {
-                AllreduceAlgo::ReduceBcast
+            AllreduceAlgo::ReduceBcast
+        } else if bytes >= self.thresholds.allreduce_long && p > 1 {
+            if p.is_power_of_two() && p >= 8 {
+                AllreduceAlgo::Rabenseifner
+            } else {
+                AllreduceAlgo::Ring
             }
-            AllreduceAlgo::Auto if bytes >= self.thresholds.allreduce_long && p > 1 => {
-                if p.is_power_of_two() && p >= 8 {
-                    AllreduceAlgo::Rabenseifner
-                } else {
-                    AllreduceAlgo::Ring
-                }
-            }
-            AllreduceAlgo::Auto => AllreduceAlgo::RecursiveDoubling,
-            a => a,
+        } else {
+            AllreduceAlgo::RecursiveDoubling
         }
     }
 
@@ -401,7 +500,7 @@ impl Settings {
                 AllgatherAlgo::Ring
             }
             AllgatherAlgo::Auto => AllgatherAlgo::Bruck,
-            a => a,
+            AllgatherAlgo::Bruck | AllgatherAlgo::Ring | AllgatherAlgo::Linear => self.allgather,
         }
     }
 
@@ -412,7 +511,7 @@ impl Settings {
                 GatherAlgo::Linear
             }
             GatherAlgo::Auto => GatherAlgo::Binomial,
-            a => a,
+            GatherAlgo::Binomial | GatherAlgo::Linear => self.gather,
         }
     }
 
@@ -423,7 +522,7 @@ impl Settings {
                 ScatterAlgo::Linear
             }
             ScatterAlgo::Auto => ScatterAlgo::Binomial,
-            a => a,
+            ScatterAlgo::Binomial | ScatterAlgo::Linear => self.scatter,
         }
     }
 
@@ -435,7 +534,7 @@ impl Settings {
                 AlltoallAlgo::Pairwise
             }
             AlltoallAlgo::Auto => AlltoallAlgo::Scattered,
-            a => a,
+            AlltoallAlgo::Scattered | AlltoallAlgo::Pairwise => self.alltoall,
         }
     }
 
@@ -447,23 +546,27 @@ impl Settings {
         commutative: bool,
     ) -> ReduceScatterAlgo {
         match self.reduce_scatter {
-            _ if !commutative => ReduceScatterAlgo::ReduceThenScatter,
+            ReduceScatterAlgo::Auto
+            | ReduceScatterAlgo::Ring
+            | ReduceScatterAlgo::ReduceThenScatter
+                if !commutative =>
+            {
+                ReduceScatterAlgo::ReduceThenScatter
+            }
             ReduceScatterAlgo::Auto if p == 2 || bytes >= self.thresholds.reduce_scatter_long => {
                 ReduceScatterAlgo::Ring
             }
             ReduceScatterAlgo::Auto => ReduceScatterAlgo::ReduceThenScatter,
-            a => a,
+            ReduceScatterAlgo::Ring | ReduceScatterAlgo::ReduceThenScatter => self.reduce_scatter,
         }
     }
-}
 
-impl Settings {
     /// The scan/exscan algorithm for `bytes` on `p` ranks.
     pub fn pick_scan(&self, bytes: usize, p: usize) -> ScanAlgo {
         match self.scan {
             ScanAlgo::Auto if p <= 4 || bytes >= self.thresholds.scan_long => ScanAlgo::Chain,
             ScanAlgo::Auto => ScanAlgo::RecursiveDoubling,
-            a => a,
+            ScanAlgo::RecursiveDoubling | ScanAlgo::Chain => self.scan,
         }
     }
 }
@@ -471,6 +574,8 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ONE: Placement = Placement::ONE_HOST;
 
     #[test]
     fn env_parsing() {
@@ -513,7 +618,8 @@ mod tests {
                 .unwrap_or_else(|| panic!("no row for {env} in docs/collectives.md"))
                 .to_string()
         };
-        let families: [(&str, &[&str]); 9] = [
+        let families: [(&str, &[&str]); 10] = [
+            (BarrierAlgo::ENV, BarrierAlgo::names()),
             (BcastAlgo::ENV, BcastAlgo::names()),
             (ReduceAlgo::ENV, ReduceAlgo::names()),
             (AllreduceAlgo::ENV, AllreduceAlgo::names()),
@@ -548,26 +654,49 @@ mod tests {
     #[test]
     fn non_commutative_never_gets_ring() {
         let s = Settings { allreduce: AllreduceAlgo::Ring, ..Settings::default() };
-        assert_eq!(s.pick_allreduce(1 << 20, 4, false), AllreduceAlgo::RecursiveDoubling);
-        assert_eq!(s.pick_allreduce(1 << 20, 4, true), AllreduceAlgo::Ring);
+        assert_eq!(s.pick_allreduce(1 << 20, 4, false, ONE), AllreduceAlgo::RecursiveDoubling);
+        assert_eq!(s.pick_allreduce(1 << 20, 4, true, ONE), AllreduceAlgo::Ring);
         let d = Settings::default();
-        assert_eq!(d.pick_allreduce(8, 4, true), AllreduceAlgo::ReduceBcast);
-        assert_eq!(d.pick_allreduce(8, 4, false), AllreduceAlgo::RecursiveDoubling);
-        assert_eq!(d.pick_allreduce(8, 8, true), AllreduceAlgo::RecursiveDoubling);
-        assert_eq!(d.pick_allreduce(1 << 20, 4, true), AllreduceAlgo::Ring);
+        assert_eq!(d.pick_allreduce(8, 4, true, ONE), AllreduceAlgo::ReduceBcast);
+        assert_eq!(d.pick_allreduce(8, 4, false, ONE), AllreduceAlgo::RecursiveDoubling);
+        assert_eq!(d.pick_allreduce(8, 8, true, ONE), AllreduceAlgo::RecursiveDoubling);
+        assert_eq!(d.pick_allreduce(1 << 20, 4, true, ONE), AllreduceAlgo::Ring);
     }
 
     #[test]
     fn reduce_choice_follows_size_and_ranks() {
         let d = Settings::default();
-        assert_eq!(d.pick_reduce(8, 4, false), ReduceAlgo::Linear);
-        assert_eq!(d.pick_reduce(8, 2, true), ReduceAlgo::Binomial);
-        assert_eq!(d.pick_reduce(16 << 20, 4, true), ReduceAlgo::Binomial);
-        assert_eq!(d.pick_reduce(8, 8, true), ReduceAlgo::Binomial);
-        assert_eq!(d.pick_reduce(16 << 20, 16, true), ReduceAlgo::ReduceScatterGather);
-        assert_eq!(d.pick_reduce(16 << 20, 16, false), ReduceAlgo::Binomial);
+        assert_eq!(d.pick_reduce(8, 4, false, ONE), ReduceAlgo::Linear);
+        assert_eq!(d.pick_reduce(8, 2, true, ONE), ReduceAlgo::Binomial);
+        assert_eq!(d.pick_reduce(16 << 20, 4, true, ONE), ReduceAlgo::Binomial);
+        assert_eq!(d.pick_reduce(8, 8, true, ONE), ReduceAlgo::Binomial);
+        assert_eq!(d.pick_reduce(16 << 20, 16, true, ONE), ReduceAlgo::ReduceScatterGather);
+        assert_eq!(d.pick_reduce(16 << 20, 16, false, ONE), ReduceAlgo::Binomial);
         let forced = Settings { reduce: ReduceAlgo::ReduceScatterGather, ..d };
-        assert_eq!(forced.pick_reduce(8, 4, false), ReduceAlgo::Binomial);
+        assert_eq!(forced.pick_reduce(8, 4, false, ONE), ReduceAlgo::Binomial);
+    }
+
+    #[test]
+    fn two_levels_when_hosts_hold_several_ranks() {
+        let d = Settings::default();
+        let slot = Placement { hosts: 8, widest: 4, contiguous: true };
+        let node = Placement { contiguous: false, ..slot };
+        let single = Placement { hosts: 8, widest: 1, contiguous: true };
+        assert_eq!(d.pick_barrier(slot), BarrierAlgo::Hier);
+        assert_eq!(d.pick_barrier(single), BarrierAlgo::Dissemination);
+        assert_eq!(d.pick_bcast(8, 32, node), BcastAlgo::Hier);
+        assert_eq!(d.pick_bcast(8, 8, single), BcastAlgo::Binomial);
+        assert_eq!(d.pick_allreduce(8, 32, true, node), AllreduceAlgo::Hier);
+        assert_eq!(d.pick_allreduce(8, 32, false, slot), AllreduceAlgo::Hier);
+        // Rank order across hosts is lost when hosts interleave: flat for non-commutative.
+        assert_eq!(d.pick_allreduce(8, 32, false, node), AllreduceAlgo::RecursiveDoubling);
+        assert_eq!(d.pick_reduce(8, 32, false, node), ReduceAlgo::Binomial);
+        // Forced two levels on one host is the flat choice; forced flat stays flat.
+        let hier = Settings { allreduce: AllreduceAlgo::Hier, ..d };
+        assert_eq!(hier.pick_allreduce(8, 4, true, ONE), AllreduceAlgo::ReduceBcast);
+        let flat = Settings { allreduce: AllreduceAlgo::Ring, ..d };
+        assert_eq!(flat.pick_allreduce(8, 32, true, slot), AllreduceAlgo::Ring);
+        assert_eq!(BcastAlgo::parse("two-level"), Some(BcastAlgo::Hier));
     }
 
     #[test]

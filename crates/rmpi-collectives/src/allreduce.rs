@@ -10,40 +10,17 @@
 use bytemuck::Pod;
 use rmpi_transport::Result;
 
-use crate::call::{part, split_pair, Call};
-use crate::gather::pieces_mut;
+use crate::call::Call;
 use crate::ops::Op;
+use crate::shape::{part, pieces_mut, ring_reduce_step, span, split_pair, Fold};
 
-/// How ranks beyond the largest power of two take part: with `rem = p - pof2`, ranks below
-/// `2 * rem` pair up (even, odd); the even one hands its vector to the odd one and sits out.
-struct Fold {
-    pof2: usize,
-    rem: usize,
+/// The steps before and after the power-of-two part of recursive doubling and halving.
+trait FoldSteps {
+    fn fold_in<T: Pod, O: Op<T>>(&self, c: &Call, buf: &mut [T], op: &O) -> Result<()>;
+    fn fold_out<T: Pod>(&self, c: &Call, buf: &mut [T]) -> Result<()>;
 }
 
-impl Fold {
-    fn new(p: usize) -> Self {
-        let pof2 = if p.is_power_of_two() { p } else { p.next_power_of_two() / 2 };
-        Fold { pof2, rem: p - pof2 }
-    }
-
-    /// The rank's index among the `pof2` active ranks, `None` if it sits out.
-    fn new_rank(&self, r: usize) -> Option<usize> {
-        if r < 2 * self.rem {
-            (r % 2 == 1).then_some(r / 2)
-        } else {
-            Some(r - self.rem)
-        }
-    }
-
-    fn real_rank(&self, nr: usize) -> usize {
-        if nr < self.rem {
-            nr * 2 + 1
-        } else {
-            nr + self.rem
-        }
-    }
-
+impl FoldSteps for Fold {
     /// Before: even ranks below 2*rem send, odd ones combine `received ∘ own`.
     fn fold_in<T: Pod, O: Op<T>>(&self, c: &Call, buf: &mut [T], op: &O) -> Result<()> {
         let r = c.rank;
@@ -116,8 +93,7 @@ pub(crate) fn ring_out_of_place<T: Pod, O: Op<T>>(
     let (p, r, n) = (c.size, c.rank, send.len());
     let (right, left) = ((r + 1) % p, (r + p - 1) % p);
     for s in 0..p - 1 {
-        let send_i = (r + 2 * p - s - 1) % p;
-        let recv_i = (r + 2 * p - s - 2) % p;
+        let (send_i, recv_i) = ring_reduce_step(r, p, s);
         let rr = part(n, p, recv_i);
         if s == 0 {
             c.sendrecv(&send[part(n, p, send_i)], right, &mut recv[rr.clone()], left)?;
@@ -139,7 +115,7 @@ pub(crate) fn rabenseifner<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) ->
     f.fold_in(c, buf, op)?;
     if let Some(nr) = f.new_rank(r) {
         let q = f.pof2;
-        let span = |a: usize, b: usize| part(n, q, a).start..part(n, q, b - 1).end;
+        let span = |a: usize, b: usize| span(n, q, a, b);
         let mut tmp: Vec<T> = bytemuck::zeroed_vec(span(0, q.div_ceil(2).max(1)).len());
         // Recursive halving: keep the half of the window that contains chunk `nr`.
         let (mut lo, mut hi) = (0, q);
@@ -220,25 +196,4 @@ pub(crate) fn direct<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Resul
         (1..p).map(|i| (r + p - i) % p).filter_map(|s| pieces[s].take().map(|b| (b, s))).collect();
     let sends: Vec<(&[T], usize)> = (1..p).map(|i| (own, (r + i) % p)).collect();
     c.exchange_many(recvs, &sends)
-}
-
-/// Reduce to rank 0 in rank order, then broadcast: both linear up to 4 ranks, binomial above.
-pub(crate) fn reduce_bcast<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Result<()> {
-    let mut out: Vec<T> = if c.rank == 0 { bytemuck::zeroed_vec(buf.len()) } else { Vec::new() };
-    let target = if c.rank == 0 { Some(&mut out[..]) } else { None };
-    // Up to 4 ranks both halves go linear: two hops in all.
-    let linear = c.size <= 4;
-    if linear {
-        crate::reduce::linear(c, buf, target, op, 0)?;
-    } else {
-        crate::reduce::binomial(c, buf, target, op, 0)?;
-    }
-    if c.rank == 0 {
-        buf.copy_from_slice(&out);
-    }
-    if linear {
-        crate::bcast::linear(c, buf, 0)
-    } else {
-        crate::bcast::binomial(c, buf, 0)
-    }
 }

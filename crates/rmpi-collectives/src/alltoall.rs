@@ -4,7 +4,7 @@ use bytemuck::Pod;
 use rmpi_transport::Result;
 
 use crate::call::Call;
-use crate::gather::pieces_mut;
+use crate::shape::pieces_mut;
 
 /// Every receive and send posted at once (rank r + i and r - i first).
 pub(crate) fn scattered<T: Pod>(c: &Call, send: &[T], recv: &mut [T], k: usize) -> Result<()> {

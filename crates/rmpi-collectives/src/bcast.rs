@@ -3,45 +3,10 @@
 use bytemuck::Pod;
 use rmpi_transport::Result;
 
-use crate::call::{part, split_pair, Call};
-
-/// The span of elements of chunks `a..b` when `n` elements are split into `p` chunks.
-pub(crate) fn span(n: usize, p: usize, a: usize, b: usize) -> std::ops::Range<usize> {
-    if a >= b {
-        let s = part(n, p, a.min(p - 1)).start;
-        return s..s;
-    }
-    part(n, p, a).start..part(n, p, b - 1).end
-}
-
-/// Where rank `r` sits in a binomial tree rooted at `root`: its relative rank, its parent (as a
-/// real rank, `None` at the root) and the mask of its lowest set bit (p rounded up to a power of
-/// two at the root).
-pub(crate) fn tree_pos(r: usize, p: usize, root: usize) -> (usize, Option<usize>, usize) {
-    let vr = (r + p - root) % p;
-    let mut mask = 1;
-    while mask < p {
-        if vr & mask != 0 {
-            return (vr, Some((r + p - mask) % p), mask);
-        }
-        mask <<= 1;
-    }
-    (vr, None, mask)
-}
-
-/// Children of relative rank `vr` (whose lowest set bit is `mask`), largest subtree first, as
-/// `(relative rank, subtree size)`.
-pub(crate) fn children(vr: usize, mask: usize, p: usize) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut m = mask >> 1;
-    while m > 0 {
-        if vr + m < p {
-            out.push((vr + m, m.min(p - vr - m)));
-        }
-        m >>= 1;
-    }
-    out
-}
+use crate::call::Call;
+// object.rs takes the tree shape from here.
+pub(crate) use crate::shape::{children, tree_pos};
+use crate::shape::{part, ring_gather_step, seg_elems, span, split_pair, BCAST_SEGMENT};
 
 /// Binomial tree: receive from the parent, then send to every child at once.
 pub(crate) fn binomial<T: Pod>(c: &Call, buf: &mut [T], root: usize) -> Result<()> {
@@ -95,16 +60,12 @@ pub(crate) fn ring_allgather_chunks<T: Pod>(
     let (p, r) = (c.size, c.rank);
     let (right, left) = ((r + 1) % p, (r + p - 1) % p);
     for s in 0..p.saturating_sub(1) {
-        let send_i = (me + p - s) % p;
-        let recv_i = (me + 2 * p - s - 1) % p;
+        let (send_i, recv_i) = ring_gather_step(me, p, s);
         let (sb, rb) = split_pair(buf, chunk(send_i), chunk(recv_i));
         c.sendrecv(sb, right, rb, left)?;
     }
     Ok(())
 }
-
-/// Segment length (bytes) of the pipelined chain broadcast.
-pub(crate) const PIPELINE_SEGMENT: usize = 256 << 10;
 
 /// Pipelined chain: ranks form the chain root, root+1, ..., root-1 and the message travels in
 /// segments; every segment's receive is posted up front (straight into its place in `buf`) and
@@ -113,7 +74,7 @@ pub(crate) const PIPELINE_SEGMENT: usize = 256 << 10;
 pub(crate) fn pipeline<T: Pod>(c: &Call, buf: &mut [T], root: usize) -> Result<()> {
     let (p, r) = (c.size, c.rank);
     let vr = (r + p - root) % p;
-    let seg = (PIPELINE_SEGMENT / std::mem::size_of::<T>().max(1)).max(1);
+    let seg = seg_elems::<T>(BCAST_SEGMENT);
     let n = buf.len();
     let nseg = n.div_ceil(seg).max(1);
     let next = (vr + 1 < p).then_some((r + 1) % p);

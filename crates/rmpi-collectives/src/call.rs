@@ -214,6 +214,11 @@ pub(crate) struct Call<'c> {
     query: Sig,
     /// The stall slice: how long a wait lasts before the peer is asked which call it is in.
     stall: Duration,
+    /// For a call on a subset of the communicator (see [`Call::within`]): the communicator rank
+    /// of each of its members; `rank`, `size` and every peer are then indices into it.
+    map: Option<&'c [usize]>,
+    /// The communicator's size (every member is told about a mismatch).
+    members: usize,
 }
 
 impl<'c> Call<'c> {
@@ -239,7 +244,42 @@ impl<'c> Call<'c> {
             tag: sig.tag(),
             query: sig,
             stall,
+            map: None,
+            members: size,
         })
+    }
+
+    /// The same call on a subset of the communicator: `members` (communicator ranks, this
+    /// rank's at index `me`) take part, numbered by their index, so an algorithm written for a
+    /// whole communicator runs on them unchanged (the levels of the two-level algorithms).
+    /// Messages keep this call's tag; a member of several subsets takes part in them one after
+    /// another, and messages between one pair keep their order, so the levels never mix.
+    pub(crate) fn within<'s>(&'s self, members: &'s [usize], me: usize) -> Call<'s> {
+        Call {
+            ch: self.ch,
+            ctl: self.ctl,
+            rank: me,
+            size: members.len(),
+            sig: self.sig,
+            tag: self.tag,
+            query: self.query,
+            stall: self.stall,
+            map: Some(members),
+            members: self.members,
+        }
+    }
+
+    /// The communicator rank of member `i`.
+    fn at(&self, i: usize) -> usize {
+        match self.map {
+            Some(m) => m.get(i).copied().unwrap_or(i),
+            None => i,
+        }
+    }
+
+    /// This rank's communicator rank.
+    fn me(&self) -> usize {
+        self.at(self.rank)
     }
 
     /// A call of another kind sharing this one's sequence number (the consistency check).
@@ -252,8 +292,8 @@ impl<'c> Call<'c> {
     /// [`Call::notify`]), so that those waiting for this rank fail instead of waiting for it.
     pub(crate) fn invalid(&self, msg: impl std::fmt::Display) -> Error {
         let msg = format!("{}: {msg}", self.sig.describe());
-        self.tell_all(&format!("rank {} was called with an invalid argument in {msg}", self.rank));
-        Error::InvalidArgument { rank: self.rank, msg }
+        self.tell_all(&format!("rank {} was called with an invalid argument in {msg}", self.me()));
+        Error::InvalidArgument { rank: self.me(), msg }
     }
 
     /// An error saying another rank disagrees with this one about a byte count (every member
@@ -262,7 +302,7 @@ impl<'c> Call<'c> {
         let what = format!("{}: rank {src} sent {len} bytes where", self.sig.describe());
         self.notify(
             format!("{what} this rank expects {expect}"),
-            format!("{what} rank {} expects {expect}", self.rank),
+            format!("{what} rank {} expects {expect}", self.me()),
         )
     }
 
@@ -271,7 +311,7 @@ impl<'c> Call<'c> {
         let (mine, other) = (self.sig.describe(), self.sig.describe_other(tag));
         self.notify(
             format!("this rank is in {mine} but rank {src} sent a message of {other}"),
-            format!("rank {} is in {mine} but rank {src} sent it a message of {other}", self.rank),
+            format!("rank {} is in {mine} but rank {src} sent it a message of {other}", self.me()),
         )
     }
 
@@ -286,8 +326,10 @@ impl<'c> Call<'c> {
         }
     }
 
-    /// Turns a transport error about a message that did not fit into a mismatch report.
+    /// Turns a transport error about a message from member `src` that did not fit into a
+    /// mismatch report.
     pub(crate) fn explain(&self, e: Error, src: usize, expect: usize) -> Error {
+        let src = self.at(src);
         match e {
             Error::Truncated { tag, .. } if tag != self.tag => self.mismatch(src, tag),
             Error::Truncated { len, .. } => self.count_mismatch(src, len, expect),
@@ -333,7 +375,7 @@ impl<'c> Call<'c> {
     /// agree, and stale or early ones, are dropped (a waiting sender repeats its query).
     fn stalled(&self, peer: usize) -> Result<()> {
         if peer != self.rank {
-            self.ctl.send(&self.query.words(self.rank), peer, QUERY_TAG)?;
+            self.ctl.send(&self.query.words(self.me()), self.at(peer), QUERY_TAG)?;
         }
         if let Some(e) = self.noticed()? {
             return Err(e);
@@ -350,7 +392,7 @@ impl<'c> Call<'c> {
             let (mine, theirs) = (self.query.describe(), other.describe());
             return Err(self.notify(
                 format!("rank {r} is in {theirs} while this rank is in {mine}"),
-                format!("rank {r} is in {theirs} while rank {} is in {mine}", self.rank),
+                format!("rank {r} is in {theirs} while rank {} is in {mine}", self.me()),
             ));
         }
         Ok(())
@@ -364,7 +406,7 @@ impl<'c> Call<'c> {
             let Some((seq, text)) = w.split_first_chunk::<8>() else { continue };
             if u64::from_le_bytes(*seq) >= self.query.seq {
                 return Ok(Some(Error::Mismatch {
-                    rank: self.rank,
+                    rank: self.me(),
                     msg: format!(
                         "this rank is in {}; rank {} found: {}",
                         self.query.describe(),
@@ -382,14 +424,15 @@ impl<'c> Call<'c> {
     /// that cannot be reached is lost anyway, and this rank's error is the same either way.
     fn notify(&self, local: String, shared: String) -> Error {
         self.tell_all(&shared);
-        Error::Mismatch { rank: self.rank, msg: local }
+        Error::Mismatch { rank: self.me(), msg: local }
     }
 
     /// Sends a notice about this call with `text` to every other member (best effort).
     fn tell_all(&self, text: &str) {
         let mut w = self.query.seq.to_le_bytes().to_vec();
         w.extend_from_slice(text.as_bytes());
-        for dest in (0..self.size).filter(|d| *d != self.rank) {
+        let me = self.me();
+        for dest in (0..self.members).filter(|d| *d != me) {
             let _ = self.ctl.send(&w, dest, NOTICE_TAG);
         }
     }
@@ -399,7 +442,7 @@ impl<'c> Call<'c> {
     /// Sends `buf` to `dest`.
     pub(crate) fn send<T: Pod>(&self, buf: &[T], dest: usize) -> Result<()> {
         let ch: Channel<'_> = self.ch;
-        ch.scope(|s| self.wait(s.isend(buf, dest, self.tag)?, dest))
+        ch.scope(|s| self.wait(s.isend(buf, self.at(dest), self.tag)?, dest))
     }
 
     /// Receives exactly `buf.len()` elements from `src` into `buf`.
@@ -407,7 +450,7 @@ impl<'c> Call<'c> {
         let n = std::mem::size_of_val(buf);
         let ch: Channel<'_> = self.ch;
         let st = ch
-            .scope(|s| self.wait(s.irecv_into(buf, src, None)?, src))
+            .scope(|s| self.wait(s.irecv_into(buf, self.at(src), None)?, src))
             .map_err(|e| self.explain(e, src, n))?;
         self.check(&st, Some(n))
     }
@@ -420,10 +463,10 @@ impl<'c> Call<'c> {
         let mut first = vec![0u8; HEADER_BYTES + INLINE_BYTES];
         let ch: Channel<'_> = self.ch;
         let st = ch
-            .scope(|s| self.wait(s.irecv_into(&mut first, src, None)?, src))
+            .scope(|s| self.wait(s.irecv_into(&mut first, self.at(src), None)?, src))
             .map_err(|e| self.explain(e, src, first.len()))?;
         self.check(&st, None)?;
-        let bad = |msg: String| Error::Decode { source_rank: src, msg };
+        let bad = |msg: String| Error::Decode { source_rank: self.at(src), msg };
         let Some((head, _)) = first.split_first_chunk::<HEADER_BYTES>() else {
             return Err(bad("no length header".into()));
         };
@@ -489,8 +532,8 @@ impl<'c> Call<'c> {
         let tag = self.tag;
         let ch: Channel<'_> = self.ch;
         let st = ch.scope(|s| {
-            let r = s.irecv_into(rbuf, src, None)?;
-            let w = s.isend(sbuf, dest, tag)?;
+            let r = s.irecv_into(rbuf, self.at(src), None)?;
+            let w = s.isend(sbuf, self.at(dest), tag)?;
             let st = self.wait(r, src)?;
             self.wait(w, dest)?;
             Ok::<_, Error>(st)
@@ -518,7 +561,7 @@ impl<'c> Call<'c> {
         ch.scope(|s| {
             let mut reqs = Vec::with_capacity(msgs.len());
             for (buf, d) in msgs {
-                reqs.push((s.isend(buf, *d, tag)?, *d));
+                reqs.push((s.isend(buf, self.at(*d), tag)?, *d));
             }
             self.wait_each(reqs).map(drop)
         })
@@ -552,7 +595,7 @@ impl<'c> Call<'c> {
                 // borrowed for this whole function; `buf` is not used directly after this.
                 let head: &mut [T] = unsafe { std::slice::from_raw_parts_mut(base.add(off), l) };
                 off += l;
-                rreqs.push(s.irecv_into(head, src, None)?);
+                rreqs.push(s.irecv_into(head, self.at(src), None)?);
             }
             let mut sreqs = Vec::with_capacity(nseg);
             let mut statuses = Vec::with_capacity(nseg);
@@ -567,7 +610,7 @@ impl<'c> Call<'c> {
                     // SAFETY: piece k (off..off+lens[k]) is inside `buf`; its receive has
                     // completed, so nothing writes it any more, and no other receive covers it.
                     let piece: &[T] = unsafe { std::slice::from_raw_parts(base.add(off), lens[k]) };
-                    sreqs.push((s.isend(piece, d, tag)?, d));
+                    sreqs.push((s.isend(piece, self.at(d), tag)?, d));
                 }
                 off += lens[k];
             }
@@ -591,11 +634,11 @@ impl<'c> Call<'c> {
         let out = ch.scope(|s| {
             let mut rreqs = Vec::with_capacity(recvs.len());
             for (b, src) in recvs {
-                rreqs.push(s.irecv_into(b, src, None)?);
+                rreqs.push(s.irecv_into(b, self.at(src), None)?);
             }
             let mut sreqs = Vec::with_capacity(sends.len());
             for (b, d) in sends {
-                sreqs.push((s.isend(b, *d, tag)?, *d));
+                sreqs.push((s.isend(b, self.at(*d), tag)?, *d));
             }
             let mut first_err = None;
             let mut statuses = Vec::with_capacity(rreqs.len());
@@ -623,66 +666,9 @@ impl<'c> Call<'c> {
     }
 }
 
-/// The balanced split of `n` items into `p` parts: part `i` is `range(n, p, i)`.
-pub(crate) fn part(n: usize, p: usize, i: usize) -> std::ops::Range<usize> {
-    let (q, r) = (n / p, n % p);
-    let start = i * q + i.min(r);
-    start..start + q + usize::from(i < r)
-}
-
-/// Borrows `a` immutably and `b` mutably from one slice (the ranges must not overlap).
-pub(crate) fn split_pair<T>(
-    buf: &mut [T],
-    a: std::ops::Range<usize>,
-    b: std::ops::Range<usize>,
-) -> (&[T], &mut [T]) {
-    if a.is_empty() {
-        return (&[], &mut buf[b]);
-    }
-    if b.is_empty() {
-        return (&buf[a], &mut []);
-    }
-    if a.start >= b.end {
-        let (lo, hi) = buf.split_at_mut(a.start);
-        (&hi[..a.len()], &mut lo[b])
-    } else {
-        let (lo, hi) = buf.split_at_mut(b.start);
-        (&lo[a], &mut hi[..b.len()])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parts_cover_everything() {
-        for n in [0usize, 1, 7, 100] {
-            for p in 1..10 {
-                let mut next = 0;
-                for i in 0..p {
-                    let r = part(n, p, i);
-                    assert_eq!(r.start, next);
-                    next = r.end;
-                }
-                assert_eq!(next, n);
-            }
-        }
-    }
-
-    #[test]
-    fn split_pair_both_orders() {
-        let mut v: Vec<u32> = (0..10).collect();
-        let (a, b) = split_pair(&mut v, 6..8, 1..3);
-        assert_eq!(a, &[6, 7]);
-        b[0] = 100;
-        let (a, b) = split_pair(&mut v, 0..2, 5..9);
-        assert_eq!(a, &[0, 100]);
-        assert_eq!(b.len(), 4);
-        let (a, b) = split_pair(&mut v, 3..3, 0..10);
-        assert!(a.is_empty());
-        assert_eq!(b.len(), 10);
-    }
 
     #[test]
     fn tags_decode() {

@@ -3,20 +3,8 @@
 use bytemuck::Pod;
 use rmpi_transport::Result;
 
-use crate::bcast::{children, tree_pos};
-use crate::call::{split_pair, Call};
-
-/// Splits `buf` into consecutive pieces of the given lengths.
-pub(crate) fn pieces_mut<'a, T>(mut buf: &'a mut [T], lens: &[usize]) -> Vec<&'a mut [T]> {
-    let mut out = Vec::with_capacity(lens.len());
-    for &l in lens {
-        let l = l.min(buf.len());
-        let (head, tail) = std::mem::take(&mut buf).split_at_mut(l);
-        out.push(head);
-        buf = tail;
-    }
-    out
-}
+use crate::call::Call;
+use crate::shape::{children, pieces_mut, split_pair, tree_pos};
 
 /// Binomial gather: each rank collects its subtree's blocks (relative rank order) in a buffer
 /// and sends it to its parent; the root rotates them into rank order.

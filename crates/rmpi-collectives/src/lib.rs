@@ -46,13 +46,17 @@ mod alltoall;
 mod barrier;
 mod bcast;
 mod call;
+mod dispatch;
 mod gather;
+mod hier;
+mod layout;
 mod object;
 pub mod ops;
 mod reduce;
 mod reduce_scatter;
 mod scan;
 mod scatter;
+mod shape;
 
 use bytemuck::Pod;
 use rmpi_transport::{Communicator, Result};
@@ -60,8 +64,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use algo::{
-    AllgatherAlgo, AllreduceAlgo, AlltoallAlgo, BcastAlgo, GatherAlgo, ReduceAlgo,
-    ReduceScatterAlgo, ScanAlgo, ScatterAlgo, Settings, Thresholds,
+    AllgatherAlgo, AllreduceAlgo, AlltoallAlgo, BarrierAlgo, BcastAlgo, GatherAlgo, Placement,
+    ReduceAlgo, ReduceScatterAlgo, ScanAlgo, ScatterAlgo, Settings, Thresholds,
 };
 pub use call::OpKind;
 pub use ops::{
@@ -70,6 +74,7 @@ pub use ops::{
 };
 
 use call::Call;
+use layout::Layout;
 
 /// A communicator with explicit [`Settings`] (algorithm choices, consistency check), made by
 /// [`Collectives::with_settings`]. Every rank must use the same settings for a call.
@@ -174,8 +179,8 @@ pub trait Collectives {
     /// # Ok::<(), rmpi::Error>(())
     /// ```
     fn barrier(&self) -> Result<()> {
-        let (c, _) = begin(self, OpKind::Barrier, 0, 0)?;
-        barrier::barrier(&c)
+        let (c, s) = begin(self, OpKind::Barrier, 0, 0)?;
+        dispatch::barrier(&c, &s, Some(&Layout::of(self.communicator())))
     }
 
     /// Copies `buf` of rank `root` into `buf` of every rank (all pass the same length).
@@ -192,12 +197,7 @@ pub trait Collectives {
     /// ```
     fn bcast<T: Pod>(&self, buf: &mut [T], root: usize) -> Result<()> {
         let (c, s) = begin(self, OpKind::Bcast, root, bytes_of::<T>(buf.len()))?;
-        match s.pick_bcast(std::mem::size_of_val(buf), c.size) {
-            BcastAlgo::ScatterAllgather => bcast::scatter_allgather(&c, buf, root),
-            BcastAlgo::Pipeline => bcast::pipeline(&c, buf, root),
-            BcastAlgo::Linear => bcast::linear(&c, buf, root),
-            _ => bcast::binomial(&c, buf, root),
-        }
+        dispatch::bcast(&c, &s, Some(&Layout::of(self.communicator())), buf, root)
     }
 
     /// Combines every rank's `send` with `op` into `recv` at `root` (which must pass
@@ -234,13 +234,7 @@ pub trait Collectives {
         } else {
             None
         };
-        match s.pick_reduce(std::mem::size_of_val(send), c.size, op.commutative()) {
-            ReduceAlgo::ReduceScatterGather => {
-                reduce::reduce_scatter_gather(&c, send, recv, &op, root)
-            }
-            ReduceAlgo::Linear => reduce::linear(&c, send, recv, &op, root),
-            _ => reduce::binomial(&c, send, recv, &op, root),
-        }
+        dispatch::reduce(&c, &s, Some(&Layout::of(self.communicator())), send, recv, &op, root)
     }
 
     /// [`reduce`](Self::reduce) where the root's `buf` is both its contribution and the result
@@ -281,12 +275,14 @@ pub trait Collectives {
     fn allreduce<T: Pod, O: Op<T>>(&self, send: &[T], recv: &mut [T], op: O) -> Result<()> {
         let (c, s) = begin(self, OpKind::Allreduce, 0, bytes_of::<T>(send.len()))?;
         need_len(&c, "the receive buffer", recv.len(), send.len())?;
-        let algo = s.pick_allreduce(std::mem::size_of_val(send), c.size, op.commutative());
+        let lay = Layout::of(self.communicator());
+        let bytes = std::mem::size_of_val(send);
+        let algo = dispatch::pick_allreduce(&c, &s, Some(&lay), bytes, op.commutative());
         if c.size > 1 && algo == AllreduceAlgo::Ring {
             return allreduce::ring_out_of_place(&c, send, recv, &op);
         }
         recv.copy_from_slice(send);
-        run_allreduce(&c, algo, recv, &op)
+        dispatch::allreduce(&c, &s, Some(&lay), algo, recv, &op)
     }
 
     /// [`allreduce`](Self::allreduce) that combines into `buf` itself.
@@ -304,8 +300,10 @@ pub trait Collectives {
     /// ```
     fn allreduce_in_place<T: Pod, O: Op<T>>(&self, buf: &mut [T], op: O) -> Result<()> {
         let (c, s) = begin(self, OpKind::Allreduce, 0, bytes_of::<T>(buf.len()))?;
-        let algo = s.pick_allreduce(std::mem::size_of_val(buf), c.size, op.commutative());
-        run_allreduce(&c, algo, buf, &op)
+        let lay = Layout::of(self.communicator());
+        let bytes = std::mem::size_of_val(buf);
+        let algo = dispatch::pick_allreduce(&c, &s, Some(&lay), bytes, op.commutative());
+        dispatch::allreduce(&c, &s, Some(&lay), algo, buf, &op)
     }
 
     /// Sends block i (of `recv.len()` elements) of the root's `send` to rank i. The root passes
@@ -339,7 +337,7 @@ pub trait Collectives {
                 let counts = vec![recv.len(); c.size];
                 scatter::linear(&c, send.map(|a| (a, &counts[..])), recv, root)
             }
-            _ => scatter::binomial(&c, send, recv, root),
+            ScatterAlgo::Auto | ScatterAlgo::Binomial => scatter::binomial(&c, send, recv, root),
         }
     }
 
@@ -410,7 +408,7 @@ pub trait Collectives {
                 let counts = vec![send.len(); c.size];
                 gather::linear(&c, send, recv.map(|o| (o, &counts[..])), root)
             }
-            _ => gather::binomial(&c, send, recv, root),
+            GatherAlgo::Auto | GatherAlgo::Binomial => gather::binomial(&c, send, recv, root),
         }
     }
 
@@ -469,7 +467,7 @@ pub trait Collectives {
         match s.pick_allgather(std::mem::size_of_val(recv), c.size) {
             AllgatherAlgo::Ring => gather::ring(&c, send, recv, &vec![send.len(); c.size]),
             AllgatherAlgo::Linear => gather::allgather_linear(&c, send, recv),
-            _ => gather::bruck(&c, send, recv),
+            AllgatherAlgo::Auto | AllgatherAlgo::Bruck => gather::bruck(&c, send, recv),
         }
     }
 
@@ -526,7 +524,7 @@ pub trait Collectives {
         let k = send.len() / c.size;
         match s.pick_alltoall(k * std::mem::size_of::<T>(), c.size) {
             AlltoallAlgo::Pairwise => alltoall::pairwise(&c, send, recv, k),
-            _ => alltoall::scattered(&c, send, recv, k),
+            AlltoallAlgo::Auto | AlltoallAlgo::Scattered => alltoall::scattered(&c, send, recv, k),
         }
     }
 
@@ -553,7 +551,9 @@ pub trait Collectives {
         need_len(&c, "the send buffer", send.len(), c.size * recv.len())?;
         match s.pick_reduce_scatter(std::mem::size_of_val(send), c.size, op.commutative()) {
             ReduceScatterAlgo::Ring => reduce_scatter::ring(&c, send, recv, &op),
-            _ => reduce_scatter::reduce_then_scatter(&c, send, recv, &op),
+            ReduceScatterAlgo::Auto | ReduceScatterAlgo::ReduceThenScatter => {
+                reduce_scatter::reduce_then_scatter(&c, send, recv, &op)
+            }
         }
     }
 
@@ -574,7 +574,9 @@ pub trait Collectives {
         need_len(&c, "the receive buffer", recv.len(), send.len())?;
         match s.pick_scan(std::mem::size_of_val(send), c.size) {
             ScanAlgo::Chain => scan::chain(&c, send, recv, &op, false),
-            _ => scan::recursive_doubling(&c, send, recv, &op, false),
+            ScanAlgo::Auto | ScanAlgo::RecursiveDoubling => {
+                scan::recursive_doubling(&c, send, recv, &op, false)
+            }
         }
     }
 
@@ -596,7 +598,9 @@ pub trait Collectives {
         need_len(&c, "the receive buffer", recv.len(), send.len())?;
         match s.pick_scan(std::mem::size_of_val(send), c.size) {
             ScanAlgo::Chain => scan::chain(&c, send, recv, &op, true),
-            _ => scan::recursive_doubling(&c, send, recv, &op, true),
+            ScanAlgo::Auto | ScanAlgo::RecursiveDoubling => {
+                scan::recursive_doubling(&c, send, recv, &op, true)
+            }
         }
     }
 
@@ -768,25 +772,6 @@ pub trait Collectives {
             Some(v) => Ok(v),
             None => object::decode(&c, &bytes, 0),
         }
-    }
-}
-
-/// Runs an in-place allreduce with the chosen algorithm.
-fn run_allreduce<T: Pod, O: Op<T>>(
-    c: &Call,
-    algo: AllreduceAlgo,
-    buf: &mut [T],
-    op: &O,
-) -> Result<()> {
-    if c.size == 1 {
-        return Ok(());
-    }
-    match algo {
-        AllreduceAlgo::Ring => allreduce::ring(c, buf, op),
-        AllreduceAlgo::Rabenseifner => allreduce::rabenseifner(c, buf, op),
-        AllreduceAlgo::ReduceBcast => allreduce::reduce_bcast(c, buf, op),
-        AllreduceAlgo::Direct => allreduce::direct(c, buf, op),
-        _ => allreduce::recursive_doubling(c, buf, op),
     }
 }
 

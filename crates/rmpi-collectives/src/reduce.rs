@@ -4,10 +4,9 @@
 use bytemuck::Pod;
 use rmpi_transport::Result;
 
-use crate::bcast::{children, tree_pos};
-use crate::call::{part, Call};
-use crate::gather::pieces_mut;
+use crate::call::Call;
 use crate::ops::Op;
+use crate::shape::{children, part, pieces_mut, seg_elems, tree_pos, REDUCE_SEGMENT};
 
 /// Binomial tree reduction. For a commutative operator the tree is rooted at `root`; otherwise
 /// it is rooted at rank 0, where relative and real ranks coincide so every combine is
@@ -17,7 +16,7 @@ use crate::ops::Op;
 /// covers relative ranks `[vr, vr + 2^k)` after the k-th child, so the result is
 /// `x0 ∘ (x1) ∘ (x2 ∘ x3) ∘ (x4 ∘ ... ∘ x7) ...` in relative rank order.
 ///
-/// Messages longer than [`SEGMENT`] bytes travel the tree in segments: a node combines segment
+/// Messages longer than [`REDUCE_SEGMENT`] bytes travel the tree in segments: a node combines segment
 /// k from each child and sends it on before it takes segment k + 1, so every level works at
 /// once and each segment is combined while it is still in cache (one pass over a 16 MiB vector
 /// received whole runs at memory speed; one over 256 KiB pieces does not leave the cache).
@@ -38,8 +37,8 @@ pub(crate) fn binomial<T: Pod, O: Op<T>>(
     let n = send.len();
     // Segments only where a node has several children to take turns with (p > 2): every rank
     // derives the same segment size from (n, p), so the messages match.
-    let seg_bytes = if p > 2 { SEGMENT } else { usize::MAX };
-    let seg = (seg_bytes / std::mem::size_of::<T>().max(1)).clamp(1, n.max(1));
+    let seg_bytes = if p > 2 { REDUCE_SEGMENT } else { usize::MAX };
+    let seg = seg_elems::<T>(seg_bytes).min(n.max(1));
     let nseg = n.div_ceil(seg).max(1);
     let piece = |k: usize| (k * seg).min(n)..((k + 1) * seg).min(n);
     if kids.is_empty() {
@@ -156,11 +155,6 @@ pub(crate) fn linear<T: Pod, O: Op<T>>(
     }
     Ok(())
 }
-
-/// Segment size of the binomial reduction's long messages (bytes): large enough that the
-/// per-message cost is small against the bytes, small enough that a segment and its partner
-/// stay in a core's cache while they are combined.
-pub(crate) const SEGMENT: usize = 256 << 10;
 
 /// Ring reduce-scatter over a copy of `send`, then every rank sends its reduced chunk straight
 /// to the root (commutative operators only).

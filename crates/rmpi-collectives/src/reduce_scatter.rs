@@ -8,6 +8,7 @@ use rmpi_transport::Result;
 
 use crate::call::Call;
 use crate::ops::Op;
+use crate::shape::ring_reduce_step;
 
 /// Ring reduce-scatter in place: `work` holds this rank's contribution, split into p chunks
 /// (`chunk(i)` is the range of chunk i). After p-1 steps chunk `r` of `work` on rank r holds
@@ -30,8 +31,7 @@ pub(crate) fn ring_in_place<T: Pod, O: Op<T>>(
     let longest = (0..p).map(|i| chunk(i).len()).max().unwrap_or(0);
     let mut tmp: Vec<T> = bytemuck::zeroed_vec(longest);
     for s in 0..p - 1 {
-        let send_i = (r + 2 * p - s - 1) % p;
-        let recv_i = (r + 2 * p - s - 2) % p;
+        let (send_i, recv_i) = ring_reduce_step(r, p, s);
         let rr = chunk(recv_i);
         let t = &mut tmp[..rr.len()];
         c.sendrecv(&work[chunk(send_i)], right, t, left)?;

@@ -9,6 +9,7 @@ use rmpi_transport::Result;
 
 use crate::call::Call;
 use crate::ops::Op;
+use crate::shape::{seg_elems, SCAN_SEGMENT};
 
 /// Recursive doubling scan. Inclusive: `recv` on rank r gets `x0 ∘ ... ∘ xr`. Exclusive: rank
 /// r > 0 gets `x0 ∘ ... ∘ x(r-1)` and rank 0's `recv` is left untouched.
@@ -49,9 +50,6 @@ pub(crate) fn recursive_doubling<T: Pod, O: Op<T>>(
     Ok(())
 }
 
-/// Segment length (bytes) of the pipelined chain.
-const SEGMENT: usize = 128 << 10;
-
 /// Pipelined chain: rank r receives the prefix of ranks `0..r` from r - 1 segment by segment,
 /// combines it with its own (`prefix ∘ own`) and passes each segment on to r + 1 at once, so
 /// a long vector costs about one transfer plus p - 1 segment delays.
@@ -67,7 +65,7 @@ pub(crate) fn chain<T: Pod, O: Op<T>>(
 ) -> Result<()> {
     let (p, r) = (c.size, c.rank);
     let n = send.len();
-    let seg = (SEGMENT / std::mem::size_of::<T>().max(1)).max(1);
+    let seg = seg_elems::<T>(SCAN_SEGMENT);
     let mut tmp: Vec<T> =
         if exclusive && r > 0 && r + 1 < p { bytemuck::zeroed_vec(seg.min(n)) } else { Vec::new() };
     let mut start = 0;

@@ -3,8 +3,8 @@
 use bytemuck::Pod;
 use rmpi_transport::Result;
 
-use crate::bcast::{children, tree_pos};
 use crate::call::Call;
+use crate::shape::{children, tree_pos};
 
 /// Binomial scatter: the root rotates its blocks into relative rank order, and every rank
 /// receives its subtree's blocks from its parent, keeps the first and passes the rest on.

@@ -90,7 +90,13 @@ pub(crate) struct CommInner {
     index: HashMap<usize, usize>,
     rank: usize,
     coll_seq: AtomicU64,
+    /// State the collectives build once for this communicator (see
+    /// [`Communicator::collective_state`]).
+    coll_state: CollState,
 }
+
+/// The slot behind [`Communicator::collective_state`].
+type CollState = std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>;
 
 /// How long a collective that lost a finished member keeps looking for a member that failed.
 const REFINE_WINDOW: std::time::Duration = std::time::Duration::from_millis(250);
@@ -242,6 +248,7 @@ impl Communicator {
                 index,
                 rank,
                 coll_seq: AtomicU64::new(0),
+                coll_state: CollState::new(),
             }),
         }
     }
@@ -707,6 +714,7 @@ impl Communicator {
                 index,
                 rank,
                 coll_seq: AtomicU64::new(0),
+                coll_state: CollState::new(),
             }),
         }))
     }
@@ -747,6 +755,18 @@ impl Communicator {
     /// member calls collectives in the same order, so the numbers agree across ranks.
     pub fn next_collective_seq(&self) -> u64 {
         self.inner.coll_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// State a collective implementation keeps for this communicator's life (the
+    /// `rmpi-collectives` crate keeps its host layout here): built by `init` on the first call,
+    /// the same value afterwards. `init` must not communicate: it runs on whichever call comes
+    /// first on each rank. `None` when the slot already holds a value of another type.
+    pub fn collective_state<T: std::any::Any + Send + Sync>(
+        &self,
+        init: impl FnOnce() -> T,
+    ) -> Option<Arc<T>> {
+        let any = self.inner.coll_state.get_or_init(|| Arc::new(init()));
+        any.clone().downcast::<T>().ok()
     }
 }
 
