@@ -102,6 +102,19 @@ impl Collectives for Communicator {
     }
 }
 
+/// Where `comm`'s ranks run, as the algorithm choice sees it: hosts told apart by
+/// [`Communicator::host_of`], built on first use and kept for the communicator's life.
+///
+/// ```
+/// let at = rmpi::local::run(2, |w| Ok(rmpi::collectives::placement(&w)))?;
+/// // The in-process harness names every rank's host after the rank: one level.
+/// assert_eq!((at[0].hosts, at[0].widest, at[0].two_level()), (2, 1, false));
+/// # Ok::<(), rmpi::Error>(())
+/// ```
+pub fn placement(comm: &Communicator) -> Placement {
+    Layout::of(comm).placement()
+}
+
 fn bytes_of<T>(n: usize) -> u64 {
     (n as u64).saturating_mul(std::mem::size_of::<T>() as u64)
 }
