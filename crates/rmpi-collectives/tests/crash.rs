@@ -4,6 +4,8 @@
 //! [`child_entry`]), joined through a rendezvous server run by the test; one of them calls
 //! `_exit` from a timer thread while the ranks are busy in collectives.
 
+mod common;
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -13,6 +15,8 @@ use rmpi_collectives::*;
 use rmpi_transport::rendezvous::RendezvousServer;
 use rmpi_transport::token::JobToken;
 use rmpi_transport::{BootConfig, Communicator, Error};
+
+use common::wait_with_deadline;
 
 const SIZE: usize = 4;
 const VICTIM: usize = 2;
@@ -85,20 +89,6 @@ fn child(rank: &str) -> i32 {
     match err {
         Error::PeerLost { rank: VICTIM, .. } => NAMED_THE_VICTIM,
         _ => OTHER_ERROR,
-    }
-}
-
-fn wait_with_deadline(c: &mut Child, deadline: Instant) -> Option<i32> {
-    loop {
-        match c.try_wait() {
-            Ok(Some(st)) => return st.code(),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = c.kill();
-                let _ = c.wait();
-                return None;
-            }
-        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! rendezvous server run by the test), which compares the two-level algorithms with the flat
 //! ones bit for bit and checks that its barriers are real.
 
+mod common;
+
 #[path = "../examples/hier_check.rs"]
 #[allow(dead_code)]
 mod hier_check;
@@ -16,6 +18,8 @@ use std::time::{Duration, Instant};
 use rmpi_transport::rendezvous::RendezvousServer;
 use rmpi_transport::token::JobToken;
 
+use common::wait_with_deadline;
+
 /// One job at a time: each is as many processes as the machine has cores, or more.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -24,20 +28,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 fn child_entry() {
     let Ok(dir) = std::env::var("HIER_CHECK_DIR") else { return };
     std::process::exit(hier_check::run(vec!["check".into(), dir]));
-}
-
-fn wait_with_deadline(c: &mut Child, deadline: Instant) -> Option<i32> {
-    loop {
-        match c.try_wait() {
-            Ok(Some(st)) => return st.code(),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = c.kill();
-                let _ = c.wait();
-                return None;
-            }
-        }
-    }
 }
 
 /// Runs the check with rank i on host `hosts[i]` (and `extra` environment), and asserts that

@@ -2,8 +2,9 @@
 
 #![allow(dead_code)]
 
+use std::process::Child;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rmpi_collectives::ops::{Arith, Ordered};
 use rmpi_collectives::Op;
@@ -100,6 +101,22 @@ impl Failures {
                 got.get(i),
                 want.get(i)
             ));
+        }
+    }
+}
+
+/// Waits for a child process until `deadline`, then kills it: its exit code, `None` when it was
+/// killed or died of a signal.
+pub fn wait_with_deadline(c: &mut Child, deadline: Instant) -> Option<i32> {
+    loop {
+        match c.try_wait() {
+            Ok(Some(st)) => return st.code(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
         }
     }
 }

@@ -56,6 +56,22 @@ pub fn workspace_example(name: &str) -> PathBuf {
     path
 }
 
+/// Builds example `name` of workspace package `package` in this test's profile; its path.
+pub fn package_example(package: &str, name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "-p", package, "--example", name, "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    assert!(cargo_build(cmd), "building {package} example {name} failed");
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "{} missing", path.display());
+    path
+}
+
 /// Runs a `cargo build` command, for at most 15 minutes (a cold build on a small machine).
 fn cargo_build(mut cmd: Command) -> bool {
     let mut child = cmd.spawn().expect("run cargo");
