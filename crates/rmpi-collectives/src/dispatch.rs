@@ -1,16 +1,22 @@
-//! Where a chosen algorithm becomes a function call, for the families with a two-level form:
-//! the whole communicator's call (with its [`Layout`]) and each level of a two-level call (no
-//! layout: one level is one host, or one rank per host) go through here, so both choose with
-//! the same [`Settings`] and the same cost model.
+//! Where a chosen algorithm becomes a function call, for every family (the choice itself is
+//! [`Settings`]' `pick_*`). The whole communicator's call (with its [`Layout`]) and each level
+//! of a two-level call (no layout: one level is one host, or one rank per host) go through
+//! here, so both choose with the same settings and the same cost model. `Auto` is never
+//! picked; it shares an arm with the default algorithm so that every match is exhaustive.
 
 use bytemuck::Pod;
 use rmpi_transport::Result;
 
-use crate::algo::{AllreduceAlgo, BarrierAlgo, BcastAlgo, Placement, ReduceAlgo, Settings};
+use crate::algo::{
+    AllgatherAlgo, AllreduceAlgo, AlltoallAlgo, BarrierAlgo, BcastAlgo, GatherAlgo, Placement,
+    ReduceAlgo, ReduceScatterAlgo, ScanAlgo, ScatterAlgo, Settings,
+};
 use crate::call::Call;
 use crate::layout::Layout;
 use crate::ops::Op;
-use crate::{allreduce, barrier, bcast, hier, reduce};
+use crate::{
+    allreduce, alltoall, barrier, bcast, gather, hier, reduce, reduce_scatter, scan, scatter,
+};
 
 fn placement(lay: Option<&Layout>) -> Placement {
     lay.map_or(Placement::ONE_HOST, Layout::placement)
@@ -114,4 +120,94 @@ fn reduce_bcast<T: Pod, O: Op<T>>(c: &Call, s: &Settings, buf: &mut [T], op: &O)
         buf.copy_from_slice(&out);
     }
     bcast(c, s, None, buf, 0)
+}
+
+/// Scatter of the root's `send` (checked by the caller) into every rank's `recv`.
+pub(crate) fn scatter<T: Pod>(
+    c: &Call,
+    s: &Settings,
+    send: Option<&[T]>,
+    recv: &mut [T],
+    root: usize,
+) -> Result<()> {
+    match s.pick_scatter(std::mem::size_of_val(recv) * c.size, c.size) {
+        ScatterAlgo::Linear => {
+            let counts = vec![recv.len(); c.size];
+            scatter::linear(c, send.map(|a| (a, &counts[..])), recv, root)
+        }
+        ScatterAlgo::Auto | ScatterAlgo::Binomial => scatter::binomial(c, send, recv, root),
+    }
+}
+
+/// Gather of every rank's `send` into the root's `recv` (checked by the caller).
+pub(crate) fn gather<T: Pod>(
+    c: &Call,
+    s: &Settings,
+    send: &[T],
+    recv: Option<&mut [T]>,
+    root: usize,
+) -> Result<()> {
+    match s.pick_gather(std::mem::size_of_val(send) * c.size, c.size) {
+        GatherAlgo::Linear => {
+            let counts = vec![send.len(); c.size];
+            gather::linear(c, send, recv.map(|o| (o, &counts[..])), root)
+        }
+        GatherAlgo::Auto | GatherAlgo::Binomial => gather::binomial(c, send, recv, root),
+    }
+}
+
+/// Allgather of every rank's `send` into `recv` (`size * send.len()` elements).
+pub(crate) fn allgather<T: Pod>(c: &Call, s: &Settings, send: &[T], recv: &mut [T]) -> Result<()> {
+    match s.pick_allgather(std::mem::size_of_val(recv), c.size) {
+        AllgatherAlgo::Ring => gather::ring(c, send, recv, &vec![send.len(); c.size]),
+        AllgatherAlgo::Linear => gather::allgather_linear(c, send, recv),
+        AllgatherAlgo::Auto | AllgatherAlgo::Bruck => gather::bruck(c, send, recv),
+    }
+}
+
+/// Alltoall of blocks of `k` elements.
+pub(crate) fn alltoall<T: Pod>(
+    c: &Call,
+    s: &Settings,
+    send: &[T],
+    recv: &mut [T],
+    k: usize,
+) -> Result<()> {
+    match s.pick_alltoall(k * std::mem::size_of::<T>(), c.size) {
+        AlltoallAlgo::Pairwise => alltoall::pairwise(c, send, recv, k),
+        AlltoallAlgo::Auto | AlltoallAlgo::Scattered => alltoall::scattered(c, send, recv, k),
+    }
+}
+
+/// Reduce-scatter of `send` (`size * recv.len()` elements) into every rank's block.
+pub(crate) fn reduce_scatter<T: Pod, O: Op<T>>(
+    c: &Call,
+    s: &Settings,
+    send: &[T],
+    recv: &mut [T],
+    op: &O,
+) -> Result<()> {
+    match s.pick_reduce_scatter(std::mem::size_of_val(send), c.size, op.commutative()) {
+        ReduceScatterAlgo::Ring => reduce_scatter::ring(c, send, recv, op),
+        ReduceScatterAlgo::Auto | ReduceScatterAlgo::ReduceThenScatter => {
+            reduce_scatter::reduce_then_scatter(c, send, recv, op)
+        }
+    }
+}
+
+/// Inclusive or (`exclusive`) exclusive scan.
+pub(crate) fn scan<T: Pod, O: Op<T>>(
+    c: &Call,
+    s: &Settings,
+    send: &[T],
+    recv: &mut [T],
+    op: &O,
+    exclusive: bool,
+) -> Result<()> {
+    match s.pick_scan(std::mem::size_of_val(send), c.size) {
+        ScanAlgo::Chain => scan::chain(c, send, recv, op, exclusive),
+        ScanAlgo::Auto | ScanAlgo::RecursiveDoubling => {
+            scan::recursive_doubling(c, send, recv, op, exclusive)
+        }
+    }
 }

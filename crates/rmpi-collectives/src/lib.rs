@@ -29,6 +29,13 @@
 //! * One module per family with its algorithms: `barrier` (also the optional consistency
 //!   check), `bcast`, `reduce`, `allreduce`, `reduce_scatter`, `gather` (gather, gatherv,
 //!   allgather, allgatherv), `scatter`, `alltoall`, `scan`, `object` (serde values).
+//! * `shape`: the shapes the algorithms share (chunk spans, binomial tree positions, ring steps,
+//!   the fold to a power of two, segment sizes).
+//! * `dispatch`: where a picked algorithm becomes a call, for every family (the choice itself
+//!   is [`Settings`]' `pick_*`, one exhaustive match per family).
+//! * `layout` and `hier`: the hosts of a communicator (grouped by `host_of`, cached in the
+//!   communicator) and the two-level barrier, bcast, reduce and allreduce run on them; see
+//!   [`placement`].
 //!
 //! `examples/coll_tune.rs` times the algorithms of a family side by side (how the thresholds in
 //! [`Thresholds`] were chosen).
@@ -344,14 +351,7 @@ pub trait Collectives {
         } else {
             None
         };
-        let total = std::mem::size_of_val(recv) * c.size;
-        match s.pick_scatter(total, c.size) {
-            ScatterAlgo::Linear => {
-                let counts = vec![recv.len(); c.size];
-                scatter::linear(&c, send.map(|a| (a, &counts[..])), recv, root)
-            }
-            ScatterAlgo::Auto | ScatterAlgo::Binomial => scatter::binomial(&c, send, recv, root),
-        }
+        dispatch::scatter(&c, &s, send, recv, root)
     }
 
     /// Like [`scatter`](Self::scatter) with blocks of different lengths: the root passes its
@@ -416,13 +416,7 @@ pub trait Collectives {
         } else {
             None
         };
-        match s.pick_gather(std::mem::size_of_val(send) * c.size, c.size) {
-            GatherAlgo::Linear => {
-                let counts = vec![send.len(); c.size];
-                gather::linear(&c, send, recv.map(|o| (o, &counts[..])), root)
-            }
-            GatherAlgo::Auto | GatherAlgo::Binomial => gather::binomial(&c, send, recv, root),
-        }
+        dispatch::gather(&c, &s, send, recv, root)
     }
 
     /// Like [`gather`](Self::gather) with pieces of different lengths: the root passes the
@@ -477,11 +471,7 @@ pub trait Collectives {
     fn allgather<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<()> {
         let (c, s) = begin(self, OpKind::Allgather, 0, bytes_of::<T>(send.len()))?;
         need_len(&c, "the receive buffer", recv.len(), c.size * send.len())?;
-        match s.pick_allgather(std::mem::size_of_val(recv), c.size) {
-            AllgatherAlgo::Ring => gather::ring(&c, send, recv, &vec![send.len(); c.size]),
-            AllgatherAlgo::Linear => gather::allgather_linear(&c, send, recv),
-            AllgatherAlgo::Auto | AllgatherAlgo::Bruck => gather::bruck(&c, send, recv),
-        }
+        dispatch::allgather(&c, &s, send, recv)
     }
 
     /// Like [`allgather`](Self::allgather) with pieces of different lengths: every rank passes
@@ -535,10 +525,7 @@ pub trait Collectives {
             )));
         }
         let k = send.len() / c.size;
-        match s.pick_alltoall(k * std::mem::size_of::<T>(), c.size) {
-            AlltoallAlgo::Pairwise => alltoall::pairwise(&c, send, recv, k),
-            AlltoallAlgo::Auto | AlltoallAlgo::Scattered => alltoall::scattered(&c, send, recv, k),
-        }
+        dispatch::alltoall(&c, &s, send, recv, k)
     }
 
     /// Combines `send` (`size * recv.len()` elements) over all ranks with `op` and gives rank
@@ -562,12 +549,7 @@ pub trait Collectives {
     ) -> Result<()> {
         let (c, s) = begin(self, OpKind::ReduceScatter, 0, bytes_of::<T>(send.len()))?;
         need_len(&c, "the send buffer", send.len(), c.size * recv.len())?;
-        match s.pick_reduce_scatter(std::mem::size_of_val(send), c.size, op.commutative()) {
-            ReduceScatterAlgo::Ring => reduce_scatter::ring(&c, send, recv, &op),
-            ReduceScatterAlgo::Auto | ReduceScatterAlgo::ReduceThenScatter => {
-                reduce_scatter::reduce_then_scatter(&c, send, recv, &op)
-            }
-        }
+        dispatch::reduce_scatter(&c, &s, send, recv, &op)
     }
 
     /// Inclusive prefix reduction: rank i gets `send(0) ∘ ... ∘ send(i)` in `recv`.
@@ -585,12 +567,7 @@ pub trait Collectives {
     fn scan<T: Pod, O: Op<T>>(&self, send: &[T], recv: &mut [T], op: O) -> Result<()> {
         let (c, s) = begin(self, OpKind::Scan, 0, bytes_of::<T>(send.len()))?;
         need_len(&c, "the receive buffer", recv.len(), send.len())?;
-        match s.pick_scan(std::mem::size_of_val(send), c.size) {
-            ScanAlgo::Chain => scan::chain(&c, send, recv, &op, false),
-            ScanAlgo::Auto | ScanAlgo::RecursiveDoubling => {
-                scan::recursive_doubling(&c, send, recv, &op, false)
-            }
-        }
+        dispatch::scan(&c, &s, send, recv, &op, false)
     }
 
     /// Exclusive prefix reduction: rank i > 0 gets `send(0) ∘ ... ∘ send(i-1)`; rank 0's
@@ -609,12 +586,7 @@ pub trait Collectives {
     fn exscan<T: Pod, O: Op<T>>(&self, send: &[T], recv: &mut [T], op: O) -> Result<()> {
         let (c, s) = begin(self, OpKind::Exscan, 0, bytes_of::<T>(send.len()))?;
         need_len(&c, "the receive buffer", recv.len(), send.len())?;
-        match s.pick_scan(std::mem::size_of_val(send), c.size) {
-            ScanAlgo::Chain => scan::chain(&c, send, recv, &op, true),
-            ScanAlgo::Auto | ScanAlgo::RecursiveDoubling => {
-                scan::recursive_doubling(&c, send, recv, &op, true)
-            }
-        }
+        dispatch::scan(&c, &s, send, recv, &op, true)
     }
 
     /// Broadcasts any serde value: the root passes `Some(value)`, the others `None`; every
