@@ -69,6 +69,7 @@ fn hier() -> Settings {
         bcast: BcastAlgo::Hier,
         reduce: ReduceAlgo::Hier,
         allreduce: AllreduceAlgo::Hier,
+        allgather: AllgatherAlgo::Hier,
         ..Settings::default()
     }
 }
@@ -82,6 +83,7 @@ fn flats() -> [Settings; 2] {
             bcast: BcastAlgo::Binomial,
             reduce: ReduceAlgo::Binomial,
             allreduce: AllreduceAlgo::RecursiveDoubling,
+            allgather: AllgatherAlgo::Bruck,
             ..d
         },
         Settings {
@@ -89,6 +91,7 @@ fn flats() -> [Settings; 2] {
             bcast: BcastAlgo::ScatterAllgather,
             reduce: ReduceAlgo::Linear,
             allreduce: AllreduceAlgo::Ring,
+            allgather: AllgatherAlgo::Ring,
             ..d
         },
     ]
@@ -205,6 +208,13 @@ fn check(world: &Communicator, dir: &Path) -> Result<()> {
             world.with_settings(flat).allreduce_in_place(&mut got, Sum)?;
             c.same(&format!("flat {:?} allreduce Sum of {n}", flat.allreduce), &got, &want)?;
         }
+        // Allgather: every rank's block in rank order.
+        let every: Vec<u64> = (0..p).flat_map(|i| input(i, n, 1)).collect();
+        for (name, s) in modes.iter().chain(&[("flat", flats()[0]), ("flat ring", flats()[1])]) {
+            let mut got = vec![0u64; n * p];
+            world.with_settings(*s).allgather(&mine, &mut got)?;
+            c.same(&format!("{name} allgather of {n}"), &got, &every)?;
+        }
         // A non-commutative operator: rank order must be kept.
         let op = UserOp::new(compose, false);
         let mine = affine(r, n);
@@ -297,6 +307,7 @@ fn bench(world: &Communicator, iters: usize, rounds: usize) -> Result<()> {
     let d = Settings::default();
     let flat_for = |bytes: usize| Settings {
         allreduce: d.pick_allreduce(bytes, p, true, Placement::ONE_HOST),
+        allgather: d.pick_allgather(bytes * p, p, Placement::ONE_HOST),
         bcast: d.pick_bcast(bytes, p, Placement::ONE_HOST),
         barrier: BarrierAlgo::Dissemination,
         ..d
@@ -319,6 +330,27 @@ fn bench(world: &Communicator, iters: usize, rounds: usize) -> Result<()> {
         rows.push((
             label.to_string(),
             format!("{:?}", flat_for(bytes).allreduce),
+            median(f),
+            median(h),
+        ));
+    }
+    for (label, n, iters) in
+        [("allgather 8 B", 1usize, iters), ("allgather 32 KiB", 1 << 12, iters / 10)]
+    {
+        let bytes = n * 8;
+        let iters = iters.max(3);
+        let (mut f, mut h) = (Vec::new(), Vec::new());
+        let mine = vec![1u64; n];
+        let mut all = vec![0u64; n * p];
+        for _ in 0..rounds {
+            let t = world.with_settings(flat_for(bytes));
+            f.extend(timed(world, iters, 1, |_| t.allgather(&mine, &mut all))?);
+            let t = world.with_settings(hier());
+            h.extend(timed(world, iters, 1, |_| t.allgather(&mine, &mut all))?);
+        }
+        rows.push((
+            label.to_string(),
+            format!("{:?}", flat_for(bytes).allgather),
             median(f),
             median(h),
         ));

@@ -123,6 +123,9 @@ algo_enum!(
         Ring => "ring",
         /// Every rank sends its block to every other rank at once: one round.
         Linear => "linear",
+        /// Two levels: gather inside every host to its leader, allgather of the hosts' blocks
+        /// among the leaders, broadcast of the whole result inside every host.
+        Hier => "hier" | "two_level",
     }
 );
 
@@ -487,20 +490,23 @@ impl Settings {
         }
     }
 
-    /// The allgather algorithm for a total output of `bytes` on `p` ranks.
-    pub fn pick_allgather(&self, bytes: usize, p: usize) -> AllgatherAlgo {
+    /// The allgather algorithm for a total output of `bytes` on `p` ranks placed as `at`.
+    pub fn pick_allgather(&self, bytes: usize, p: usize, at: Placement) -> AllgatherAlgo {
         match self.allgather {
-            // Up to 4 ranks one round of p − 1 messages each way beats p − 1 ring steps.
-            AllgatherAlgo::Auto
-                if (3..=4).contains(&p) && bytes >= self.thresholds.allgather_long =>
-            {
-                AllgatherAlgo::Linear
-            }
-            AllgatherAlgo::Auto if p == 2 || bytes >= self.thresholds.allgather_long => {
-                AllgatherAlgo::Ring
-            }
-            AllgatherAlgo::Auto => AllgatherAlgo::Bruck,
+            AllgatherAlgo::Auto | AllgatherAlgo::Hier if at.two_level() => AllgatherAlgo::Hier,
+            AllgatherAlgo::Auto | AllgatherAlgo::Hier => self.auto_allgather(bytes, p),
             AllgatherAlgo::Bruck | AllgatherAlgo::Ring | AllgatherAlgo::Linear => self.allgather,
+        }
+    }
+
+    fn auto_allgather(&self, bytes: usize, p: usize) -> AllgatherAlgo {
+        if (3..=4).contains(&p) && bytes >= self.thresholds.allgather_long {
+            // Up to 4 ranks one round of p − 1 messages each way beats p − 1 ring steps.
+            AllgatherAlgo::Linear
+        } else if p == 2 || bytes >= self.thresholds.allgather_long {
+            AllgatherAlgo::Ring
+        } else {
+            AllgatherAlgo::Bruck
         }
     }
 
@@ -697,14 +703,16 @@ mod tests {
         let flat = Settings { allreduce: AllreduceAlgo::Ring, ..d };
         assert_eq!(flat.pick_allreduce(8, 32, true, slot), AllreduceAlgo::Ring);
         assert_eq!(BcastAlgo::parse("two-level"), Some(BcastAlgo::Hier));
+        assert_eq!(d.pick_allgather(8 * 32, 32, node), AllgatherAlgo::Hier);
+        assert_eq!(d.pick_allgather(8 * 8, 8, single), AllgatherAlgo::Bruck);
     }
 
     #[test]
     fn few_ranks_post_everything_at_once() {
         let d = Settings::default();
-        assert_eq!(d.pick_allgather(8, 4), AllgatherAlgo::Bruck);
-        assert_eq!(d.pick_allgather(1 << 20, 4), AllgatherAlgo::Linear);
-        assert_eq!(d.pick_allgather(1 << 20, 8), AllgatherAlgo::Ring);
+        assert_eq!(d.pick_allgather(8, 4, ONE), AllgatherAlgo::Bruck);
+        assert_eq!(d.pick_allgather(1 << 20, 4, ONE), AllgatherAlgo::Linear);
+        assert_eq!(d.pick_allgather(1 << 20, 8, ONE), AllgatherAlgo::Ring);
         assert_eq!(d.pick_alltoall(1 << 20, 4), AlltoallAlgo::Scattered);
         assert_eq!(d.pick_alltoall(1 << 20, 8), AlltoallAlgo::Pairwise);
     }

@@ -157,11 +157,20 @@ pub(crate) fn gather<T: Pod>(
 }
 
 /// Allgather of every rank's `send` into `recv` (`size * send.len()` elements).
-pub(crate) fn allgather<T: Pod>(c: &Call, s: &Settings, send: &[T], recv: &mut [T]) -> Result<()> {
-    match s.pick_allgather(std::mem::size_of_val(recv), c.size) {
-        AllgatherAlgo::Ring => gather::ring(c, send, recv, &vec![send.len(); c.size]),
-        AllgatherAlgo::Linear => gather::allgather_linear(c, send, recv),
-        AllgatherAlgo::Auto | AllgatherAlgo::Bruck => gather::bruck(c, send, recv),
+pub(crate) fn allgather<T: Pod>(
+    c: &Call,
+    s: &Settings,
+    lay: Option<&Layout>,
+    send: &[T],
+    recv: &mut [T],
+) -> Result<()> {
+    match (s.pick_allgather(std::mem::size_of_val(recv), c.size, placement(lay)), lay) {
+        (AllgatherAlgo::Hier, Some(l)) => hier::allgather(c, s, l, send, recv),
+        (AllgatherAlgo::Ring, _) => gather::ring(c, send, recv, &vec![send.len(); c.size]),
+        (AllgatherAlgo::Linear, _) => gather::allgather_linear(c, send, recv),
+        (AllgatherAlgo::Auto | AllgatherAlgo::Bruck | AllgatherAlgo::Hier, _) => {
+            gather::bruck(c, send, recv)
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Two-level (node-aware) barrier, broadcast, reduce and allreduce: one level inside each host,
+//! Two-level (node-aware) barrier, broadcast, reduce, allreduce and allgather: one level inside each host,
 //! one across hosts among one rank per host, each level run by the flat algorithm the cost
 //! model picks for its size (see [`dispatch`](crate::dispatch)). Only one message per host
 //! crosses the network in each inter-host step, where a flat algorithm sends one per rank.
@@ -24,6 +24,7 @@ use crate::call::Call;
 use crate::dispatch;
 use crate::layout::Layout;
 use crate::ops::{BOr, Op};
+use crate::shape::pieces_mut;
 
 /// The rank that represents each host across hosts: its leader, except that on `root`'s host
 /// it is `root`, so the root's data never takes an extra hop.
@@ -122,4 +123,50 @@ pub(crate) fn allreduce<T: Pod, O: Op<T>>(
         dispatch::reduce(&intra, s, None, buf, None, op, 0)?;
     }
     dispatch::bcast(&intra, s, None, buf, 0)
+}
+
+/// Gather inside every host to its leader, allgather of the hosts' blocks among the leaders (in
+/// host order; Bruck or ring as for any allgather when every host has as many ranks, the ring
+/// otherwise), then broadcast of the whole result inside every host.
+pub(crate) fn allgather<T: Pod>(
+    c: &Call,
+    s: &Settings,
+    lay: &Layout,
+    send: &[T],
+    out: &mut [T],
+) -> Result<()> {
+    let k = send.len();
+    let (members, me) = host(c, lay);
+    let intra = c.within(members, me);
+    if me != 0 {
+        dispatch::gather(&intra, s, send, None, 0)?;
+        return dispatch::bcast(&intra, s, None, out, 0);
+    }
+    let h = lay.host_of[c.rank];
+    let inter = c.within(&lay.leaders, h);
+    let lens: Vec<usize> = lay.hosts.iter().map(|m| m.len() * k).collect();
+    let even = lens.iter().all(|l| *l == lens[0]);
+    let mut mine: Vec<T> = bytemuck::zeroed_vec(lens[h]);
+    dispatch::gather(&intra, s, send, Some(&mut mine), 0)?;
+    // Host order is rank order when hosts are contiguous: the leaders' result is the output.
+    let mut by_host: Vec<T> = Vec::new();
+    let dest: &mut [T] = if lay.contiguous {
+        out
+    } else {
+        by_host = bytemuck::zeroed_vec(out.len());
+        &mut by_host
+    };
+    if even {
+        dispatch::allgather(&inter, s, None, &mine, dest)?;
+    } else {
+        crate::gather::ring(&inter, &mine, dest, &lens)?;
+    }
+    if !lay.contiguous {
+        for (m, block) in lay.hosts.iter().zip(pieces_mut(&mut by_host, &lens)) {
+            for (r, piece) in m.iter().zip(block.chunks(k.max(1))) {
+                out[r * k..(r + 1) * k].copy_from_slice(piece);
+            }
+        }
+    }
+    dispatch::bcast(&intra, s, None, out, 0)
 }

@@ -34,7 +34,8 @@
 //! * `dispatch`: where a picked algorithm becomes a call, for every family (the choice itself
 //!   is [`Settings`]' `pick_*`, one exhaustive match per family).
 //! * `layout` and `hier`: the hosts of a communicator (grouped by `host_of`, cached in the
-//!   communicator) and the two-level barrier, bcast, reduce and allreduce run on them; see
+//!   communicator) and the two-level barrier, bcast, reduce, allreduce and allgather run on
+//!   them; see
 //!   [`placement`].
 //!
 //! `examples/coll_tune.rs` times the algorithms of a family side by side (how the thresholds in
@@ -471,7 +472,7 @@ pub trait Collectives {
     fn allgather<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<()> {
         let (c, s) = begin(self, OpKind::Allgather, 0, bytes_of::<T>(send.len()))?;
         need_len(&c, "the receive buffer", recv.len(), c.size * send.len())?;
-        dispatch::allgather(&c, &s, send, recv)
+        dispatch::allgather(&c, &s, Some(&Layout::of(self.communicator())), send, recv)
     }
 
     /// Like [`allgather`](Self::allgather) with pieces of different lengths: every rank passes
