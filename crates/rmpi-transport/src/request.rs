@@ -69,7 +69,7 @@ impl<'a, T> Request<'a, T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// rmpi_transport::local::run(2, |world| {
+    /// rmpi::local::run(2, |world| {
     ///     if world.rank() == 0 {
     ///         let r = world.irecv::<u8>(1, 5)?;
     ///         // Nothing sent yet: the wait times out and hands the request back.
@@ -83,7 +83,7 @@ impl<'a, T> Request<'a, T> {
     ///     }
     ///     Ok(())
     /// })?;
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     pub fn wait_timeout(
         mut self,
