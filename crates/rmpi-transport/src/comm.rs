@@ -18,8 +18,9 @@ use crate::error::{Error, Result};
 use crate::request::{finish_status, finish_unit, Request, Scope, ScopeGuard};
 use crate::select::{Any, Source, TagMatch};
 
-/// A message tag. Any value is allowed; traffic of different communicators, and collective
-/// traffic, never matches user messages whatever the tag.
+/// A message tag: every `u64` is a user tag (no value is reserved). Traffic of other
+/// communicators, and collective traffic, has its own matching context and never matches user
+/// messages whatever the tag.
 pub type Tag = u64;
 
 /// The envelope of a received (or probed) message.

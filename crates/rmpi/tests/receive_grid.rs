@@ -105,3 +105,22 @@ fn wtime_is_monotonic_seconds() {
     assert!((0.02..10.0).contains(&dt), "{dt}");
     assert!(rmpi::wtick() > 0.0 && rmpi::wtick() < 1e-3);
 }
+
+#[test]
+fn every_u64_is_a_user_tag() {
+    let out = rmpi::local::run(2, |w| {
+        let tags = [0, 1 << 31, u64::MAX - 1, u64::MAX];
+        if w.rank() == 0 {
+            for t in tags {
+                w.send(&[t], 1, t)?;
+            }
+            return Ok(true);
+        }
+        for t in tags {
+            let (v, st) = w.recv::<u64>(0, t)?;
+            assert_eq!((v[0], st.tag), (t, t));
+        }
+        Ok(true)
+    });
+    assert_eq!(out.unwrap(), vec![true, true]);
+}
