@@ -109,3 +109,52 @@ fn doc_comments_of_re_exported_items_use_rmpi_paths() {
     }
     assert!(bad.is_empty(), "doc comments with inner-crate paths:\n{}", bad.join("\n"));
 }
+
+/// Whether a comment line reads like a measurement: a range of numbers with a unit of time or
+/// bandwidth ("8-11 µs"), or a result compared with another ("... against 17-19").
+fn reads_like_a_measurement(comment: &str) -> bool {
+    let units = ["µs", "us", "ms", "ns", "GB/s", "MB/s", "GiB/s"];
+    let words: Vec<&str> = comment.split_whitespace().collect();
+    let is_range = |w: &str| {
+        let parts: Vec<&str> = w.split(['-', '–']).collect();
+        parts.len() == 2 && parts.iter().all(|p| !p.is_empty() && p.parse::<f64>().is_ok())
+    };
+    let is_num = |w: &str| w.trim_end_matches([',', ';', ')', '.']).parse::<f64>().is_ok();
+    words.windows(2).any(|w| is_range(w[0]) && units.iter().any(|u| w[1].starts_with(u)))
+        || words.windows(2).any(|w| w[0] == "against" && (is_num(w[1]) || is_range(w[1])))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn measurements_live_in_performance_md_not_in_code_comments() {
+    assert!(reads_like_a_measurement("/// bcast 8-11 µs against 17-19 sleeping at once"));
+    assert!(reads_like_a_measurement("// barrier 10–12 µs instead of 6)."));
+    assert!(reads_like_a_measurement("// allreduce 24 against 35-39."));
+    assert!(!reads_like_a_measurement("/// sshd listens on 2222 instead of 22."));
+    assert!(!reads_like_a_measurement("/// (default 50 µs; how it polls follows the load"));
+    let mut files = Vec::new();
+    for dir in ["crates", "benches/src", "examples/src"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    let mut bad = Vec::new();
+    for f in files.iter().filter(|f| !f.ends_with("doc_paths.rs")) {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let l = line.trim_start();
+            if l.starts_with("//") && reads_like_a_measurement(l) {
+                bad.push(format!("{}:{}: {l}", f.display(), n + 1));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "move these to docs/performance.md:\n{}", bad.join("\n"));
+}
