@@ -15,7 +15,8 @@ pub(crate) type Finish<T> = fn(&CommInner, Completion) -> Result<T>;
 /// A nonblocking send or receive in flight.
 ///
 /// [`wait`](Request::wait) drives progress until it completes and yields its result: `()` for a
-/// send, a [`Status`] for a receive into a buffer, `(Vec<T>, Status)` for an allocating receive.
+/// send, a [`Status`] for a receive into a buffer, `(Vec<T>, Status)` for an allocating receive,
+/// `(T, Status)` for an object receive.
 ///
 /// Dropping a request that has not completed lets go of it without losing data: a send goes on in
 /// the background (copying whatever it still needed from the caller's buffer); an unmatched
