@@ -53,6 +53,7 @@ fn example_path(name: &str) -> PathBuf {
         "ring" => env!("CARGO_BIN_EXE_ring"),
         "pingpong" => env!("CARGO_BIN_EXE_pingpong"),
         "particles" => env!("CARGO_BIN_EXE_particles"),
+        "lifecycle" => env!("CARGO_BIN_EXE_lifecycle"),
         other => panic!("no example {other}"),
     })
 }
@@ -138,4 +139,15 @@ fn examples_run_bare_as_singletons() {
     let out = Command::new(example_path("hello")).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("hello from rank 0 of 1"));
     assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_second_init_and_use_after_finalize_fail_alike_bare_and_launched() {
+    let out = run(3, "lifecycle", &[]);
+    assert_eq!(out.matches("lifecycle ok on a world of 3").count(), 3, "{out}");
+    let out = Command::new(example_path("lifecycle")).output().unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "bare: {stdout}{stderr}");
+    assert!(stdout.contains("lifecycle ok on a world of 1"), "{stdout}");
 }

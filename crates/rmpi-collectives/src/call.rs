@@ -234,7 +234,7 @@ impl<'c> Call<'c> {
         if kind.rooted() && root >= size {
             return Err(Error::InvalidRank { rank: root, size });
         }
-        let sig = Sig { seq: comm.next_collective_seq(), kind, root, bytes };
+        let sig = Sig { seq: comm.begin_collective()?, kind, root, bytes };
         Ok(Call {
             ch: comm.collective_channel(),
             ctl: comm.control_channel(),

@@ -1,8 +1,9 @@
-//! Collectives on any serde value (like mpi4py's lowercase methods): values are encoded with
-//! bincode and travel as byte messages whose first byte says whether the root had valid input
-//! (so a root's argument error reaches every rank as an error instead of a hang).
+//! Collectives on any serde value (like mpi4py's lowercase methods): values travel as the
+//! transport's object messages (a type fingerprint, then bincode) behind a first byte that says
+//! whether the root had valid input (so a root's argument error reaches every rank as an error
+//! instead of a hang).
 
-use rmpi_transport::{Error, Result};
+use rmpi_transport::{typed, Error, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -12,32 +13,19 @@ use crate::call::Call;
 const OK: u8 = 1;
 const ROOT_ERROR: u8 = 0;
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
-}
-
-/// `[OK] ++ bincode(value)`.
+/// `[OK] ++ typed(value)`: the transport's object message (an 8-byte fingerprint of the type's
+/// name, then bincode), so a rank that asks for another type than the root sent gets
+/// [`Error::Decode`] naming both.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     let mut out = vec![OK];
-    bincode::serde::encode_into_std_write(value, &mut out, config())
-        .map_err(|e| Error::Encode(e.to_string()))?;
+    typed::encode_into(value, &mut out)?;
     Ok(out)
 }
 
 /// Decodes a message made by [`encode`], or reports the root's error marker.
 pub(crate) fn decode<T: DeserializeOwned>(c: &Call, bytes: &[u8], src: usize) -> Result<T> {
     match bytes.split_first() {
-        Some((&OK, body)) => {
-            let (v, used) = bincode::serde::decode_from_slice(body, config())
-                .map_err(|e| Error::Decode { source_rank: src, msg: e.to_string() })?;
-            if used != body.len() {
-                return Err(Error::Decode {
-                    source_rank: src,
-                    msg: format!("{} trailing bytes after the value", body.len() - used),
-                });
-            }
-            Ok(v)
-        }
+        Some((&OK, body)) => typed::decode(body, src),
         Some((&ROOT_ERROR, why)) => Err(
             c.invalid(format!("the root (rank {src}) reported: {}", String::from_utf8_lossy(why)))
         ),

@@ -21,7 +21,7 @@ impl AddrSelector {
     /// Parses `RMPI_IFACE`: a CIDR (`10.1.0.0/16`, `fd00::/8`) or an interface name (`eth1`).
     ///
     /// ```
-    /// use rmpi_transport::addr::AddrSelector;
+    /// use rmpi::addr::AddrSelector;
     /// assert!(matches!(AddrSelector::parse("10.1.0.0/16"), Ok(AddrSelector::Cidr(_, 16))));
     /// assert_eq!(AddrSelector::parse("eth1"), Ok(AddrSelector::Interface("eth1".into())));
     /// assert!(AddrSelector::parse("10.1.0.0/40").is_err());

@@ -16,9 +16,11 @@ use crate::engine::{Completion, Engine, MsgInfo, Payload, Posted, ReqId, Sink, W
 use crate::env::BootConfig;
 use crate::error::{Error, Result};
 use crate::request::{finish_status, finish_unit, Request, Scope, ScopeGuard};
+use crate::select::{Any, Source, TagMatch};
 
-/// A message tag. Any value is allowed; traffic of different communicators, and collective
-/// traffic, never matches user messages whatever the tag.
+/// A message tag: every `u64` is a user tag (no value is reserved). Traffic of other
+/// communicators, and collective traffic, has its own matching context and never matches user
+/// messages whatever the tag.
 pub type Tag = u64;
 
 /// The envelope of a received (or probed) message.
@@ -58,6 +60,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The one rule after [`Communicator::finalize`]: every operation, point-to-point or
+    /// collective, fails with [`Error::Finalized`] (before touching the engine, so a world of one
+    /// rank behaves like a launched job).
+    fn live(&self) -> Result<()> {
+        if self.finalized.load(Ordering::SeqCst) {
+            return Err(Error::Finalized { rank: self.engine.rank });
+        }
+        Ok(())
+    }
+
     fn finalize(&self) -> Result<()> {
         if self.finalized.swap(true, Ordering::SeqCst) {
             return Ok(());
@@ -106,6 +118,11 @@ impl CommInner {
         &self.shared.engine
     }
 
+    /// [`Error::Finalized`] once this process has finalized.
+    pub(crate) fn live(&self) -> Result<()> {
+        self.shared.live()
+    }
+
     /// For collective traffic: an error saying a member finished is replaced by the loss of a
     /// member that failed, if there is one. When a rank crashes, the survivors that notice first
     /// leave; the others must still name the crash. Its end can reach us after their goodbyes: a
@@ -148,7 +165,7 @@ impl CommInner {
 ///
 /// Point-to-point on the in-process test harness:
 /// ```
-/// use rmpi_transport::local;
+/// use rmpi::local;
 /// let out = local::run(2, |world| {
 ///     if world.rank() == 0 {
 ///         world.send(&[1.5f64, 2.5], 1, 7)?;
@@ -160,7 +177,7 @@ impl CommInner {
 ///     }
 /// })?;
 /// assert_eq!(out, vec![0.0, 4.0]);
-/// # Ok::<(), rmpi_transport::Error>(())
+/// # Ok::<(), rmpi::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Communicator {
@@ -194,7 +211,25 @@ impl Communicator {
     /// Joins a job as described by the environment, through whichever launcher started this
     /// process (see [`launch`](crate::launch) and `docs/launch-contract.md`), or returns a world
     /// of size 1 when the process was not started by a launcher.
+    ///
+    /// A process joins once: a second call, under a launcher or not, returns
+    /// [`Error::AlreadyInitialized`] at once (clone the communicator instead). A call that failed
+    /// does not count. ([`join`](Self::join) and [`local::run`](crate::local::run), which build
+    /// worlds explicitly, are not limited.)
     pub fn init() -> Result<Communicator> {
+        // The rank of this process's successful init, if any. Held while joining, so a call
+        // from another thread at the same time waits for the first to succeed or fail.
+        static INITIALIZED: std::sync::Mutex<Option<usize>> = std::sync::Mutex::new(None);
+        let mut done = INITIALIZED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rank) = *done {
+            return Err(Error::AlreadyInitialized { rank });
+        }
+        let world = Self::init_once()?;
+        *done = Some(world.rank());
+        Ok(world)
+    }
+
+    fn init_once() -> Result<Communicator> {
         crate::log::install_default();
         crate::agent_note::adopt_from_env();
         match BootConfig::from_env()? {
@@ -263,9 +298,20 @@ impl Communicator {
         self.inner.group.len()
     }
 
-    /// The name of the host this rank runs on.
+    /// The name of the host this rank runs on, as the host itself gives it (`gethostname`, like
+    /// `MPI_Get_processor_name`): the same on every rank of one machine, whatever the launcher
+    /// called it. The launcher's name for a host (a hostfile's spelling, perhaps an IP address)
+    /// is [`host_of`](Self::host_of), which error messages use.
+    ///
+    /// ```
+    /// let names = rmpi::local::run(2, |w| Ok((w.processor_name(), w.host_of(w.rank())?)))?;
+    /// // Threads of one process: one host name; the test harness labels its ranks local0, local1.
+    /// assert_eq!(names[0].0, names[1].0);
+    /// assert_eq!(names[1].1, "local1");
+    /// # Ok::<(), rmpi::Error>(())
+    /// ```
     pub fn processor_name(&self) -> String {
-        self.inner.engine().host(self.inner.engine().rank).to_owned()
+        crate::mesh::hostname()
     }
 
     /// The world rank of communicator rank `r`.
@@ -273,7 +319,9 @@ impl Communicator {
         self.inner.group.get(r).copied().ok_or(Error::InvalidRank { rank: r, size: self.size() })
     }
 
-    /// The host of communicator rank `r`, as that rank reported it.
+    /// The host of communicator rank `r` as the launcher named it (the hostfile's spelling,
+    /// `RMPI_HOST`; else the host's own name): the name error messages give, so it matches what
+    /// the user wrote. The host's own name is [`processor_name`](Self::processor_name).
     pub fn host_of(&self, r: usize) -> Result<String> {
         Ok(self.inner.engine().host(self.world_rank(r)?).to_owned())
     }
@@ -283,10 +331,10 @@ impl Communicator {
     /// namespace and `RMPI_SHM` is not `0`; a rank does not count itself.
     ///
     /// ```
-    /// let shared = rmpi_transport::local::run(2, |w| w.shares_memory_with(1 - w.rank()))?;
+    /// let shared = rmpi::local::run(2, |w| w.shares_memory_with(1 - w.rank()))?;
     /// // Threads of one process are on one host: shared memory, unless RMPI_SHM=0.
     /// assert_eq!(shared, vec![shared[0]; 2]);
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     pub fn shares_memory_with(&self, r: usize) -> Result<bool> {
         let w = self.world_rank(r)?;
@@ -315,6 +363,7 @@ impl Communicator {
     // ---------------------------------------------------------------- byte-level primitives
 
     fn post_send(&self, plane: Plane, payload: Payload, dest: usize, tag: Tag) -> Result<ReqId> {
+        self.inner.live()?;
         let dw = self.world_rank(dest)?;
         let ctx = self.ctx(plane);
         let watch = (plane != Plane::User).then(|| Watch::Group(self.inner.group.clone()));
@@ -328,6 +377,7 @@ impl Communicator {
         src: Option<usize>,
         tag: Option<Tag>,
     ) -> Result<ReqId> {
+        self.inner.live()?;
         let sw = self.src_world(src)?;
         let ctx = self.ctx(plane);
         let watch = self.watch(plane, sw);
@@ -415,42 +465,64 @@ impl Communicator {
         self.send_bytes(Plane::User, bytemuck::cast_slice(buf), dest, tag)
     }
 
-    /// Receives a message of `T`s from `src` with `tag` into a new vector.
-    pub fn recv<T: Pod>(&self, src: usize, tag: Tag) -> Result<(Vec<T>, Status)> {
-        self.recv_from(Some(src), Some(tag))
+    /// Receives a message of `T`s into a new vector, with its [`Status`]. `src` is a rank or
+    /// [`Any`](crate::Any), `tag` a [`Tag`] or [`Any`](crate::Any).
+    ///
+    /// A message whose length is not a whole number of `T`s is an [`Error::ElementSize`]; as in
+    /// MPI, such a failed receive has still consumed the message.
+    pub fn recv<T: Pod>(
+        &self,
+        src: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<(Vec<T>, Status)> {
+        let (src, tag) = (src.into().rank(), tag.into().tag());
+        let (buf, status) = self.recv_bytes(Plane::User, src, tag)?;
+        Ok((into_vec(buf, &status)?, status))
     }
 
     /// Receives the next message of `T`s from any source with any tag.
+    #[deprecated(note = "use `recv(Any, Any)`")]
     pub fn recv_any<T: Pod>(&self) -> Result<(Vec<T>, Status)> {
-        self.recv_from(None, None)
+        self.recv(Any, Any)
     }
 
     /// Receives a message of `T`s; `None` matches any source or any tag.
+    #[deprecated(note = "use `recv`, which takes a rank or `Any` (and an `Option`)")]
     pub fn recv_from<T: Pod>(
         &self,
         src: Option<usize>,
         tag: Option<Tag>,
     ) -> Result<(Vec<T>, Status)> {
-        let (buf, status) = self.recv_bytes(Plane::User, src, tag)?;
-        Ok((into_vec(buf, &status)?, status))
+        self.recv(src, tag)
     }
 
-    /// Receives a message from `src` with `tag` into `buf` (the message may be shorter than the
-    /// buffer; a longer one is an [`Error::Truncated`]). Bytes go straight from the socket into
-    /// `buf` when the receive is posted before the message arrives, or before its payload has
-    /// been buffered (a large unexpected message waits in the socket for one progress pass).
-    pub fn recv_into<T: Pod>(&self, buf: &mut [T], src: usize, tag: Tag) -> Result<Status> {
-        self.recv_into_from(buf, Some(src), Some(tag))
+    /// Receives a message into `buf` and returns its [`Status`] (the message may be shorter than
+    /// the buffer: `status.len` says how much arrived). `src` is a rank or [`Any`](crate::Any),
+    /// `tag` a [`Tag`] or [`Any`](crate::Any).
+    ///
+    /// A message longer than `buf` is an [`Error::Truncated`]; as in MPI, such a failed receive
+    /// has still consumed the message (its bytes are gone). Bytes go straight from the socket
+    /// into `buf` when the receive is posted before the message arrives, or before its payload
+    /// has been buffered (a large unexpected message waits in the socket for one progress pass).
+    pub fn recv_into<T: Pod>(
+        &self,
+        buf: &mut [T],
+        src: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<Status> {
+        let (src, tag) = (src.into().rank(), tag.into().tag());
+        self.recv_bytes_into(Plane::User, bytemuck::cast_slice_mut(buf), src, tag)
     }
 
     /// [`recv_into`](Self::recv_into) with `None` for any source or any tag.
+    #[deprecated(note = "use `recv_into`, which takes a rank or `Any` (and an `Option`)")]
     pub fn recv_into_from<T: Pod>(
         &self,
         buf: &mut [T],
         src: Option<usize>,
         tag: Option<Tag>,
     ) -> Result<Status> {
-        self.recv_bytes_into(Plane::User, bytemuck::cast_slice_mut(buf), src, tag)
+        self.recv_into(buf, src, tag)
     }
 
     /// Sends `send` to `dest` and receives from `src` at the same time (no deadlock when two
@@ -460,8 +532,8 @@ impl Communicator {
         send: &[S],
         dest: usize,
         send_tag: Tag,
-        src: usize,
-        recv_tag: Tag,
+        src: impl Into<Source>,
+        recv_tag: impl Into<TagMatch>,
     ) -> Result<(Vec<R>, Status)> {
         let r = self.irecv::<R>(src, recv_tag)?;
         self.send(send, dest, send_tag)?;
@@ -475,8 +547,8 @@ impl Communicator {
         dest: usize,
         send_tag: Tag,
         recv: &mut [R],
-        src: usize,
-        recv_tag: Tag,
+        src: impl Into<Source>,
+        recv_tag: impl Into<TagMatch>,
     ) -> Result<Status> {
         self.scope(|s| {
             let r = s.irecv_into(recv, src, recv_tag)?;
@@ -497,29 +569,40 @@ impl Communicator {
         Ok(Request::new(self.inner.clone(), id, finish_unit))
     }
 
-    /// Starts a receive into a new vector and returns at once.
+    /// Starts a receive into a new vector and returns at once; [`Request::wait`] gives the
+    /// vector and its [`Status`].
+    ///
+    /// This is the receive to use outside a [`scope`](Self::scope): the request owns the memory
+    /// the message lands in. A receive into a buffer of the caller's (`irecv_into`) exists only
+    /// inside a scope, because a request can be leaked (`std::mem::forget`) while still posted:
+    /// the engine would then write into memory the caller has freed. The scope lets go of every
+    /// request it made when it ends, so the borrow it holds is safe.
     pub fn irecv<T: Pod>(
         &self,
-        src: usize,
-        tag: Tag,
+        src: impl Into<Source>,
+        tag: impl Into<TagMatch>,
     ) -> Result<Request<'static, (Vec<T>, Status)>> {
-        self.irecv_from(Some(src), Some(tag))
+        let (src, tag) = (src.into().rank(), tag.into().tag());
+        let id = self.post_recv(Plane::User, Sink::Alloc, src, tag)?;
+        Ok(Request::new(self.inner.clone(), id, finish_vec::<T>))
     }
 
     /// [`irecv`](Self::irecv) with `None` for any source or any tag.
+    #[deprecated(note = "use `irecv`, which takes a rank or `Any` (and an `Option`)")]
     pub fn irecv_from<T: Pod>(
         &self,
         src: Option<usize>,
         tag: Option<Tag>,
     ) -> Result<Request<'static, (Vec<T>, Status)>> {
-        let id = self.post_recv(Plane::User, Sink::Alloc, src, tag)?;
-        Ok(Request::new(self.inner.clone(), id, finish_vec::<T>))
+        self.irecv(src, tag)
     }
 
-    /// Runs `f` with a [`Scope`] whose nonblocking operations borrow buffers without copying.
+    /// Runs `f` with a [`Scope`] whose nonblocking operations borrow buffers without copying
+    /// ([`Scope::isend`], [`Scope::irecv_into`]). Every request still in flight when `f` returns
+    /// is let go of.
     ///
     /// ```
-    /// rmpi_transport::local::run(2, |world| {
+    /// rmpi::local::run(2, |world| {
     ///     let peer = 1 - world.rank();
     ///     let out = vec![world.rank() as f64; 1 << 16];
     ///     let mut inb = vec![0.0f64; 1 << 16];
@@ -532,7 +615,7 @@ impl Communicator {
     ///     assert!(inb.iter().all(|x| *x == peer as f64));
     ///     Ok(())
     /// })?;
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     pub fn scope<'env, R>(&'env self, f: impl for<'s> FnOnce(&'s Scope<'s, 'env>) -> R) -> R {
         self.scope_on(Plane::User, f)
@@ -555,9 +638,11 @@ impl Communicator {
         f(&s)
     }
 
-    /// Waits until a message matching `src` and `tag` (`None`: any) has arrived and returns its
-    /// envelope without receiving it.
-    pub fn probe(&self, src: Option<usize>, tag: Option<Tag>) -> Result<Status> {
+    /// Waits until a message matching `src` and `tag` (a rank / tag, or [`Any`](crate::Any)) has
+    /// arrived and returns its envelope without receiving it.
+    pub fn probe(&self, src: impl Into<Source>, tag: impl Into<TagMatch>) -> Result<Status> {
+        let (src, tag) = (src.into().rank(), tag.into().tag());
+        self.inner.live()?;
         let sw = self.src_world(src)?;
         let ctx = self.ctx(Plane::User);
         let watch = self.watch(Plane::User, sw);
@@ -575,38 +660,112 @@ impl Communicator {
     }
 
     /// Like [`probe`](Self::probe) but returns at once: `None` when nothing matching has arrived.
-    pub fn iprobe(&self, src: Option<usize>, tag: Option<Tag>) -> Result<Option<Status>> {
+    pub fn iprobe(
+        &self,
+        src: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<Option<Status>> {
+        self.iprobe_on(Plane::User, src.into().rank(), tag.into().tag())
+    }
+
+    fn iprobe_on(
+        &self,
+        plane: Plane,
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<Option<Status>> {
+        self.inner.live()?;
         let sw = self.src_world(src)?;
-        let ctx = self.ctx(Plane::User);
+        let ctx = self.ctx(plane);
         let info = self.engine().with_fresh_state(|st| st.probe(ctx, sw, tag));
         Ok(info.map(|i| self.inner.status(Some(i))))
     }
 
     // ---------------------------------------------------------------- serde values
 
-    /// Sends any `serde` value (encoded with bincode).
+    /// Sends any `serde` value (encoded with bincode, behind an 8-byte fingerprint of its type:
+    /// see [`recv_obj`](Self::recv_obj)).
     pub fn send_obj<T: Serialize + ?Sized>(&self, value: &T, dest: usize, tag: Tag) -> Result<()> {
-        let bytes = encode(value)?;
-        self.send_bytes(Plane::User, &bytes, dest, tag)
+        self.send_obj_on(Plane::User, value, dest, tag)
     }
 
-    /// Receives a `serde` value from `src` with `tag`.
-    pub fn recv_obj<T: DeserializeOwned>(&self, src: usize, tag: Tag) -> Result<T> {
-        self.recv_obj_from(Some(src), Some(tag)).map(|(v, _)| v)
+    /// Starts sending a `serde` value and returns at once (the value is encoded before this
+    /// returns, so it is free at once).
+    pub fn isend_obj<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        dest: usize,
+        tag: Tag,
+    ) -> Result<Request<'static, ()>> {
+        let bytes = crate::typed::encode(value)?;
+        let id = self.post_send(Plane::User, Payload::Owned(bytes.into()), dest, tag)?;
+        Ok(Request::new(self.inner.clone(), id, finish_unit))
+    }
+
+    /// Receives a `serde` value and its [`Status`]. `src` is a rank or [`Any`](crate::Any),
+    /// `tag` a [`Tag`] or [`Any`](crate::Any).
+    ///
+    /// Every object message carries an 8-byte fingerprint of the sent type's name, so receiving
+    /// it as another type is an [`Error::Decode`] naming both (when this process knows the
+    /// sender's type; otherwise its fingerprint) instead of a wrong value. The check compares
+    /// names as `std::any::type_name` gives them, with references dropped, `str` read as `String`
+    /// and `[T]` as `Vec<T>`: a `String` received as a `Vec<u64>` is caught; two different
+    /// structs with the same fields, or a `[u64; 3]` sent and a `(u64, u64, u64)` received, are
+    /// refused although bincode would read them. The names come from the compiler and are not
+    /// guaranteed to be the same across compiler versions: ranks of one job run the same binary,
+    /// or binaries built by the same compiler. A failed receive has consumed the message.
+    ///
+    /// ```
+    /// let got = rmpi::local::run(2, |world| {
+    ///     if world.rank() == 0 {
+    ///         world.send_obj("hello", 1, 0)?;
+    ///         world.send_obj("again", 1, 1)?;
+    ///         Ok(String::new())
+    ///     } else {
+    ///         let e = world.recv_obj::<Vec<u64>>(0, 0).unwrap_err();
+    ///         assert!(matches!(e, rmpi::Error::Decode { source_rank: 0, .. }), "{e}");
+    ///         let (s, status) = world.recv_obj::<String>(0, rmpi::Any)?;
+    ///         assert_eq!(status.tag, 1);
+    ///         Ok(s)
+    ///     }
+    /// })?;
+    /// assert_eq!(got[1], "again");
+    /// # Ok::<(), rmpi::Error>(())
+    /// ```
+    pub fn recv_obj<T: DeserializeOwned>(
+        &self,
+        src: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<(T, Status)> {
+        self.recv_obj_on(Plane::User, src.into().rank(), tag.into().tag())
+    }
+
+    /// Starts receiving a `serde` value; [`Request::wait`] gives it and its [`Status`] (checked
+    /// as by [`recv_obj`](Self::recv_obj)).
+    pub fn irecv_obj<T: DeserializeOwned>(
+        &self,
+        src: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<Request<'static, (T, Status)>> {
+        let (src, tag) = (src.into().rank(), tag.into().tag());
+        let id = self.post_recv(Plane::User, Sink::Alloc, src, tag)?;
+        Ok(Request::new(self.inner.clone(), id, finish_obj::<T>))
     }
 
     /// Receives a `serde` value from any source with any tag.
+    #[deprecated(note = "use `recv_obj(Any, Any)`")]
     pub fn recv_obj_any<T: DeserializeOwned>(&self) -> Result<(T, Status)> {
-        self.recv_obj_from(None, None)
+        self.recv_obj(Any, Any)
     }
 
     /// Receives a `serde` value; `None` matches any source or any tag.
+    #[deprecated(note = "use `recv_obj`, which takes a rank or `Any` (and an `Option`)")]
     pub fn recv_obj_from<T: DeserializeOwned>(
         &self,
         src: Option<usize>,
         tag: Option<Tag>,
     ) -> Result<(T, Status)> {
-        self.recv_obj_on(Plane::User, src, tag)
+        self.recv_obj(src, tag)
     }
 
     pub(crate) fn send_obj_on<T: Serialize + ?Sized>(
@@ -616,7 +775,7 @@ impl Communicator {
         dest: usize,
         tag: Tag,
     ) -> Result<()> {
-        let bytes = encode(value)?;
+        let bytes = crate::typed::encode(value)?;
         self.send_bytes(plane, &bytes, dest, tag)
     }
 
@@ -627,7 +786,7 @@ impl Communicator {
         tag: Option<Tag>,
     ) -> Result<(T, Status)> {
         let (buf, status) = self.recv_bytes(plane, src, tag)?;
-        Ok((decode(buf.as_bytes(), status.source)?, status))
+        Ok((crate::typed::decode(buf.as_bytes(), status.source)?, status))
     }
 
     // ---------------------------------------------------------------- communicators
@@ -644,15 +803,16 @@ impl Communicator {
     /// `None`. Collective: every member must call it.
     ///
     /// ```
-    /// let evens = rmpi_transport::local::run(4, |world| {
+    /// let evens = rmpi::local::run(4, |world| {
     ///     let c = world.split(Some((world.rank() % 2) as u32), 0)?.unwrap();
     ///     Ok((c.rank(), c.size()))
     /// })?;
     /// assert_eq!(evens, vec![(0, 2), (0, 2), (1, 2), (1, 2)]);
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     pub fn split(&self, color: Option<u32>, key: i64) -> Result<Option<Communicator>> {
         const TAG: Tag = 1;
+        self.inner.live()?;
         let engine = self.engine();
         let proposal = (color, key, engine.next_ctx.load(Ordering::SeqCst));
         // Gather (color, key, next free context) at rank 0, which forms the groups.
@@ -736,37 +896,54 @@ impl Communicator {
 
     // ---------------------------------------------------------------- for collectives
 
-    /// A point-to-point channel on this communicator's collective context. Its traffic never
+    /// Plumbing for `rmpi-collectives`, not part of the user API: a point-to-point channel on
+    /// this communicator's collective context. Its traffic never
     /// matches user messages, and any of its waits fails as soon as any member of the communicator
     /// is lost. Meant for collective algorithms (the `rmpi-collectives` crate).
+    #[doc(hidden)]
     pub fn collective_channel(&self) -> Channel<'_> {
         Channel { comm: self, plane: Plane::Collective }
     }
 
-    /// A point-to-point channel on this communicator's internal context, for out-of-band control
+    /// Plumbing for `rmpi-collectives`, not part of the user API: a point-to-point channel on
+    /// this communicator's internal context, for out-of-band control
     /// messages of collective implementations (for example, asking a stalled peer which call it
     /// is in). Like the collective channel it never matches user traffic; tags below 16 are
     /// reserved for the transport's own use (communicator creation).
+    #[doc(hidden)]
     pub fn control_channel(&self) -> Channel<'_> {
         Channel { comm: self, plane: Plane::Internal }
     }
 
-    /// The next sequence number of a collective call on this communicator (0, 1, 2, ...). Every
+    /// Plumbing for `rmpi-collectives`, not part of the user API: the next sequence number of a
+    /// collective call on this communicator (0, 1, 2, ...). Every
     /// member calls collectives in the same order, so the numbers agree across ranks.
+    #[doc(hidden)]
     pub fn next_collective_seq(&self) -> u64 {
         self.inner.coll_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// State a collective implementation keeps for this communicator's life (the
+    /// Plumbing for `rmpi-collectives`, not part of the user API: state a collective implementation keeps for this communicator's life (the
     /// `rmpi-collectives` crate keeps its host layout here): built by `init` on the first call,
     /// the same value afterwards. `init` must not communicate: it runs on whichever call comes
     /// first on each rank. `None` when the slot already holds a value of another type.
+    #[doc(hidden)]
     pub fn collective_state<T: std::any::Any + Send + Sync>(
         &self,
         init: impl FnOnce() -> T,
     ) -> Option<Arc<T>> {
         let any = self.inner.coll_state.get_or_init(|| Arc::new(init()));
         any.clone().downcast::<T>().ok()
+    }
+
+    /// Plumbing for `rmpi-collectives`, not part of the user API: the start of a collective
+    /// call. Fails with [`Error::Finalized`] after [`finalize`](Self::finalize) (even on a world
+    /// of one, where the collective would not send anything), else gives the call's sequence
+    /// number (see [`next_collective_seq`](Self::next_collective_seq)).
+    #[doc(hidden)]
+    pub fn begin_collective(&self) -> Result<u64> {
+        self.inner.live()?;
+        Ok(self.next_collective_seq())
     }
 }
 
@@ -778,8 +955,9 @@ fn unreachable_singleton() -> Communicator {
     std::process::exit(70)
 }
 
-/// Point-to-point operations on one plane of a communicator; see
-/// [`Communicator::collective_channel`].
+/// Point-to-point operations on one plane of a communicator, for collective algorithms
+/// (`rmpi-collectives`); not part of the user API.
+#[doc(hidden)]
 #[derive(Clone, Copy)]
 pub struct Channel<'c> {
     comm: &'c Communicator,
@@ -831,10 +1009,7 @@ impl<'c> Channel<'c> {
     /// The envelope of the first arrived message on this channel matching `src` and `tag`
     /// (`None`: any), without receiving it; `None` when there is none.
     pub fn iprobe(&self, src: Option<usize>, tag: Option<Tag>) -> Result<Option<Status>> {
-        let sw = self.comm.src_world(src)?;
-        let ctx = self.comm.ctx(self.plane);
-        let info = self.comm.engine().with_fresh_state(|st| st.probe(ctx, sw, tag));
-        Ok(info.map(|i| self.comm.inner.status(Some(i))))
+        self.comm.iprobe_on(self.plane, src, tag)
     }
 
     /// Runs `f` with a scope whose nonblocking operations are on this channel.
@@ -851,6 +1026,7 @@ impl<'scope> Scope<'scope, '_> {
         dest: usize,
         tag: Tag,
     ) -> Result<Request<'scope, ()>> {
+        self.comm.live()?;
         let dw = self.world(dest)?;
         let bytes: &[u8] = bytemuck::cast_slice(buf);
         let ctx = self.ctx;
@@ -863,14 +1039,18 @@ impl<'scope> Scope<'scope, '_> {
         Ok(Request::new(self.comm.clone(), id, finish_unit).on_group(group))
     }
 
-    /// Starts a receive straight into `buf`; `src`/`tag` `None` match any.
+    /// Starts a receive straight into `buf`; `src` is a rank or [`Any`](crate::Any), `tag` a
+    /// [`Tag`] or [`Any`](crate::Any). [`Request::wait`] gives the [`Status`]. As with
+    /// [`Communicator::recv_into`], a message longer than `buf` is an [`Error::Truncated`] that
+    /// has consumed the message.
     pub fn irecv_into<T: Pod>(
         &'scope self,
         buf: &'scope mut [T],
-        src: impl Into<Option<usize>>,
-        tag: impl Into<Option<Tag>>,
+        src: impl Into<Source>,
+        tag: impl Into<TagMatch>,
     ) -> Result<Request<'scope, Status>> {
-        let src = src.into();
+        self.comm.live()?;
+        let src = src.into().rank();
         let sw = src.map(|s| self.world(s)).transpose()?;
         let watch = if self.ctx % 4 == Plane::User as u32 {
             match sw {
@@ -881,7 +1061,7 @@ impl<'scope> Scope<'scope, '_> {
             Watch::Group(self.group())
         };
         let sink = Sink::User(RawBuf::from_mut(bytemuck::cast_slice_mut(buf)));
-        let (ctx, tag) = (self.ctx, tag.into());
+        let (ctx, tag) = (self.ctx, tag.into().tag());
         let id = self.comm.engine().locked(|st| {
             let id = st.new_req();
             st.post_recv(Posted { req: id, ctx, src: sw, tag, sink, watch });
@@ -928,22 +1108,8 @@ fn finish_vec<T: Pod>(c: &CommInner, done: Completion) -> Result<(Vec<T>, Status
     Ok((into_vec(done.data.unwrap_or_default(), &status)?, status))
 }
 
-fn bincode_config() -> bincode::config::Configuration {
-    bincode::config::standard()
-}
-
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, bincode_config()).map_err(|e| Error::Encode(e.to_string()))
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], source_rank: usize) -> Result<T> {
-    let (v, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
-        .map_err(|e| Error::Decode { source_rank, msg: e.to_string() })?;
-    if used != bytes.len() {
-        return Err(Error::Decode {
-            source_rank,
-            msg: format!("{} trailing bytes after the value", bytes.len() - used),
-        });
-    }
-    Ok(v)
+fn finish_obj<T: DeserializeOwned>(c: &CommInner, done: Completion) -> Result<(T, Status)> {
+    let status = c.status(done.info);
+    let data = done.data.unwrap_or_default();
+    Ok((crate::typed::decode(data.as_bytes(), status.source)?, status))
 }

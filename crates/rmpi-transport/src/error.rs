@@ -3,8 +3,6 @@
 use std::io;
 use std::time::Duration;
 
-use crate::wire::WireError;
-
 /// Everything that can go wrong in the transport.
 ///
 /// Each variant names what it can: the peer's rank and host, the environment variable, the
@@ -37,16 +35,6 @@ pub enum Error {
         host: String,
         /// The cause (EOF, connection reset, protocol error, ...).
         cause: String,
-    },
-    /// A peer sent bytes that are not a valid frame.
-    #[error("malformed frame from rank {rank} on {host}: {source}")]
-    Protocol {
-        /// World rank of the sender.
-        rank: usize,
-        /// Its host name.
-        host: String,
-        /// What was wrong.
-        source: WireError,
     },
     /// A message is larger than the buffer it was received into.
     #[error("message of {len} bytes from rank {source_rank} (tag {tag}) does not fit a {capacity}-byte receive buffer")]
@@ -89,9 +77,6 @@ pub enum Error {
         /// The communicator's size.
         size: usize,
     },
-    /// A tag argument is out of the user range.
-    #[error("tag {0} is reserved (user tags are 0..=2^31-1)")]
-    InvalidTag(u64),
     /// An operation did not complete before its deadline.
     #[error("timed out after {after:?} {what}")]
     Timeout {
@@ -116,10 +101,19 @@ pub enum Error {
         /// What did not match.
         msg: String,
     },
-    /// The operation came after this rank finalized.
+    /// The operation came after this rank finalized: every operation, point-to-point or
+    /// collective, fails so after [`Communicator::finalize`](crate::Communicator::finalize).
     #[error("rank {rank} has already finalized")]
     Finalized {
         /// This rank.
+        rank: usize,
+    },
+    /// [`Communicator::init`](crate::Communicator::init) (`rmpi::init`) was called a second time
+    /// in this process. A process joins its job once, as with `MPI_Init`: clone the communicator
+    /// the first call returned instead.
+    #[error("rmpi::init was already called in this process (rank {rank}): a process joins its job once; clone the world communicator instead")]
+    AlreadyInitialized {
+        /// This process's world rank, from the first call.
         rank: usize,
     },
     /// A system call failed.

@@ -30,6 +30,7 @@ mod accept;
 pub mod addr;
 pub mod agent_note;
 mod buf;
+mod clock;
 mod comm;
 mod deadline;
 mod engine;
@@ -45,11 +46,18 @@ pub mod pmi;
 pub mod rendezvous;
 mod request;
 pub mod seconds;
+mod select;
 pub mod token;
+#[doc(hidden)]
+pub mod typed;
 pub mod wire;
 
 pub use bytemuck::Pod;
-pub use comm::{Channel, Communicator, Status, Tag};
+pub use clock::{wtick, wtime};
+#[doc(hidden)]
+pub use comm::Channel;
+pub use comm::{Communicator, Status, Tag};
 pub use env::BootConfig;
 pub use error::{Error, Result};
 pub use request::{Request, Scope};
+pub use select::{Any, Source, TagMatch};

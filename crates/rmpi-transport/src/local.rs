@@ -40,9 +40,9 @@ impl Default for LocalOptions {
 /// have finished). A panic in a rank is propagated.
 ///
 /// ```
-/// let ranks = rmpi_transport::local::run(3, |world| Ok(world.rank() * 10))?;
+/// let ranks = rmpi::local::run(3, |world| Ok(world.rank() * 10))?;
 /// assert_eq!(ranks, vec![0, 10, 20]);
-/// # Ok::<(), rmpi_transport::Error>(())
+/// # Ok::<(), rmpi::Error>(())
 /// ```
 pub fn run<R, F>(n: usize, f: F) -> Result<Vec<R>>
 where

@@ -28,7 +28,7 @@ const MAX_ENDPOINT_LEN: u32 = crate::wire::MAX_ENDPOINT_LEN as u32;
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use rmpi_transport::{rendezvous::RendezvousServer, token::JobToken};
+/// use rmpi::{rendezvous::RendezvousServer, token::JobToken};
 /// let token = JobToken::generate();
 /// let server = RendezvousServer::bind("0.0.0.0:0".parse()?, 4, token, Duration::from_secs(60))?;
 /// let port = server.local_addr().port();

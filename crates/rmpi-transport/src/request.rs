@@ -15,7 +15,8 @@ pub(crate) type Finish<T> = fn(&CommInner, Completion) -> Result<T>;
 /// A nonblocking send or receive in flight.
 ///
 /// [`wait`](Request::wait) drives progress until it completes and yields its result: `()` for a
-/// send, a [`Status`] for a receive into a buffer, `(Vec<T>, Status)` for an allocating receive.
+/// send, a [`Status`] for a receive into a buffer, `(Vec<T>, Status)` for an allocating receive,
+/// `(T, Status)` for an object receive.
 ///
 /// Dropping a request that has not completed lets go of it without losing data: a send goes on in
 /// the background (copying whatever it still needed from the caller's buffer); an unmatched
@@ -69,7 +70,7 @@ impl<'a, T> Request<'a, T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// rmpi_transport::local::run(2, |world| {
+    /// rmpi::local::run(2, |world| {
     ///     if world.rank() == 0 {
     ///         let r = world.irecv::<u8>(1, 5)?;
     ///         // Nothing sent yet: the wait times out and hands the request back.
@@ -83,7 +84,7 @@ impl<'a, T> Request<'a, T> {
     ///     }
     ///     Ok(())
     /// })?;
-    /// # Ok::<(), rmpi_transport::Error>(())
+    /// # Ok::<(), rmpi::Error>(())
     /// ```
     pub fn wait_timeout(
         mut self,

@@ -10,7 +10,7 @@ use rand::RngCore;
 /// `Debug` does not print the secret.
 ///
 /// ```
-/// use rmpi_transport::token::JobToken;
+/// use rmpi::token::JobToken;
 /// let t = JobToken::generate();
 /// assert_eq!(JobToken::from_hex(&t.to_hex()).unwrap(), t);
 /// assert!(JobToken::from_hex("not hex").is_err());

@@ -12,7 +12,7 @@ use rmpi_transport::token::JobToken;
 use rmpi_transport::wire::{
     Endpoint, FrameHeader, FrameKind, Hello, HelloKind, RendezvousReply, HELLO_LEN,
 };
-use rmpi_transport::{BootConfig, Communicator, Error};
+use rmpi_transport::{Any, BootConfig, Communicator, Error};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -224,7 +224,7 @@ fn a_peer_that_dies_fails_pending_and_later_operations() {
         let t = Instant::now();
         let pending = w.recv::<u8>(1, 0).unwrap_err();
         let waited = t.elapsed();
-        let any = w.recv_any::<u8>().unwrap_err();
+        let any = w.recv::<u8>(Any, Any).unwrap_err();
         let send = w.send(&[1u8], 1, 0).unwrap_err();
         (pending, waited, any, send)
     });

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, RngCore, SeedableRng};
 use rmpi_transport::pmi::{self, conn::Conn, mapping, pmi1, pmi2};
 use rmpi_transport::wire::{Endpoint, HostId, ShmOffer};
-use rmpi_transport::{launch, Communicator};
+use rmpi_transport::{launch, Any, Communicator};
 
 #[test]
 fn pmi2_slurm_transcript() {
@@ -312,7 +312,7 @@ fn job(n: usize, started: usize, vars: &[(&str, &str)]) -> Vec<rmpi_transport::R
                     }
                 }
                 for _ in 1..n {
-                    let (v, _) = world.recv_any::<u64>()?;
+                    let (v, _) = world.recv::<u64>(Any, Any)?;
                     got += v[0] as usize;
                 }
                 world.finalize()?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rmpi_transport::rendezvous::RendezvousServer;
 use rmpi_transport::token::JobToken;
-use rmpi_transport::{env, Communicator, Error};
+use rmpi_transport::{env, Any, Communicator, Error};
 
 const ROLE: &str = "RMPI_SHM_TEST_ROLE";
 const LIMIT: Duration = Duration::from_secs(20);
@@ -144,7 +144,7 @@ fn child() {
         "small-receiver" => {
             say("ready");
             expect_lost(w.recv::<u64>(peer, 2).map(|_| ()), peer)
-                .and_then(|()| expect_lost(w.recv_any::<u64>().map(|_| ()), peer))
+                .and_then(|()| expect_lost(w.recv::<u64>(Any, Any).map(|_| ()), peer))
         }
         // Exchanges messages and finalizes normally, reporting the descriptors it holds.
         "normal" => {

@@ -47,8 +47,8 @@
 #[doc(inline)]
 pub use rmpi_collectives as collectives;
 pub use rmpi_transport::{
-    addr, env, local, rendezvous, token, wire, BootConfig, Channel, Communicator, Error, Pod,
-    Request, Result, Scope, Status, Tag,
+    addr, env, local, rendezvous, token, wire, wtick, wtime, Any, BootConfig, Communicator, Error,
+    Pod, Request, Result, Scope, Source, Status, Tag, TagMatch,
 };
 
 /// Derives [`Pod`](trait@Pod) for a plain-data struct, so that slices of it travel as their bytes, with
@@ -105,6 +105,12 @@ pub use rmpi_derive::Pod;
 /// The trait every value of a [`Pod`](trait@Pod) type satisfies: all-zero bytes are a valid value.
 pub use bytemuck::Zeroable;
 
+/// Every Rust example of README.md and docs/*.md, collected by build.rs, so that each compiles
+/// and runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/doc_examples.md"))]
+pub mod doc_examples {}
+
 /// What the [`Pod`](derive@Pod) derive expands to; not part of the API.
 #[doc(hidden)]
 pub mod __private {
@@ -120,7 +126,7 @@ pub mod prelude {
         BAnd, BOr, BXor, Collectives, LAnd, LOr, LXor, Loc, Max, MaxLoc, Min, MinLoc, Op, Prod,
         Settings, Sum, UserOp,
     };
-    pub use rmpi_transport::{Communicator, Error, Pod, Request, Status, Tag};
+    pub use rmpi_transport::{Any, Communicator, Error, Pod, Request, Status, Tag};
 }
 
 /// Joins the job this process was started in, through whichever launcher started it (rmpirun,

@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use rmpi_transport::Communicator;
+use rmpi_transport::{Any, Communicator};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -101,7 +101,7 @@ fn main() {
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         }
         // Nobody sends: this returns only with the loss of a peer.
-        let e = comm.recv_any::<u64>().err().map(|e| e.to_string()).unwrap_or_default();
+        let e = comm.recv::<u64>(Any, Any).err().map(|e| e.to_string()).unwrap_or_default();
         println!("rank {rank} lost: {e}");
         std::thread::sleep(Duration::from_secs(300));
         std::process::exit(3);

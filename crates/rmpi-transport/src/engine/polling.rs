@@ -11,12 +11,11 @@ pub(super) enum Polling {
     /// The job's own ranks outnumber the cores (or one task beyond them passes by): poll, and
     /// yield the core after every look. The rank being waited for may share this core; yielding
     /// runs it at once, where sleeping would cost a wake-up (an inter-processor interrupt, which
-    /// in a VM means a VM exit). Measured here, 4 ranks on 2 cores, 64 B, three runs each:
-    /// bcast 8-11 µs against 17-19 sleeping at once, allreduce 24-27 against 35-39.
+    /// in a VM means a VM exit); docs/performance.md ("Waiting policy") has the measurements.
     Yielding,
     /// Other load on the host: do not poll. A polling rank burns the scheduler credit its peer
-    /// needs, and a round trip then waits for a time slice instead of a wake-up (measured: 8 B
-    /// latency 4.7 µs without polling, 20 µs with a 50 µs busy poll, at load 7 on 2 cores).
+    /// needs, and a round trip then waits for a time slice instead of a wake-up (measured in
+    /// docs/performance.md, "Waiting policy").
     None,
 }
 
@@ -73,7 +72,7 @@ fn host_cpus() -> usize {
 /// The number of running tasks on this host, re-read from `/proc/loadavg` at most every 10 ms,
 /// or every 1 ms while it says the host is loaded (a read costs a few microseconds; a count from
 /// a passing burst, such as the job starting up, would otherwise stop polling for the whole
-/// interval, which is all of a short benchmark: 2-rank barrier 10-12 µs instead of 6).
+/// interval, which can be all of a short benchmark; see docs/performance.md, "Waiting policy").
 fn host_running_tasks() -> Option<usize> {
     use std::sync::atomic::AtomicU64;
     use std::sync::OnceLock;
