@@ -104,6 +104,10 @@ impl ShmStream {
 
     /// Reads lent bytes (the ring is empty): `closed` says whether the writer has closed.
     fn read_lent(&mut self, buf: &mut [u8], closed: bool) -> io::Result<usize> {
+        if self.peer_gone {
+            // Its memory is gone (and its process id may name another process soon).
+            return Ok(0);
+        }
         let p = self.inbound();
         match lend::read(p, self.peer_pid, buf)? {
             Lent::Read(n) => {
