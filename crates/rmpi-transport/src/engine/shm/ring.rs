@@ -12,6 +12,12 @@ use super::lend::{self, Lent, Loan};
 use super::segment::{Pair, Segment, CMA_YES, WAIT_LOAN, WAIT_ROOM};
 use super::wake::Waker;
 use crate::engine::stream::Stream;
+use crate::wire::{FrameHeader, FrameKind, HEADER_LEN};
+
+/// The goodbye frame, which a rank sends each peer as its last bytes.
+fn goodbye() -> [u8; HEADER_LEN] {
+    FrameHeader { kind: FrameKind::Goodbye, context: 0, tag: 0, len: 0 }.encode()
+}
 
 /// The stream between local rank `me` and local rank `peer` (indices in the host's group).
 #[derive(Debug)]
@@ -35,6 +41,10 @@ pub(crate) struct ShmStream {
     lend_min: usize,
     /// The payload lent right now.
     loan: Option<Loan>,
+    /// Bytes of the peer's goodbye read so far, when it said it through its control block.
+    bye_read: usize,
+    /// This side said its goodbye through its control block.
+    bye_aside: bool,
 }
 
 impl ShmStream {
@@ -59,7 +69,36 @@ impl ShmStream {
             peer_pid,
             lend_min,
             loan: None,
+            bye_read: 0,
+            bye_aside: false,
         }
+    }
+
+    /// Whether the peer said goodbye through its control block (it never wrote to this ring).
+    fn peer_said_bye(&self) -> bool {
+        self.seg.ctl(self.peer).bye.load(Ordering::Acquire) != 0
+            && self.inbound().w.tail.load(Ordering::Acquire) == 0
+    }
+
+    /// Reads the peer's goodbye given through its control block, then the end of the stream.
+    fn read_bye(&mut self, buf: &mut [u8]) -> usize {
+        let bye = goodbye();
+        let n = buf.len().min(HEADER_LEN - self.bye_read);
+        buf[..n].copy_from_slice(&bye[self.bye_read..self.bye_read + n]);
+        self.bye_read += n;
+        n
+    }
+
+    /// A goodbye to a peer this side never wrote to: said through this rank's control block
+    /// (one flag for all such peers), so the ring's pages stay untouched.
+    fn says_bye_aside(&self, bufs: &[IoSlice<'_>]) -> bool {
+        if self.wrote {
+            return false;
+        }
+        let mut bytes = bufs.iter().flat_map(|b| b.iter());
+        let bye = goodbye();
+        bufs.iter().map(|b| b.len()).sum::<usize>() == HEADER_LEN
+            && bye.iter().all(|x| bytes.next() == Some(x))
     }
 
     /// Whether a payload slice of `len` bytes is lent rather than copied.
@@ -173,6 +212,9 @@ impl Stream for ShmStream {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "corrupt ring indices"));
         }
         if avail == 0 {
+            if tail == 0 && self.peer_said_bye() {
+                return Ok(self.read_bye(buf));
+            }
             return self.read_lent(buf, closed);
         }
         let n = (avail as usize).min(buf.len());
@@ -190,6 +232,14 @@ impl Stream for ShmStream {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.says_bye_aside(bufs) && !self.write_refused() {
+            // Every stream of this rank says its goodbye last (finalize), so the flag is set once
+            // all goodbyes are due; `tail` stays 0, which is how the peer tells the two apart.
+            self.seg.ctl(self.me).bye.store(1, Ordering::Release);
+            self.bye_aside = true;
+            self.nudge_peer();
+            return Ok(HEADER_LEN);
+        }
         self.wrote = true;
         if self.loan.is_some() {
             // Bytes the reader took before it closed count as sent.
@@ -254,8 +304,12 @@ impl Stream for ShmStream {
     fn close_write(&mut self) {
         if !self.write_closed {
             self.write_closed = true;
-            self.outbound().w.closed.store(1, Ordering::Release);
-            self.nudge_peer();
+            // After a goodbye through the control block the peer reads the end of the stream
+            // right behind it: the pair's page stays untouched.
+            if !self.bye_aside {
+                self.outbound().w.closed.store(1, Ordering::Release);
+                self.nudge_peer();
+            }
         }
     }
 
@@ -266,8 +320,11 @@ impl Stream for ShmStream {
         self.close_write();
         self.payload_moving();
         self.inbound().r.closed.store(1, Ordering::Release);
-        // A writer waiting for room must learn that none will come.
-        self.waker.wake(self.peer);
+        // A writer waiting for room must learn that none will come (one that never wrote
+        // waits for nothing).
+        if self.inbound().w.tail.load(Ordering::Acquire) != 0 {
+            self.waker.wake(self.peer);
+        }
     }
 
     /// Bytes in the ring live in memory the peer has mapped: they are delivered once written.
@@ -279,6 +336,7 @@ impl Stream for ShmStream {
         let p = self.inbound();
         let input = p.w.tail.load(Ordering::Acquire) != p.r.head.load(Ordering::Relaxed)
             || p.w.closed.load(Ordering::Acquire) != 0
+            || self.peer_said_bye()
             || self.peer_gone
             || lend::ready(p);
         let room = match &self.loan {
@@ -406,6 +464,32 @@ mod tests {
         }
         assert!(got == payload);
         assert_eq!(w.outbound().w.lent_total.load(Ordering::Relaxed), 0, "nothing was lent");
+    }
+
+    #[test]
+    fn a_goodbye_to_a_ring_never_written_leaves_it_untouched() {
+        let (mut w, mut r) = pair(CMA_YES);
+        let bye = goodbye();
+        assert_eq!(
+            w.write_vectored(&[IoSlice::new(&bye[..10]), IoSlice::new(&bye[10..])]).unwrap(),
+            HEADER_LEN
+        );
+        w.close_write();
+        assert_eq!(w.outbound().w.tail.load(Ordering::Relaxed), 0);
+        assert_eq!(w.outbound().w.closed.load(Ordering::Relaxed), 0);
+        assert!(r.ready().unwrap().0);
+        let mut got = [0u8; 64];
+        assert_eq!(r.read(&mut got[..5]).unwrap(), 5);
+        assert_eq!(r.read(&mut got[5..]).unwrap(), HEADER_LEN - 5);
+        assert_eq!(got[..HEADER_LEN], bye);
+        assert_eq!(r.read(&mut got).unwrap(), 0, "then the end of the stream");
+        // A goodbye after other bytes goes through the ring, and the flag does not apply.
+        let (mut w, mut r) = pair(CMA_YES);
+        assert_eq!(w.write_vectored(&[IoSlice::new(&[1, 2, 3])]).unwrap(), 3);
+        assert_eq!(w.write_vectored(&[IoSlice::new(&bye)]).unwrap(), HEADER_LEN);
+        assert_eq!(w.outbound().w.tail.load(Ordering::Relaxed), 3 + HEADER_LEN as u64);
+        assert_eq!(r.read(&mut got).unwrap(), 3 + HEADER_LEN);
+        assert!(would_block(&r.read(&mut got)));
     }
 
     #[test]

@@ -46,7 +46,9 @@ pub(crate) struct Ctl {
     /// 0 not known yet, [`CMA_YES`], or [`CMA_NO`] (the kernel refused its probe, or
     /// `RMPI_SHM_CMA=0`). Writers lend memory only to a reader that said yes.
     pub(crate) cma: AtomicU32,
-    _pad: u32,
+    /// Set when the rank has said goodbye to every local peer whose ring it never wrote to (a
+    /// goodbye through each of those rings would bring a page of each into memory).
+    pub(crate) bye: AtomicU32,
     /// The address, in this rank's own address space, of this very word: its peers probe
     /// whether they may read this rank's memory by reading it.
     pub(crate) probe: AtomicU64,
