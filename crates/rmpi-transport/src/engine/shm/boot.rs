@@ -66,10 +66,11 @@ fn same_host(rank: usize, endpoints: &[Endpoint]) -> Vec<usize> {
     (0..endpoints.len()).filter(|r| same(&endpoints[*r])).collect()
 }
 
-/// Most ranks of one host that share a segment. Rings are set up for every pair, so the pages a
-/// job touches (a goodbye in every ring, a page table per ring a rank writes) grow with the
-/// square of this: 1024 ranks on a 24 GiB host ran it out of memory. Beyond it, TCP.
-pub(crate) const MAX_GROUP: usize = 256;
+/// Most ranks of one host that share a segment. A ring is only brought into memory by its first
+/// bytes (a goodbye to a peer never written to is a flag, see `ring.rs`), so the rings cost
+/// memory per pair that talks; what grows with the group is a rank's engine state and a pidfd
+/// per local peer (see `docs/shared-memory.md`, "Memory per rank"). Beyond it, TCP.
+pub(crate) const MAX_GROUP: usize = 1024;
 
 /// Maps the group's segment and sets up wake-ups and death watches. `None` when no other rank
 /// shares this host.
@@ -85,8 +86,8 @@ pub(crate) fn join(
     if host.len() > MAX_GROUP && host.first() == Some(&rank) {
         // Every member sees the same table and decides the same; the lowest says why.
         tracing::warn!(
-            "shared memory off: {} ranks on this host, more than {MAX_GROUP} (the pages of the \
-             rings between every pair would grow with the square of the ranks); they use TCP",
+            "shared memory off: {} ranks on this host, more than {MAX_GROUP} (every rank keeps \
+             state for each local peer); they use TCP",
             host.len()
         );
     }
