@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of rmpi against Open MPI (forced onto loopback TCP) and raw TCP
-# (NetPIPE's NPtcp), and for the collectives also against MPICH (ch4:ucx forced onto loopback
-# TCP), in one run on one machine. Writes per-size medians as CSV, markdown
+# Side-by-side benchmark of rmpi against Open MPI twice (forced onto loopback TCP, and on its
+# shared-memory path, `--mca btl vader,self`) and raw TCP (NetPIPE's NPtcp), and for the
+# collectives also against MPICH (ch4:ucx forced onto loopback TCP), in one run on one machine.
+# rmpi runs as it runs by default: shared memory between its ranks (they are on one host). Writes per-size medians as CSV, markdown
 # tables and plots into docs/perf/, and refreshes the results section of docs/performance.md.
 #
 # Usage: scripts/compare.sh [--quick] [--only LIST] [--rounds N] [--budget S] [--out DIR]
-#                           [--no-build] [--nice N] [--no-mpich]
+#                           [--no-build] [--nice N] [--no-mpich] [--no-vader]
 #   --quick          one round, sizes up to 1 MiB: a smoke test of the whole pipeline
 #   --only LIST      comma-separated tests: latency,bw,nptcp,bcast,reduce,allreduce,gather,
 #                    scatter,barrier,allgather,alltoall,reduce_scatter,scan (default: all)
@@ -18,6 +19,7 @@
 #   --nice N         run every benchmark process under `nice -n N` (e.g. -5 as root on a machine
 #                    shared with compile jobs; every side and NPtcp get the same priority)
 #   --no-mpich       skip MPICH (by default it runs the collectives at 2 and 4 ranks)
+#   --no-vader       skip Open MPI's shared-memory path (by default it runs every test)
 # Environment: COMPARE_RUN_TIMEOUT (seconds one sweep may take, default 120; a sweep that times
 #   out is not run again in later rounds), COMPARE_MPICH_ITERS (MPICH's -i, default 20: its
 #   ranks busy-poll, so with more ranks than cores every call takes milliseconds and MPICH gets
@@ -47,6 +49,7 @@ BUILD=1
 NICE=0
 ONLY=""
 MPICH=1
+VADER=1
 MPICH_ITERS=${COMPARE_MPICH_ITERS:-20}
 P2P_TESTS=(latency bw)
 COLL_TESTS=(bcast reduce allreduce gather scatter barrier allgather alltoall reduce_scatter scan)
@@ -69,7 +72,8 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --nice) [ $# -ge 2 ] || die "--nice needs a niceness"; NICE=$2; shift ;;
     --no-mpich) MPICH=0 ;;
-    -h | --help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-vader) VADER=0 ;;
+    -h | --help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
     esac
     shift
@@ -144,7 +148,7 @@ case $OMPI_VERSION in
 esac
 
 rm -rf "$RAW"
-mkdir -p "$RAW/rmpi" "$RAW/ompi" "$RAW/mpich" "$RAW/nptcp" "$OUT"
+mkdir -p "$RAW/rmpi" "$RAW/ompi" "$RAW/vader" "$RAW/mpich" "$RAW/nptcp" "$OUT"
 
 # ---------------------------------------------------------------- builds
 log "building ompi_bench ($OMPI_CC)"
@@ -208,6 +212,12 @@ fi
 MPIRUN=("$OMPI_RUN" --allow-run-as-root --oversubscribe
     --mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include lo
     --mca oob_tcp_if_include lo --mca coll '^sm' --mca btl_base_warn_component_unused 0)
+# Open MPI's shared-memory path: the same, with the vader BTL instead of TCP (single-copy
+# through CMA where the kernel allows it; the same collective algorithms as over TCP)
+# shellcheck disable=SC2054 # the commas are inside MCA values
+VADER_RUN=("$OMPI_RUN" --allow-run-as-root --oversubscribe
+    --mca pml ob1 --mca btl vader,self --mca oob_tcp_if_include lo --mca coll '^sm'
+    --mca btl_base_warn_component_unused 0)
 # MPICH 4 (ch4:ucx): no shared memory between local ranks, UCX on TCP over loopback only
 # shellcheck disable=SC2054 # the commas are inside a value
 MPICH_ENV=(MPIR_CVAR_NOLOCAL=1 UCX_TLS=tcp,self UCX_NET_DEVICES=lo)
@@ -309,6 +319,8 @@ run_one() {
         fi
         cmd=(env "${MPICH_ENV[@]}" mpirun.mpich -n "$np" "$WORK/mpich_bench" "$test"
             "${extra[@]}" "${MPICH_ARGS[@]}")
+    elif [ "$impl" = vader ]; then
+        cmd=("${VADER_RUN[@]}" -n "$np" "$WORK/ompi_bench" "$test" "${extra[@]}")
     else
         cmd=("${MPIRUN[@]}" -n "$np" "$WORK/ompi_bench" "$test" "${extra[@]}")
     fi
@@ -380,6 +392,8 @@ run_nptcp() {
     echo "ours_ok=$OURS_OK"
     echo "ours_note=$OURS_NOTE"
     echo "mpirun_cmd=${MPIRUN[*]} -n N ompi_bench TEST"
+    echo "vader=$VADER"
+    echo "vader_cmd=mpirun --mca pml ob1 --mca btl vader,self --mca coll ^sm -n N ompi_bench TEST"
     echo "rmpirun_cmd=target/release/rmpirun --oversubscribe -n N target/release/osu_TEST"
     echo "mpich_cmd=${MPICH_ENV[*]} mpirun.mpich -n N mpich_bench TEST ${MPICH_ARGS[*]}"
     echo "nptcp_cmd=NPtcp -P PORT -p 0 -u MAX & NPtcp -h 127.0.0.1 -P PORT -p 0 -u MAX -o FILE"
@@ -397,17 +411,19 @@ for ((r = 1; r <= ROUNDS; r++)); do
     echo "load_round_$r=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW/meta.env"
     log "round $r/$ROUNDS (load $(cut -d' ' -f1-3 /proc/loadavg))"
     # rotate who goes first, so no side always runs on a machine another just warmed
-    # (rmpi and Open MPI still swap places every round, as without MPICH)
-    case $((r % 3)) in
-    1) order=(rmpi ompi mpich) ;;
-    2) order=(ompi mpich rmpi) ;;
-    0) order=(mpich rmpi ompi) ;;
+    # (rmpi and Open MPI's two paths swap places every round)
+    case $((r % 4)) in
+    1) order=(rmpi vader ompi mpich) ;;
+    2) order=(vader ompi mpich rmpi) ;;
+    3) order=(ompi mpich rmpi vader) ;;
+    0) order=(mpich rmpi vader ompi) ;;
     esac
     [ "$MPICH" -eq 1 ] || order=("${order[@]/mpich/}")
+    [ "$VADER" -eq 1 ] || order=("${order[@]/vader/}")
     for t in "${P2P_TESTS[@]}"; do
         selected "$t" || continue
         for impl in "${order[@]}"; do
-            if [ "$impl" = rmpi ] || [ "$impl" = ompi ]; then run_one "$impl" "$t" 2 "$r"; fi
+            case $impl in rmpi | ompi | vader) run_one "$impl" "$t" 2 "$r" ;; esac
         done
     done
     if selected nptcp || selected latency || selected bw; then run_nptcp "$r"; fi

@@ -4,7 +4,9 @@
 Input (--raw DIR), as written by compare.sh:
   meta.env                       key=value facts about the run (date, versions, load, rounds)
   rmpi/TEST_P_rR.txt             rmpi's OSU-style table for TEST on P ranks, round R
-  ompi/TEST_P_rR.txt             the same from ompi_bench under Open MPI
+  ompi/TEST_P_rR.txt             the same from ompi_bench under Open MPI over TCP
+  vader/TEST_P_rR.txt            the same from ompi_bench under Open MPI's shared memory
+                                 (`--mca btl vader,self`; optional)
   mpich/TEST_P_rR.txt            the same program under MPICH (collectives only; optional)
   nptcp/np_rR.out                NetPIPE output: bytes, Mbit/s, one-way seconds
   */*.missing, */*.failed        a run that could not happen or exited non-zero
@@ -16,6 +18,8 @@ Output (--out DIR): one CSV per test and rank count, results.md (every table), p
 the GENERATED markers of docs/performance.md is replaced by the summary tables.
 MPICH columns, summary lines and plot curves appear only when the raw directory has MPICH
 runs (or recorded failures); without them every output is as it was before MPICH was added.
+The same holds for Open MPI's shared-memory path (vader): its CSV columns come last, after
+MPICH's, so the older columns keep their positions.
 
 Only the Python standard library is used.
 """
@@ -132,7 +136,7 @@ def read_meta(raw: Path) -> dict[str, str]:
 def collect(raw: Path) -> dict[tuple[str, int], dict[str, Series]]:
     """All measurements, keyed by (test, ranks) then implementation."""
     data: dict[tuple[str, int], dict[str, Series]] = {}
-    for impl in ("rmpi", "ompi", "mpich"):
+    for impl in ("rmpi", "ompi", "mpich", "vader"):
         folder = raw / impl
         if not folder.is_dir():
             continue
@@ -166,7 +170,8 @@ def collect(raw: Path) -> dict[tuple[str, int], dict[str, Series]]:
                 data.setdefault(("bw", 2), {}).setdefault("nptcp", Series()).rounds.append(bw)
     # NPtcp alone does not make a table (e.g. --only latency still runs NPtcp, which also
     # yields ping-pong rates): keep a test only when rmpi or Open MPI was asked to run it
-    return {key: impls for key, impls in data.items() if set(impls) - {"nptcp", "mpich"}}
+    return {key: impls for key, impls in data.items()
+            if set(impls) - {"nptcp", "mpich", "vader"}}
 
 
 def human_size(size: int) -> str:
@@ -243,6 +248,11 @@ class Row(NamedTuple):
     ratio: str
     words: str
     mpich: float | None = None
+    vader: float | None = None
+
+    def vs_vader(self, higher_is_better: bool) -> tuple[str, str]:
+        """(ratio rmpi / Open MPI shared memory, plain words)."""
+        return verdict(self.ours, self.vader, higher_is_better)
 
     def mpich_over_ours(self) -> float | None:
         """How many times faster rmpi is than MPICH (MPICH time / rmpi time), or None."""
@@ -259,11 +269,18 @@ class Report:
     meta: dict[str, str]
     out: Path
     plot_inputs: list[str] = field(default_factory=list)
+    # Each CSV file's header, so the plots find their columns by name.
+    csv_headers: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def with_mpich(self) -> bool:
         """True when this run included MPICH (results or recorded failures)."""
         return any("mpich" in impls for impls in self.data.values())
+
+    @property
+    def with_vader(self) -> bool:
+        """True when this run included Open MPI's shared-memory path (results or failures)."""
+        return any("vader" in impls for impls in self.data.values())
 
     def series(self, test: str, ranks: int, impl: str) -> Series | None:
         """One implementation's series, if it was run."""
@@ -298,6 +315,10 @@ class Report:
         if mpich_cols:
             header += [f"mpich_median_{unit}", f"mpich_min_{unit}", f"mpich_max_{unit}",
                        "mpich_rounds", "ratio_mpich_over_rmpi"]
+        # Open MPI's shared memory after all of those, for the same reason
+        if self.with_vader:
+            header += [f"vader_median_{unit}", f"vader_min_{unit}", f"vader_max_{unit}",
+                       "vader_rounds", "ratio_rmpi_over_vader"]
         path = self.out / f"{test}_{ranks}.csv"
         with path.open("w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
@@ -317,8 +338,14 @@ class Report:
                     row += stat_cells(vals)
                     mpich = statistics.median(vals) if vals else None
                     row.append(f"{mpich / ours:.4f}" if ours and mpich else "")
+                if self.with_vader:
+                    vals = self.values(test, ranks, "vader", size)
+                    row += stat_cells(vals)
+                    vader = statistics.median(vals) if vals else None
+                    row.append(f"{ours / vader:.4f}" if ours and vader else "")
                 writer.writerow(row)
         self.plot_inputs.append(path.name)
+        self.csv_headers[path.name] = header
         return path
 
     def values(self, test: str, ranks: int, impl: str, size: int) -> list[float]:
@@ -341,35 +368,50 @@ class Report:
             ratio, words = verdict(ours, ompi, higher_is_better=test == "bw")
             yield Row(size, ours_cell(ours_s, size), ours, ompi,
                       self.median(test, ranks, "nptcp", size), ratio, words,
-                      self.median(test, ranks, "mpich", size))
+                      self.median(test, ranks, "mpich", size),
+                      self.median(test, ranks, "vader", size))
 
     def latency_table(self) -> list[str]:
         """Point-to-point latency, 2 ranks, with NPtcp as the raw TCP floor."""
-        lines = [
-            "| size | rmpi (µs) | Open MPI (µs) | NPtcp (µs) | rmpi/Open MPI | rmpi vs Open MPI "
-            "| rmpi/NPtcp | Open MPI/NPtcp |",
-            "| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
-        ]
+        head, rule = self.vader_head("| size | rmpi (µs) | Open MPI (µs) | NPtcp (µs) "
+                                     "| rmpi/Open MPI | rmpi vs Open MPI | rmpi/NPtcp "
+                                     "| Open MPI/NPtcp |",
+                                     "| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+                                     "µs")
+        lines = [head, rule]
         for r in self.rows("latency", 2):
             vs_raw = f"{r.ours / r.raw:.2f}" if r.ours and r.raw else "—"
             ompi_raw = f"{r.ompi / r.raw:.2f}" if r.ompi and r.raw else "—"
             lines.append(
                 f"| {human_size(r.size)} | {r.ours_cell} | {fmt(r.ompi)} | {fmt(r.raw)} "
-                f"| {r.ratio} | {r.words} | {vs_raw} | {ompi_raw} |"
+                f"| {r.ratio} | {r.words} | {vs_raw} | {ompi_raw} |" + self.vader_cells(r, False)
             )
         return lines
 
+    def vader_head(self, head: str, rule: str, unit: str) -> tuple[str, str]:
+        """A table's header and rule, with the Open MPI shared-memory columns when it ran."""
+        if self.with_vader:
+            head += f" Open MPI shm ({unit}) | rmpi/Open MPI shm | rmpi vs Open MPI shm |"
+            rule += " ---: | ---: | --- |"
+        return head, rule
+
+    def vader_cells(self, r: Row, higher_is_better: bool) -> str:
+        """The Open MPI shared-memory cells of one row (nothing when it did not run)."""
+        if not self.with_vader:
+            return ""
+        ratio, words = r.vs_vader(higher_is_better)
+        return f" {fmt(r.vader)} | {ratio} | {words} |"
+
     def bw_table(self) -> list[str]:
         """Streaming bandwidth (window of 64), with NPtcp's ping-pong rate for reference."""
-        lines = [
-            "| size | rmpi (MB/s) | Open MPI (MB/s) | rmpi/Open MPI | rmpi vs Open MPI "
-            "| NPtcp ping-pong (MB/s) |",
-            "| ---: | ---: | ---: | ---: | --- | ---: |",
-        ]
+        head, rule = self.vader_head("| size | rmpi (MB/s) | Open MPI (MB/s) | rmpi/Open MPI "
+                                     "| rmpi vs Open MPI | NPtcp ping-pong (MB/s) |",
+                                     "| ---: | ---: | ---: | ---: | --- | ---: |", "MB/s")
+        lines = [head, rule]
         for r in self.rows("bw", 2):
             lines.append(
                 f"| {human_size(r.size)} | {r.ours_cell} | {fmt(r.ompi)} | {r.ratio} "
-                f"| {r.words} | {fmt(r.raw)} |"
+                f"| {r.words} | {fmt(r.raw)} |" + self.vader_cells(r, True)
             )
         return lines
 
@@ -385,6 +427,7 @@ class Report:
         if mpich_cols:
             head += " MPICH (µs) | MPICH/rmpi |"
             rule += " ---: | ---: |"
+        head, rule = self.vader_head(head, rule, "µs")
         lines = [head, rule]
         for r in self.rows(test, ranks):
             line = (f"| {human_size(r.size) if test != 'barrier' else '—'} "
@@ -394,7 +437,7 @@ class Report:
                          f"| {fmt(busbw(r.size, r.ompi, ranks))} |")
             if mpich_cols:
                 line += f" {fmt(r.mpich)} | {times(r.mpich_over_ours())} |"
-            lines.append(line)
+            lines.append(line + self.vader_cells(r, False))
         return lines
 
     def headline(self) -> list[str]:
@@ -409,42 +452,56 @@ class Report:
             best = max(s.sizes(), key=lambda z: s.median(z) or 0.0)
             return s.median(best), best
 
+        shm = self.with_vader
+
+        def shm_cells(ours: float | None, vader: float | None, higher: bool,
+                      vader_cell: str | None = None) -> str:
+            if not shm:
+                return ""
+            return f" {vader_cell or fmt(vader)} | {verdict(ours, vader, higher)[1]} |"
+
         lines = [
-            "| measure | rmpi | Open MPI (TCP) | NPtcp (raw TCP) | rmpi vs Open MPI |",
-            "| --- | ---: | ---: | ---: | --- |",
+            "| measure | rmpi | Open MPI (TCP) | NPtcp (raw TCP) | rmpi vs Open MPI |"
+            + (" Open MPI (shared memory) | rmpi vs Open MPI shm |" if shm else ""),
+            "| --- | ---: | ---: | ---: | --- |" + (" ---: | --- |" if shm else ""),
         ]
         for size in (0, 8):
-            ours, ompi, raw = (at("latency", i, size) for i in ("rmpi", "ompi", "nptcp"))
+            ours, ompi, raw, vader = (at("latency", i, size)
+                                      for i in ("rmpi", "ompi", "nptcp", "vader"))
             if ompi is None and ours is None:
                 continue
             lines.append(
                 f"| one-way latency, {human_size(size)} (µs) | {fmt(ours) if ours else 'pending'} "
                 f"| {fmt(ompi)} | {fmt(raw)} | {verdict(ours, ompi, False)[1]} |"
+                + shm_cells(ours, vader, False)
             )
         cells = []
-        for impl in ("rmpi", "ompi", "nptcp"):
+        for impl in ("rmpi", "ompi", "nptcp", "vader"):
             value, size = peak(impl)
             cells.append(f"{fmt(value)} at {human_size(size)}" if value and size is not None
                          else ("pending" if impl == "rmpi" else "—"))
-        ours_peak, ompi_peak = peak("rmpi")[0], peak("ompi")[0]
+        ours_peak, ompi_peak, vader_peak = peak("rmpi")[0], peak("ompi")[0], peak("vader")[0]
         lines.append(
             f"| peak bandwidth (MB/s) | {cells[0]} | {cells[1]} | {cells[2]} "
             f"| {verdict(ours_peak, ompi_peak, True)[1]} |"
+            + shm_cells(ours_peak, vader_peak, True, cells[3])
         )
         for size in (8, 65536, 4 << 20):
             ours = self.median("allreduce", 2, "rmpi", size)
             ompi = self.median("allreduce", 2, "ompi", size)
+            vader = self.median("allreduce", 2, "vader", size)
             if ompi is None and ours is None:
                 continue
             lines.append(
                 f"| allreduce, 2 ranks, {human_size(size)} (µs) "
                 f"| {fmt(ours) if ours else 'pending'} | {fmt(ompi)} | — "
-                f"| {verdict(ours, ompi, False)[1]} |"
+                f"| {verdict(ours, ompi, False)[1]} |" + shm_cells(ours, vader, False)
             )
         return lines
 
-    def coll_summary(self) -> list[str]:
-        """Every collective at a few sizes: 'rmpi vs Open MPI' per cell."""
+    def coll_summary(self, theirs: str = "ompi") -> list[str]:
+        """Every collective at a few sizes: 'rmpi vs Open MPI' (`theirs`: its TCP path "ompi"
+        or its shared memory "vader") per cell."""
         sizes = [8, 65536, 1 << 20, 16 << 20]
         lines = [
             "| collective | ranks | " + " | ".join(human_size(s) for s in sizes) + " |",
@@ -458,7 +515,7 @@ class Report:
                 cells = []
                 for size in wanted:
                     ours = self.median(test, ranks, "rmpi", size)
-                    ompi = self.median(test, ranks, "ompi", size)
+                    ompi = self.median(test, ranks, theirs, size)
                     if ours is None and ompi is None:
                         cells.append("—")
                         continue
@@ -469,8 +526,9 @@ class Report:
                 lines.append(f"| {test} | {ranks} | " + " | ".join(cells) + " |")
         return lines
 
-    def slower_summary(self) -> list[str]:
-        """One plain line per test: where rmpi is slower than Open MPI, and by how much."""
+    def slower_summary(self, theirs: str = "ompi") -> list[str]:
+        """One plain line per test: where rmpi is slower than Open MPI (`theirs`: its TCP path
+        "ompi" or its shared memory "vader"), and by how much."""
         lines = []
         order = [("latency", 2), ("bw", 2)] + [
             (t, np) for np in (2, 4) for t in COLLECTIVES if (t, np) in self.data
@@ -485,7 +543,7 @@ class Report:
             last_pair: tuple[float, float] = (0.0, 0.0)
             for size in self.sizes(test, ranks):
                 ours = self.median(test, ranks, "rmpi", size)
-                ompi = self.median(test, ranks, "ompi", size)
+                ompi = self.median(test, ranks, theirs, size)
                 if not ours or not ompi:
                     continue
                 compared += 1
@@ -579,6 +637,8 @@ class Report:
             f"({m.get('host_cpu', '?')}), Linux {m.get('kernel', '?')}, commit "
             f"{m.get('git_commit', '?')}.",
             f"- {m.get('ompi_version', 'Open MPI ?')}; {m.get('rustc_version', 'rustc ?')}"
+            + (f"; Open MPI's shared memory as `{m.get('vader_cmd', '?')}`"
+               if self.with_vader else "")
             + (f"; {m.get('mpich_version') or 'MPICH ?'} (collectives only, "
                f"`{m.get('mpich_cmd', '?')}`)" if self.with_mpich else "")
             + ".",
@@ -618,6 +678,9 @@ class Report:
                   else "") + ".", ""]
         out += self.run_facts() + [""]
         out += ["## Where rmpi is slower than Open MPI", ""] + self.slower_summary() + [""]
+        if self.with_vader:
+            out += ["## Where rmpi is slower than Open MPI's shared memory (vader)", ""]
+            out += self.slower_summary("vader") + [""]
         if self.with_mpich:
             out += ["## rmpi vs MPICH (collectives)", ""] + self.mpich_summary() + [""]
         if ("latency", 2) in self.data:
@@ -636,6 +699,9 @@ class Report:
         out = ["", "### Run", ""] + self.run_facts() + [""]
         out += ["### Headline", ""] + self.headline() + [""]
         out += ["### Where rmpi is slower than Open MPI", ""] + self.slower_summary() + [""]
+        if self.with_vader:
+            out += ["### Where rmpi is slower than Open MPI's shared memory (vader)", ""]
+            out += self.slower_summary("vader") + [""]
         if self.with_mpich:
             out += ["### rmpi vs MPICH (collectives)", ""] + self.mpich_summary() + [""]
         if ("latency", 2) in self.data:
@@ -645,6 +711,9 @@ class Report:
         if any(t in COLLECTIVES for (t, _) in self.data):
             out += ["### Collectives (median latency, rmpi vs Open MPI)", ""]
             out += self.coll_summary() + [""]
+            if self.with_vader:
+                out += ["### Collectives (median latency, rmpi vs Open MPI shared memory)", ""]
+                out += self.coll_summary("vader") + [""]
             for ranks in (2, 4):
                 if ("allreduce", ranks) in self.data:
                     out += [f"### Allreduce, {ranks} ranks, with bus bandwidth", ""]
@@ -660,20 +729,20 @@ class Report:
             s = self.series(test, ranks, impl)
             return bool(s and s.rounds)
 
-        colour = {"rmpi": "#d62728", "ompi": "#1f77b4", "nptcp": "#2ca02c", "mpich": "#ff7f0e"}
+        colour = {"rmpi": "#d62728", "ompi": "#1f77b4", "nptcp": "#2ca02c", "mpich": "#ff7f0e",
+                  "vader": "#9467bd"}
         title = {"rmpi": "rmpi", "ompi": "Open MPI (TCP)", "nptcp": "NPtcp (raw TCP)",
-                 "mpich": "MPICH (TCP)"}
-        # CSV column of each implementation's median (see write_csv: 4 columns per side,
-        # then the ratio and, for allreduce, the two bus bandwidths at columns 11 and 12;
-        # MPICH's four follow all of those in the collectives' files)
-        column = {"rmpi": 2, "ompi": 6, "nptcp": 10}
+                 "mpich": "MPICH (TCP)", "vader": "Open MPI (shared memory)"}
 
-        def col(impl: str, test: str) -> int:
-            if impl == "mpich":
-                return 13 if test == "allreduce" else 11
-            return column[impl]
+        def col(csv_name: str, name: str) -> int:
+            """The 1-based gnuplot column of CSV header `name` (see write_csv)."""
+            return self.csv_headers[csv_name].index(name) + 1
 
-        coll_impls = ["rmpi", "ompi", "mpich"]
+        def median_col(csv_name: str, impl: str, test: str) -> int:
+            unit = "MBps" if test == "bw" else "us"
+            return col(csv_name, f"{impl}_median_{unit}")
+
+        coll_impls = ["rmpi", "ompi", "vader", "mpich"]
 
         def curves(csv_name: str, test: str, ranks: int, impls: list[str]) -> str:
             parts = []
@@ -682,7 +751,8 @@ class Report:
             for impl in impls:
                 if has(test, ranks, impl):
                     parts.append(
-                        f"'{csv_name}' using (($1>0)?$1:NaN):{col(impl, test)} with linespoints "
+                        f"'{csv_name}' using (($1>0)?$1:NaN):{median_col(csv_name, impl, test)} "
+                        "with linespoints "
                         f"lw 2 pt 7 ps 0.5 lc rgb '{colour[impl]}' title '{title[impl]}'"
                     )
             return ", \\\n     ".join(parts)
@@ -698,14 +768,14 @@ class Report:
             "set xlabel 'message size (bytes)'",
         ]
         if ("latency", 2) in self.data:
-            c = curves("latency_2.csv", "latency", 2, ["rmpi", "ompi", "nptcp"])
+            c = curves("latency_2.csv", "latency", 2, ["rmpi", "ompi", "vader", "nptcp"])
             if c:
                 lines += ["set output 'latency_2.png'", "set logscale y",
                           "set ylabel 'one-way latency (µs)'",
                           "set title 'Point-to-point latency, 2 ranks, loopback (median)'",
                           f"plot {c}", "unset logscale y"]
         if ("bw", 2) in self.data:
-            c = curves("bw_2.csv", "bw", 2, ["rmpi", "ompi", "nptcp"])
+            c = curves("bw_2.csv", "bw", 2, ["rmpi", "ompi", "vader", "nptcp"])
             if c:
                 lines += ["set output 'bw_2.png'", "set logscale y",
                           "set ylabel 'bandwidth (MB/s)'",
@@ -719,8 +789,8 @@ class Report:
             lines += [f"set output 'collectives_{ranks}.png'",
                       "set terminal pngcairo size 1500,1200 font 'sans,9'",
                       "set logscale y", "set ylabel 'latency (µs)'", "unset title",
-                      f"set multiplot layout 3,3 title 'Collectives, {ranks} ranks, loopback "
-                      "TCP (median latency)'"]
+                      f"set multiplot layout 3,3 title 'Collectives, {ranks} ranks, one host "
+                      "(median latency)'"]
             for test in panels:
                 name = test.replace("_", "\\_")
                 lines += [f"set title '{name}'",
@@ -730,10 +800,12 @@ class Report:
         busbw_plots = []
         for ranks in (2, 4):
             point = 7 if ranks == 2 else 5
-            for impl, col, dash in (("rmpi", 11, 1), ("ompi", 12, 2)):
-                if has("allreduce", ranks, impl) and f"allreduce_{ranks}.csv" in self.plot_inputs:
+            for impl, column, dash in (("rmpi", "rmpi_busbw_MBps", 1),
+                                       ("ompi", "ompi_busbw_MBps", 2)):
+                name = f"allreduce_{ranks}.csv"
+                if has("allreduce", ranks, impl) and name in self.plot_inputs:
                     busbw_plots.append(
-                        f"'allreduce_{ranks}.csv' using 1:{col} with linespoints lw 2 pt {point} "
+                        f"'{name}' using 1:{col(name, column)} with linespoints lw 2 pt {point} "
                         f"ps 0.5 dt {dash} lc rgb '{colour[impl]}' "
                         f"title '{title[impl]}, {ranks} ranks'"
                     )

@@ -41,6 +41,10 @@ pub const PEER_TIMEOUT: &str = "RMPI_PEER_TIMEOUT";
 /// between hosts), `1` (the default) on.
 pub const SHM: &str = "RMPI_SHM";
 
+/// Single-copy transfer of large messages between local ranks (`process_vm_readv`): `0` copies
+/// them through the shared segment instead; `1` (the default) uses it where the kernel allows.
+pub const SHM_CMA: &str = "RMPI_SHM_CMA";
+
 /// Default boot deadline.
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default largest accepted message (64 GiB).

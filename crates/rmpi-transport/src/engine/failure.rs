@@ -133,6 +133,9 @@ impl State {
         for (q, i, w) in sends {
             let Some(e) = self.watch_error(&w) else { continue };
             if let Some(Some(c)) = self.conns.get_mut(q) {
+                if i == 0 {
+                    c.stream.payload_moving();
+                }
                 if let Some(op) = c.tx.get_mut(i) {
                     if let Some(id) = op.req.take() {
                         op.own_payload();

@@ -262,6 +262,9 @@ impl State {
                     *dest = Dest::Owned { req: None, buf: own };
                 }
             }
+            if c.tx.front().is_some_and(|op| op.req == Some(id)) {
+                c.stream.payload_moving();
+            }
             for op in c.tx.iter_mut() {
                 if op.req == Some(id) {
                     op.own_payload();
@@ -275,6 +278,9 @@ impl State {
     /// Makes a queued send stop borrowing caller memory (copies what it still holds).
     pub(crate) fn detach_send(&mut self, id: ReqId) {
         for c in self.conns.iter_mut().flatten() {
+            if c.tx.front().is_some_and(|op| op.req == Some(id)) {
+                c.stream.payload_moving();
+            }
             for op in c.tx.iter_mut().filter(|op| op.req == Some(id)) {
                 op.own_payload();
             }

@@ -24,4 +24,8 @@ pub(crate) trait Stream: Send + fmt::Debug {
     }
     /// The peer's process is gone: once what it wrote is read, the stream ends.
     fn peer_exited(&mut self) {}
+    /// The payload of the frame being written is about to move (it is copied out of caller
+    /// memory that is released next): a stream that lets the peer read it in place stops that
+    /// now; the next write presents it where it is then.
+    fn payload_moving(&mut self) {}
 }

@@ -6,13 +6,15 @@
 //! ranks exit.
 
 use std::fs::OpenOptions;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::host::host_id;
-use super::segment::Segment;
+use super::lend::LEND_MIN;
+use super::segment::{Segment, CMA_NO, CMA_YES};
+use super::sys::{self, futex_wait, futex_wake, pidfd_open};
 use super::wake::{inbox, Waker};
 use super::Group;
 use crate::error::{Error, Result};
@@ -33,16 +35,15 @@ impl Offer {
             tracing::warn!("shared memory off: /proc does not tell the host identity");
             return None;
         };
-        // SAFETY: memfd_create with a NUL-terminated name; the result is checked.
-        let fd = unsafe { libc::memfd_create(c"rmpi-segment".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
-            tracing::warn!("shared memory off: memfd_create failed: {e}");
-            return None;
-        }
-        // SAFETY: fd is a fresh descriptor that nothing else owns.
-        let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let wire = ShmOffer { host, pid: std::process::id(), segment_fd: fd as u32, reserved: 0 };
+        let memfd = match sys::memfd() {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::warn!("shared memory off: memfd_create failed: {e}");
+                return None;
+            }
+        };
+        let fd = memfd.as_raw_fd() as u32;
+        let wire = ShmOffer { host, pid: std::process::id(), segment_fd: fd, reserved: 0 };
         Some(Offer { memfd, wire })
     }
 }
@@ -65,10 +66,11 @@ fn same_host(rank: usize, endpoints: &[Endpoint]) -> Vec<usize> {
     (0..endpoints.len()).filter(|r| same(&endpoints[*r])).collect()
 }
 
-/// Most ranks of one host that share a segment. Rings are set up for every pair, so the pages a
-/// job touches (a goodbye in every ring, a page table per ring a rank writes) grow with the
-/// square of this: 1024 ranks on a 24 GiB host ran it out of memory. Beyond it, TCP.
-pub(crate) const MAX_GROUP: usize = 256;
+/// Most ranks of one host that share a segment. A ring is only brought into memory by its first
+/// bytes (a goodbye to a peer never written to is a flag, see `ring.rs`), so the rings cost
+/// memory per pair that talks; what grows with the group is a rank's engine state and a pidfd
+/// per local peer (see `docs/shared-memory.md`, "Memory per rank"). Beyond it, TCP.
+pub(crate) const MAX_GROUP: usize = 1024;
 
 /// Maps the group's segment and sets up wake-ups and death watches. `None` when no other rank
 /// shares this host.
@@ -84,8 +86,8 @@ pub(crate) fn join(
     if host.len() > MAX_GROUP && host.first() == Some(&rank) {
         // Every member sees the same table and decides the same; the lowest says why.
         tracing::warn!(
-            "shared memory off: {} ranks on this host, more than {MAX_GROUP} (the pages of the \
-             rings between every pair would grow with the square of the ranks); they use TCP",
+            "shared memory off: {} ranks on this host, more than {MAX_GROUP} (every rank keeps \
+             state for each local peer); they use TCP",
             host.len()
         );
     }
@@ -119,6 +121,13 @@ pub(crate) fn join(
         .map_err(|e| Error::io(format!("rank {rank}: binding its wake socket"), e))?;
     let waker = Waker::new(token, &members)
         .map_err(|e| Error::io(format!("rank {rank}: creating its wake socket"), e))?;
+    // Peers may read this rank's memory (lent payloads), and probe that they can.
+    let lend = lend_wanted();
+    if lend {
+        let _ = sys::allow_any_reader();
+    }
+    let probe = &seg.ctl(me).probe;
+    probe.store(probe.as_ptr() as u64, Ordering::Release);
     seg.ctl(me).attached.store(1, Ordering::Release);
     seg.header().attached.fetch_add(1, Ordering::AcqRel);
     futex_wake(&seg.header().attached);
@@ -133,6 +142,9 @@ pub(crate) fn join(
     }
     // The descriptor closes here (ours, or the leader's once everyone has mapped the segment).
     drop(offer);
+    let pids: Vec<u32> = members.iter().map(|r| endpoints[*r].shm.map_or(0, |o| o.pid)).collect();
+    let reads = lend && probe_peer_memory(&seg, me, &pids, deadline);
+    seg.ctl(me).cma.store(if reads { CMA_YES } else { CMA_NO }, Ordering::Release);
     let mut pidfds = Vec::new();
     let mut exited = Vec::new();
     for (i, r) in members.iter().enumerate() {
@@ -149,7 +161,58 @@ pub(crate) fn join(
         }
     }
     let (seg, waker) = (Arc::new(seg), Arc::new(waker));
-    Ok(Some(Group { seg, waker, members, me, inbox, pidfds, exited }))
+    let lend_min = if lend { LEND_MIN } else { 0 };
+    Ok(Some(Group { seg, waker, members, me, inbox, pidfds, exited, pids, lend_min }))
+}
+
+/// Whether this rank lends and reads large payloads (`RMPI_SHM_CMA`, default on; a value that
+/// is not `0` or `1` is named in a warning and counts as the default).
+fn lend_wanted() -> bool {
+    match std::env::var(crate::env::SHM_CMA).ok().as_deref().map(str::trim) {
+        None | Some("1") => true,
+        Some("0") => false,
+        Some(other) => {
+            tracing::warn!("{}={other:?} is neither 0 nor 1; using 1", crate::env::SHM_CMA);
+            true
+        }
+    }
+}
+
+/// Whether this rank may read its peers' memory: it reads the probe word of one member (the
+/// leader, or member 1 for the leader itself) and checks it holds its own address. The kernel
+/// applies one policy to all processes of one user on one host (Yama, seccomp, capabilities),
+/// so one probe stands for every peer. Refused (containers, Yama's `ptrace_scope` 2 or 3), the
+/// rank says so in its control block and its peers copy through the ring.
+fn probe_peer_memory(seg: &Segment, me: usize, pids: &[u32], deadline: Instant) -> bool {
+    let other = if me == 0 { 1 } else { 0 };
+    // The other member publishes its probe word before it counts itself attached.
+    let word = &seg.header().attached;
+    while seg.ctl(other).attached.load(Ordering::Acquire) == 0 {
+        let seen = word.load(Ordering::Acquire);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        if seg.ctl(other).attached.load(Ordering::Acquire) == 0 {
+            futex_wait(word, seen, left.min(Duration::from_millis(10)));
+        }
+    }
+    let addr = seg.ctl(other).probe.load(Ordering::Acquire);
+    let mut got = [0u8; 8];
+    match sys::read_process(pids[other], addr, &mut got) {
+        Ok(8) if u64::from_ne_bytes(got) == addr => true,
+        Ok(n) => {
+            tracing::info!("single copy off: probing a local peer's memory read {n} bytes");
+            false
+        }
+        Err(e) => {
+            tracing::info!(
+                "single copy off: the kernel does not let this rank read its local peers' \
+                 memory ({e}); large messages go through the shared segment"
+            );
+            false
+        }
+    }
 }
 
 /// Waits until all `n` members have mapped `seg`; on the deadline, the group indices missing.
@@ -171,36 +234,6 @@ fn wait_all_attached(
         }
         futex_wait(word, seen, left.min(std::time::Duration::from_millis(100)));
     }
-}
-
-/// Sleeps while `word` holds `seen`, at most `timeout` (a shared futex: other processes wake it).
-fn futex_wait(word: &std::sync::atomic::AtomicU32, seen: u32, timeout: std::time::Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: FUTEX_WAIT reads the aligned u32 behind `word` and the timespec; both outlive the
-    // call. Errors (EAGAIN: the value changed; EINTR; ETIMEDOUT) all mean "look again".
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, seen, &ts as *const _, 0, 0)
-    };
-}
-
-/// Wakes every waiter on `word`.
-fn futex_wake(word: &std::sync::atomic::AtomicU32) {
-    // SAFETY: FUTEX_WAKE only uses the address as a key.
-    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0, 0, 0) };
-}
-
-/// A descriptor that becomes readable when process `pid` exits.
-fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags; the result is checked.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]

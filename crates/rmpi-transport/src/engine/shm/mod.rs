@@ -5,6 +5,8 @@
 //! * [`host`]: which ranks are on one host (kernel identity, never host names).
 //! * [`segment`]: the segment's layout and mapping.
 //! * [`ring`]: the stream over a pair of rings.
+//! * [`lend`]: large payloads read straight from the sender's memory (one copy).
+//! * [`sys`]: the system calls behind all of these.
 //! * [`wake`]: waking a rank that sleeps in its poller.
 //! * [`boot`]: creating and mapping the segment at start-up.
 //!
@@ -14,8 +16,10 @@
 
 mod boot;
 mod host;
+mod lend;
 mod ring;
 mod segment;
+mod sys;
 mod wake;
 
 use std::io;
@@ -55,6 +59,10 @@ pub(crate) struct Group {
     pidfds: Vec<(usize, OwnedFd)>,
     /// Members whose process had exited before it could be watched.
     exited: Vec<usize>,
+    /// Process ids, by group index.
+    pids: Vec<u32>,
+    /// Payload slices from this size on are lent to peers that read loans (0: never).
+    lend_min: usize,
 }
 
 impl Group {
@@ -68,7 +76,9 @@ impl Group {
         let mut out: Vec<(usize, Box<dyn Stream>)> = Vec::new();
         for (i, r) in self.members.iter().enumerate() {
             if i != self.me {
-                let mut s = ShmStream::new(self.seg.clone(), self.waker.clone(), self.me, i);
+                let pid = self.pids.get(i).copied().unwrap_or(0);
+                let (seg, waker) = (self.seg.clone(), self.waker.clone());
+                let mut s = ShmStream::new(seg, waker, (self.me, i), pid, self.lend_min);
                 if self.exited.contains(r) {
                     s.peer_exited();
                 }

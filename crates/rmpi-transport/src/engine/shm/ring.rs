@@ -1,15 +1,23 @@
 //! A shared-memory [`Stream`]: two single-producer/single-consumer byte rings in the segment,
 //! one each way. The writer copies bytes in and then publishes its tail (release); the reader
 //! sees the tail (acquire), copies out and publishes its head. A reader never sees a byte that
-//! is not completely written, whatever happens to the writer.
+//! is not completely written, whatever happens to the writer. Large payloads are lent instead
+//! of copied into the ring (see [`super::lend`]).
 
 use std::io::{self, IoSlice};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
-use super::segment::{Pair, Segment};
+use super::lend::{self, Lent, Loan};
+use super::segment::{Pair, Segment, CMA_YES, WAIT_LOAN, WAIT_ROOM};
 use super::wake::Waker;
 use crate::engine::stream::Stream;
+use crate::wire::{FrameHeader, FrameKind, HEADER_LEN};
+
+/// The goodbye frame, which a rank sends each peer as its last bytes.
+fn goodbye() -> [u8; HEADER_LEN] {
+    FrameHeader { kind: FrameKind::Goodbye, context: 0, tag: 0, len: 0 }.encode()
+}
 
 /// The stream between local rank `me` and local rank `peer` (indices in the host's group).
 #[derive(Debug)]
@@ -27,10 +35,28 @@ pub(crate) struct ShmStream {
     /// Whether this side has written anything yet (until then its ring is empty, and looking at
     /// it would only bring a page of the segment into memory for nothing).
     wrote: bool,
+    /// The peer's process id (lent bytes are read from its memory).
+    peer_pid: u32,
+    /// Payload slices from this size on are lent when the peer reads loans (0: never lend).
+    lend_min: usize,
+    /// The payload lent right now.
+    loan: Option<Loan>,
+    /// Bytes of the peer's goodbye read so far, when it said it through its control block.
+    bye_read: usize,
+    /// This side said its goodbye through its control block.
+    bye_aside: bool,
 }
 
 impl ShmStream {
-    pub(crate) fn new(seg: Arc<Segment>, waker: Arc<Waker>, me: usize, peer: usize) -> Self {
+    /// The stream from group index `me` to `peer`, whose process is `peer_pid`; lending slices
+    /// of at least `lend_min` bytes (0: never).
+    pub(crate) fn new(
+        seg: Arc<Segment>,
+        waker: Arc<Waker>,
+        (me, peer): (usize, usize),
+        peer_pid: u32,
+        lend_min: usize,
+    ) -> Self {
         ShmStream {
             seg,
             waker,
@@ -40,6 +66,96 @@ impl ShmStream {
             write_closed: false,
             closed: false,
             wrote: false,
+            peer_pid,
+            lend_min,
+            loan: None,
+            bye_read: 0,
+            bye_aside: false,
+        }
+    }
+
+    /// Whether the peer said goodbye through its control block (it never wrote to this ring).
+    fn peer_said_bye(&self) -> bool {
+        self.seg.ctl(self.peer).bye.load(Ordering::Acquire) != 0
+            && self.inbound().w.tail.load(Ordering::Acquire) == 0
+    }
+
+    /// Reads the peer's goodbye given through its control block, then the end of the stream.
+    fn read_bye(&mut self, buf: &mut [u8]) -> usize {
+        let bye = goodbye();
+        let n = buf.len().min(HEADER_LEN - self.bye_read);
+        buf[..n].copy_from_slice(&bye[self.bye_read..self.bye_read + n]);
+        self.bye_read += n;
+        n
+    }
+
+    /// A goodbye to a peer this side never wrote to: said through this rank's control block
+    /// (one flag for all such peers), so the ring's pages stay untouched.
+    fn says_bye_aside(&self, bufs: &[IoSlice<'_>]) -> bool {
+        if self.wrote {
+            return false;
+        }
+        let mut bytes = bufs.iter().flat_map(|b| b.iter());
+        let bye = goodbye();
+        bufs.iter().map(|b| b.len()).sum::<usize>() == HEADER_LEN
+            && bye.iter().all(|x| bytes.next() == Some(x))
+    }
+
+    /// Whether a payload slice of `len` bytes is lent rather than copied.
+    fn lends(&self, len: usize) -> bool {
+        self.lend_min > 0
+            && len >= self.lend_min
+            && self.seg.ctl(self.peer).cma.load(Ordering::Acquire) == CMA_YES
+    }
+
+    /// A write while a payload is lent: reports the bytes the reader has taken since the last
+    /// report.
+    fn write_lent(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let rest: &[u8] = bufs.iter().find(|b| !b.is_empty()).map_or(&[], |b| b);
+        let seg = self.seg.clone();
+        let p = seg.pair(self.me, self.peer);
+        let Some(loan) = self.loan.as_mut() else { return Ok(0) };
+        let republished = loan.is_moved();
+        let got = loan.write(p, rest)?;
+        if loan.done() {
+            self.loan = None;
+        }
+        if republished {
+            self.nudge_peer();
+        }
+        match got {
+            Some(n) => Ok(n as usize),
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    /// Wakes the writer of the inbound ring if it waits for `what` (room, or lent bytes to be
+    /// taken: [`WAIT_ROOM`], [`WAIT_LOAN`]).
+    fn wake_writer(&self, p: &Pair, what: u32) {
+        fence(Ordering::SeqCst);
+        let waits = |w: u32| w & what != 0;
+        if waits(p.w.waiting.load(Ordering::Relaxed))
+            && waits(p.w.waiting.fetch_and(!what, Ordering::AcqRel))
+        {
+            self.waker.wake(self.peer);
+        }
+    }
+
+    /// Reads lent bytes (the ring is empty): `closed` says whether the writer has closed.
+    fn read_lent(&mut self, buf: &mut [u8], closed: bool) -> io::Result<usize> {
+        if self.peer_gone {
+            // Its memory is gone (and its process id may name another process soon).
+            return Ok(0);
+        }
+        let p = self.inbound();
+        match lend::read(p, self.peer_pid, buf)? {
+            Lent::Read(n) => {
+                self.wake_writer(p, WAIT_LOAN);
+                Ok(n)
+            }
+            Lent::Gone => Ok(0),
+            Lent::Nothing | Lent::Wait if closed => Ok(0),
+            Lent::Nothing | Lent::Wait => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 
@@ -96,7 +212,10 @@ impl Stream for ShmStream {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "corrupt ring indices"));
         }
         if avail == 0 {
-            return if closed { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
+            if tail == 0 && self.peer_said_bye() {
+                return Ok(self.read_bye(buf));
+            }
+            return self.read_lent(buf, closed);
         }
         let n = (avail as usize).min(buf.len());
         let at = (head % cap) as usize;
@@ -108,23 +227,45 @@ impl Stream for ShmStream {
             std::ptr::copy_nonoverlapping(ring, buf.as_mut_ptr().add(first), n - first);
         }
         p.r.head.store(head + n as u64, Ordering::Release);
-        fence(Ordering::SeqCst);
-        if p.w.waiting.load(Ordering::Relaxed) != 0 && p.w.waiting.swap(0, Ordering::AcqRel) != 0 {
-            self.waker.wake(self.peer);
-        }
+        self.wake_writer(p, WAIT_ROOM);
         Ok(n)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.says_bye_aside(bufs) && !self.write_refused() {
+            // Every stream of this rank says its goodbye last (finalize), so the flag is set once
+            // all goodbyes are due; `tail` stays 0, which is how the peer tells the two apart.
+            self.seg.ctl(self.me).bye.store(1, Ordering::Release);
+            self.bye_aside = true;
+            self.nudge_peer();
+            return Ok(HEADER_LEN);
+        }
         self.wrote = true;
+        if self.loan.is_some() {
+            // Bytes the reader took before it closed count as sent.
+            let res = self.write_lent(bufs);
+            if self.write_refused() && would_block(&res) {
+                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the peer reads no more"));
+            }
+            return res;
+        }
         if self.write_refused() {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the peer reads no more"));
+        }
+        if let Some(b) = bufs.iter().find(|b| !b.is_empty()) {
+            if self.lends(b.len()) {
+                // Nothing is in the ring behind the lent bytes: they follow all that is.
+                self.loan = Some(Loan::publish(self.outbound(), b));
+                self.nudge_peer();
+                return self.write_lent(bufs);
+            }
         }
         let cap = self.cap();
         let mut room = self.room();
         if room == 0 {
             // Ask the reader for a wake-up, then look again (it may have read in between).
-            self.outbound().w.waiting.store(1, Ordering::SeqCst);
+            self.outbound().w.waiting.fetch_or(WAIT_ROOM, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
             room = self.room();
             if room == 0 {
                 return Err(io::ErrorKind::WouldBlock.into());
@@ -135,6 +276,10 @@ impl Stream for ShmStream {
         let mut tail = p.w.tail.load(Ordering::Relaxed);
         let mut written = 0usize;
         for b in bufs {
+            if written > 0 && self.lends(b.len()) {
+                // Lent by the next write, once what comes before it is in the ring.
+                break;
+            }
             let mut src: &[u8] = b;
             while !src.is_empty() && room > 0 {
                 let at = (tail % cap) as usize;
@@ -159,8 +304,12 @@ impl Stream for ShmStream {
     fn close_write(&mut self) {
         if !self.write_closed {
             self.write_closed = true;
-            self.outbound().w.closed.store(1, Ordering::Release);
-            self.nudge_peer();
+            // After a goodbye through the control block the peer reads the end of the stream
+            // right behind it: the pair's page stays untouched.
+            if !self.bye_aside {
+                self.outbound().w.closed.store(1, Ordering::Release);
+                self.nudge_peer();
+            }
         }
     }
 
@@ -169,9 +318,13 @@ impl Stream for ShmStream {
             return;
         }
         self.close_write();
+        self.payload_moving();
         self.inbound().r.closed.store(1, Ordering::Release);
-        // A writer waiting for room must learn that none will come.
-        self.waker.wake(self.peer);
+        // A writer waiting for room must learn that none will come (one that never wrote
+        // waits for nothing).
+        if self.inbound().w.tail.load(Ordering::Acquire) != 0 {
+            self.waker.wake(self.peer);
+        }
     }
 
     /// Bytes in the ring live in memory the peer has mapped: they are delivered once written.
@@ -183,17 +336,169 @@ impl Stream for ShmStream {
         let p = self.inbound();
         let input = p.w.tail.load(Ordering::Acquire) != p.r.head.load(Ordering::Relaxed)
             || p.w.closed.load(Ordering::Acquire) != 0
-            || self.peer_gone;
-        Some((input, self.room() > 0 || self.write_refused()))
+            || self.peer_said_bye()
+            || self.peer_gone
+            || lend::ready(p);
+        let room = match &self.loan {
+            Some(loan) => loan.writable(self.outbound()),
+            None => self.room() > 0,
+        };
+        Some((input, room || self.write_refused()))
     }
 
     fn peer_exited(&mut self) {
         self.peer_gone = true;
     }
+
+    /// Takes a lent payload back: the reader copies nothing more from its memory (the next
+    /// write publishes where it is now).
+    fn payload_moving(&mut self) {
+        let seg = self.seg.clone();
+        if let Some(loan) = self.loan.as_mut() {
+            loan.take_back(seg.pair(self.me, self.peer));
+        }
+    }
+}
+
+fn would_block<T>(r: &io::Result<T>) -> bool {
+    matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 impl Drop for ShmStream {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::shm::segment::CMA_NO;
+    use crate::engine::shm::sys;
+    use crate::token::JobToken;
+    use std::os::fd::AsFd;
+
+    /// Both ends of the stream from group index 0 to 1 in a fresh two-member segment, with
+    /// member 1 reading loans when `cma` says so.
+    fn pair(cma: u32) -> (ShmStream, ShmStream) {
+        let fd = sys::memfd().expect("memfd");
+        let seg = Arc::new(Segment::map(fd.as_fd(), 2).expect("map"));
+        seg.ctl(1).cma.store(cma, Ordering::Release);
+        let waker = Arc::new(Waker::new(JobToken::generate(), &[0, 1]).expect("waker"));
+        let pid = std::process::id();
+        let w = ShmStream::new(seg.clone(), waker.clone(), (0, 1), pid, lend::LEND_MIN);
+        let r = ShmStream::new(seg, waker, (1, 0), pid, lend::LEND_MIN);
+        (w, r)
+    }
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 4096) as u8).collect()
+    }
+
+    #[test]
+    fn a_large_payload_is_read_from_the_writers_memory_and_completes_when_taken() {
+        let (mut w, mut r) = pair(CMA_YES);
+        let hdr = [9u8; 16];
+        let payload = pattern(1 << 20);
+        let iov = [IoSlice::new(&hdr), IoSlice::new(&payload)];
+        // The header goes through the ring; the payload is lent by the next write.
+        assert_eq!(w.write_vectored(&iov).unwrap(), 16);
+        assert!(would_block(&w.write_vectored(&iov[1..])), "nothing taken yet");
+        assert!(r.ready().unwrap().0);
+        let mut got = vec![0u8; 16];
+        assert_eq!(r.read(&mut got).unwrap(), 16);
+        assert_eq!(got, hdr);
+        let mut got = vec![0u8; payload.len()];
+        let mut filled = 0;
+        while filled < got.len() {
+            filled += r.read(&mut got[filled..]).unwrap();
+        }
+        assert!(got == payload, "the lent bytes arrive intact");
+        assert!(w.ready().unwrap().1, "the writer may report progress");
+        assert_eq!(w.write_vectored(&iov[1..]).unwrap(), payload.len());
+        assert!(w.loan.is_none());
+        assert_eq!(w.outbound().w.lent_total.load(Ordering::Relaxed), payload.len() as u64);
+        assert_eq!(w.outbound().w.tail.load(Ordering::Relaxed), 16, "no payload in the ring");
+        // Afterwards small frames go through the ring again, behind the lent bytes.
+        assert_eq!(w.write_vectored(&[IoSlice::new(&hdr)]).unwrap(), 16);
+        assert_eq!(r.read(&mut got[..64]).unwrap(), 16);
+    }
+
+    #[test]
+    fn lent_memory_taken_back_mid_read_is_read_from_where_it_moved() {
+        let (mut w, mut r) = pair(CMA_YES);
+        let n = 256 << 10;
+        let mut old = pattern(n);
+        assert!(would_block(&w.write_vectored(&[IoSlice::new(&old)])));
+        let mut got = vec![0u8; n];
+        assert_eq!(r.read(&mut got[..100_000]).unwrap(), 100_000);
+        // The engine copies the payload out of caller memory that is released next.
+        w.payload_moving();
+        let moved = old.clone();
+        old.iter_mut().for_each(|b| *b = 0xEE);
+        assert!(would_block(&r.read(&mut got[100_000..])), "nothing to read while taken back");
+        assert!(!r.ready().unwrap().0);
+        // The engine presents the payload again from where its last report left it (0).
+        assert_eq!(w.write_vectored(&[IoSlice::new(&moved)]).unwrap(), 100_000);
+        let mut filled = 100_000;
+        while filled < n {
+            filled += r.read(&mut got[filled..]).unwrap();
+        }
+        assert!(got == pattern(n), "nothing of the released memory is used");
+        assert_eq!(w.write_vectored(&[IoSlice::new(&moved[100_000..])]).unwrap(), n - 100_000);
+        assert!(w.loan.is_none());
+    }
+
+    #[test]
+    fn a_reader_that_refused_loans_gets_payloads_through_the_ring() {
+        let (mut w, mut r) = pair(CMA_NO);
+        let payload = pattern(200_000);
+        let mut sent = 0;
+        let mut got = vec![0u8; payload.len()];
+        let mut filled = 0;
+        while filled < payload.len() {
+            if sent < payload.len() {
+                sent += w.write_vectored(&[IoSlice::new(&payload[sent..])]).unwrap();
+            }
+            filled += r.read(&mut got[filled..]).unwrap();
+        }
+        assert!(got == payload);
+        assert_eq!(w.outbound().w.lent_total.load(Ordering::Relaxed), 0, "nothing was lent");
+    }
+
+    #[test]
+    fn a_goodbye_to_a_ring_never_written_leaves_it_untouched() {
+        let (mut w, mut r) = pair(CMA_YES);
+        let bye = goodbye();
+        assert_eq!(
+            w.write_vectored(&[IoSlice::new(&bye[..10]), IoSlice::new(&bye[10..])]).unwrap(),
+            HEADER_LEN
+        );
+        w.close_write();
+        assert_eq!(w.outbound().w.tail.load(Ordering::Relaxed), 0);
+        assert_eq!(w.outbound().w.closed.load(Ordering::Relaxed), 0);
+        assert!(r.ready().unwrap().0);
+        let mut got = [0u8; 64];
+        assert_eq!(r.read(&mut got[..5]).unwrap(), 5);
+        assert_eq!(r.read(&mut got[5..]).unwrap(), HEADER_LEN - 5);
+        assert_eq!(got[..HEADER_LEN], bye);
+        assert_eq!(r.read(&mut got).unwrap(), 0, "then the end of the stream");
+        // A goodbye after other bytes goes through the ring, and the flag does not apply.
+        let (mut w, mut r) = pair(CMA_YES);
+        assert_eq!(w.write_vectored(&[IoSlice::new(&[1, 2, 3])]).unwrap(), 3);
+        assert_eq!(w.write_vectored(&[IoSlice::new(&bye)]).unwrap(), HEADER_LEN);
+        assert_eq!(w.outbound().w.tail.load(Ordering::Relaxed), 3 + HEADER_LEN as u64);
+        assert_eq!(r.read(&mut got).unwrap(), 3 + HEADER_LEN);
+        assert!(would_block(&r.read(&mut got)));
+    }
+
+    #[test]
+    fn a_closing_writer_takes_its_loan_back_and_the_stream_ends() {
+        let (mut w, mut r) = pair(CMA_YES);
+        let payload = pattern(1 << 20);
+        assert!(would_block(&w.write_vectored(&[IoSlice::new(&payload)])));
+        w.close();
+        let mut got = vec![0u8; 1024];
+        assert_eq!(r.read(&mut got).unwrap(), 0, "end of stream, nothing read from the loan");
     }
 }

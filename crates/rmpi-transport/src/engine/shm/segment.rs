@@ -42,7 +42,22 @@ pub(crate) struct Ctl {
     pub(crate) sleeping: AtomicU32,
     /// Set once the rank has mapped the segment.
     pub(crate) attached: AtomicU32,
+    /// Whether this rank reads lent memory ([`WriterSide::lent_addr`]) of its peers itself:
+    /// 0 not known yet, [`CMA_YES`], or [`CMA_NO`] (the kernel refused its probe, or
+    /// `RMPI_SHM_CMA=0`). Writers lend memory only to a reader that said yes.
+    pub(crate) cma: AtomicU32,
+    /// Set when the rank has said goodbye to every local peer whose ring it never wrote to (a
+    /// goodbye through each of those rings would bring a page of each into memory).
+    pub(crate) bye: AtomicU32,
+    /// The address, in this rank's own address space, of this very word: its peers probe
+    /// whether they may read this rank's memory by reading it.
+    pub(crate) probe: AtomicU64,
 }
+
+/// [`Ctl::cma`]: the rank reads its peers' lent memory.
+pub(crate) const CMA_YES: u32 = 1;
+/// [`Ctl::cma`]: the rank does not; lend it nothing.
+pub(crate) const CMA_NO: u32 = 2;
 
 /// The writer's cache line of a pair.
 #[repr(C, align(64))]
@@ -51,9 +66,26 @@ pub(crate) struct WriterSide {
     pub(crate) tail: AtomicU64,
     /// Set by the writer when it sends nothing more.
     pub(crate) closed: AtomicU32,
-    /// Set by the writer when it found the ring full and waits for room.
+    /// What the writer waits for, as bits: [`WAIT_ROOM`] (it found the ring full),
+    /// [`WAIT_LOAN`] (its lent bytes to be taken). The reader clears a bit when it wakes the
+    /// writer for it.
     pub(crate) waiting: AtomicU32,
+    /// Where the bytes lent right now start, in the writer's address space (0: none, or taken
+    /// back for a moment: the reader waits).
+    pub(crate) lent_addr: AtomicU64,
+    /// How many bytes are lent right now.
+    pub(crate) lent_len: AtomicU64,
+    /// Bytes lent so far, the current loan included (monotonic; published last, release).
+    pub(crate) lent_total: AtomicU64,
+    /// Bumped each time the writer takes lent memory back: a reader that sees it change while
+    /// it read throws those bytes away.
+    pub(crate) lent_gen: AtomicU32,
 }
+
+/// [`WriterSide::waiting`]: the writer waits for room in the ring.
+pub(crate) const WAIT_ROOM: u32 = 1;
+/// [`WriterSide::waiting`]: the writer waits for the reader to take lent bytes.
+pub(crate) const WAIT_LOAN: u32 = 2;
 
 /// The reader's cache line of a pair.
 #[repr(C, align(64))]
@@ -62,6 +94,8 @@ pub(crate) struct ReaderSide {
     pub(crate) head: AtomicU64,
     /// Set by the reader when it reads nothing more.
     pub(crate) closed: AtomicU32,
+    /// Lent bytes read so far (monotonic; the writer's send completes when it covers a loan).
+    pub(crate) taken: AtomicU64,
 }
 
 /// The control block of the ring from one rank to another.
