@@ -62,6 +62,7 @@ impl RendezvousServer {
             return Err(Error::Bootstrap { rank: 0, msg: format!("bad world size {size}") });
         }
         let listener = TcpListener::bind(addr)
+            .map(crate::accept::deep_backlog)
             .map_err(|e| Error::io(format!("binding rendezvous {addr}"), e))?;
         Ok(RendezvousServer { listener, size, token, deadline })
     }
