@@ -266,20 +266,12 @@ pub(crate) fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rendezvous::RendezvousServer;
+    use crate::rendezvous::serve_on_loopback;
 
     #[test]
     fn ranks_listen_inside_the_port_range_and_advertise_their_route() {
         let token = JobToken::generate();
-        let server = RendezvousServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            3,
-            token,
-            Duration::from_secs(10),
-        )
-        .unwrap();
-        let rv = server.local_addr();
-        let server = server.spawn();
+        let (rv, server) = serve_on_loopback(3, token, Duration::from_secs(10));
         let meshes: Vec<Mesh> = (0..3)
             .map(|r| {
                 let mut cfg = BootConfig::new(r, 3, token, rv);
@@ -311,15 +303,7 @@ mod tests {
     #[test]
     fn ranks_on_one_host_open_no_tcp_between_them() {
         let token = JobToken::generate();
-        let server = RendezvousServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            3,
-            token,
-            Duration::from_secs(10),
-        )
-        .unwrap();
-        let rv = server.local_addr();
-        let server = server.spawn();
+        let (rv, server) = serve_on_loopback(3, token, Duration::from_secs(10));
         let meshes: Vec<Mesh> = (0..3)
             .map(|r| {
                 let mut cfg = BootConfig::new(r, 3, token, rv);
