@@ -57,9 +57,11 @@ fn sixty_four_hosts_of_four_ranks_start_allreduce_and_finish_over_ssh() {
     let hostfile = c.hostfile(&hostfile);
     let mcpi = workspace_example("mcpi");
     let ranks = (HOSTS * PER_HOST).to_string();
-    let args = ["-n", &ranks, "--hostfile", hostfile.to_str().unwrap(), mcpi.to_str().unwrap()];
+    let args =
+        ["-v", "-n", &ranks, "--hostfile", hostfile.to_str().unwrap(), mcpi.to_str().unwrap()];
     let out = run(c.rmpirun(&[&args[..], &["1000"]].concat()), Duration::from_secs(180));
-    eprintln!("{ranks} ranks over {HOSTS} hosts: {:?}", out.elapsed);
+    // rmpirun -v: when each host's shell came up, when its agent started, when the ranks ended.
+    eprintln!("{ranks} ranks over {HOSTS} hosts: {:?}\n{}", out.elapsed, out.stderr);
     assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
     let want = format!("from {} darts on {ranks} ranks", 1000 * HOSTS * PER_HOST);
     assert!(out.stdout.contains(&want), "no `{want}` in {}", out.stdout);
