@@ -314,13 +314,12 @@ mod tests {
         assert_eq!(list(&[]), "");
     }
 
-    /// A simulated bootstrap: the real server and `RMPI_SIM_RANKS` (default 1024) clients, each
+    /// A simulated bootstrap: the real server and `SIM_RANKS` (default 1024) clients, each
     /// a thread that joins like a rank and opens no peer socket. Reports the time taken.
     #[test]
     #[ignore = "a benchmark: cargo test --release -p rmpi-transport --lib simulated -- --ignored --nocapture"]
     fn simulated_bootstrap() {
-        let n: usize =
-            std::env::var("RMPI_SIM_RANKS").ok().and_then(|s| s.parse().ok()).unwrap_or(1024);
+        let n: usize = std::env::var("SIM_RANKS").ok().and_then(|s| s.parse().ok()).unwrap_or(1024);
         let token = JobToken::generate();
         let start = Instant::now();
         let (rv, server) = serve_on_loopback(n, token, Duration::from_secs(60));
