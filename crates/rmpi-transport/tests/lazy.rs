@@ -289,3 +289,45 @@ fn the_lower_ranks_dial_wins_when_the_real_rank_is_lower() {
 fn the_lower_ranks_dial_wins_when_the_real_rank_is_higher() {
     crossing_dials(1);
 }
+
+#[test]
+fn strays_are_refused_while_a_real_peer_connects_late() {
+    let token = JobToken::generate();
+    let rv = server(2, token);
+    let cfg = lazy(0, 2, token, rv);
+    let h = thread::spawn(move || {
+        let w = Communicator::join(&cfg)?;
+        // An any-source receive dials nobody: rank 1 must come to us.
+        let (v, st) = w.recv_any::<u32>()?;
+        w.finalize()?;
+        Ok::<_, Error>((v, st.source))
+    });
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let table = join_by_hand(rv, token, 2, 1, l.local_addr().unwrap().port());
+    let tok = *token.as_bytes();
+    let at = table[0].addr;
+    // A port scanner, something that is not rmpi, a rank of another job, a wrong world size, a
+    // rank out of range, and rank 0 itself: all closed unanswered.
+    drop(TcpStream::connect(at).unwrap());
+    let strays: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.0\r\n\r\n..............".to_vec(),
+        hello(&[0xAB; 16], 2, 1).to_vec(),
+        hello(&tok, 3, 1).to_vec(),
+        hello(&tok, 2, 7).to_vec(),
+        hello(&tok, 2, 0).to_vec(),
+    ];
+    for bytes in strays {
+        let mut s = TcpStream::connect(at).unwrap();
+        s.write_all(&bytes).unwrap();
+        assert!(closed_unanswered(&mut s), "{bytes:?} must be refused");
+    }
+    // The real rank 1.
+    let mut s = TcpStream::connect(at).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(&hello(&tok, 2, 1)).unwrap();
+    let mut b = [0u8; HELLO_LEN];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(Hello::decode(&b).unwrap().rank, 0);
+    s.write_all(&data_and_goodbye(3, &[7, 8])).unwrap();
+    assert_eq!(h.join().unwrap().unwrap(), (vec![7, 8], 1));
+}
