@@ -333,6 +333,8 @@ impl<'c> Call<'c> {
         match e {
             Error::Truncated { tag, .. } if tag != self.tag => self.mismatch(src, tag),
             Error::Truncated { len, .. } => self.count_mismatch(src, len, expect),
+            // A peer that left may have said why first (posting to it fails before any wait).
+            e @ Error::PeerLost { .. } => self.noticed().ok().flatten().unwrap_or(e),
             e => e,
         }
     }

@@ -50,6 +50,9 @@ fn child(rank: &str) -> i32 {
     let mut cfg = BootConfig::new(rank, SIZE, token, rv);
     cfg.boot_timeout = Duration::from_secs(20);
     cfg.host_label = Some(format!("proc{rank}"));
+    // Every survivor must have a connection to the victim to see it die: with connections on
+    // demand, one that never talked to it sees only the survivors leave (docs/scale.md).
+    cfg.connect = rmpi_transport::env::Connect::Eager;
     let world = match Communicator::join(&cfg) {
         Ok(w) => w,
         Err(e) => {

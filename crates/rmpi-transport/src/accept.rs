@@ -8,6 +8,20 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+/// Connections the kernel queues on a listener before it is asked to accept them (the kernel
+/// caps this at `net.core.somaxconn`, 4096 by default). The standard library's 128 drops the
+/// connections of a thousand ranks arriving at once, and each dropped one is retried only after a
+/// second or more.
+pub(crate) const BACKLOG: i32 = 4096;
+
+/// `listener`, listening again with a queue of [`BACKLOG`] (keeps the old one if refused).
+pub(crate) fn deep_backlog(listener: TcpListener) -> TcpListener {
+    if let Err(e) = socket2::SockRef::from(&listener).listen(BACKLOG) {
+        tracing::debug!("cannot deepen the listen queue: {e}");
+    }
+    listener
+}
+
 /// A thread that accepts connections and hands each to `handle` on a thread of its own, so that
 /// a silent or slow client never holds up the others. Dropping it stops it: the blocked `accept`
 /// is woken by a connection to the listener itself, and the thread is joined.

@@ -241,13 +241,18 @@ impl Communicator {
     /// Joins the job described by `cfg`: endpoint exchange (rendezvous or PMI store), then a
     /// connection to every peer.
     pub fn join(cfg: &BootConfig) -> Result<Communicator> {
-        crate::limits::ensure_descriptors(cfg.size.saturating_sub(1))
+        // Connections on demand are counted when they open (a failure names the limit).
+        let at_start = match cfg.connect {
+            crate::env::Connect::Eager => cfg.size.saturating_sub(1),
+            crate::env::Connect::Lazy => 0,
+        };
+        crate::limits::ensure_descriptors(at_start)
             .map_err(|msg| Error::Bootstrap { rank: cfg.rank, msg })?;
         let mesh = crate::mesh::build(cfg)?;
         let hosts = mesh.endpoints.iter().map(|e| e.host.clone()).collect();
         let engine = Engine::new(
             cfg.rank,
-            mesh.streams,
+            (mesh.streams, mesh.lazy),
             mesh.shm,
             hosts,
             (cfg.spin, cfg.ranks_on_host),
@@ -260,7 +265,7 @@ impl Communicator {
     pub fn singleton() -> Communicator {
         let host = crate::mesh::hostname();
         let engine =
-            Engine::new(0, vec![None], None, vec![host], (std::time::Duration::ZERO, 1), 0);
+            Engine::new(0, (vec![None], None), None, vec![host], (std::time::Duration::ZERO, 1), 0);
         match engine {
             Ok(e) => Self::world(e),
             // Creating an epoll instance can only fail when the process is out of file

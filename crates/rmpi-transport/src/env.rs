@@ -40,6 +40,19 @@ pub const PEER_TIMEOUT: &str = "RMPI_PEER_TIMEOUT";
 /// Shared memory between the ranks of one host: `0` turns it off (TCP between them, as
 /// between hosts), `1` (the default) on.
 pub const SHM: &str = "RMPI_SHM";
+/// When TCP connections between ranks open: `lazy` (the default) on first traffic, `eager` all
+/// at start (the full mesh).
+pub const CONNECT: &str = "RMPI_CONNECT";
+
+/// When a rank opens its TCP connections ([`CONNECT`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connect {
+    /// To a peer on the first send to it or the first receive naming it: a rank holds sockets
+    /// only for the peers it talks to.
+    Lazy,
+    /// To every peer during init (p - 1 sockets per rank).
+    Eager,
+}
 
 /// Single-copy transfer of large messages between local ranks (`process_vm_readv`): `0` copies
 /// them through the shared segment instead; `1` (the default) uses it where the kernel allows.
@@ -92,6 +105,8 @@ pub struct BootConfig {
     pub peers: Peers,
     /// Whether ranks on one host talk through shared memory (`RMPI_SHM`; default on).
     pub shm: bool,
+    /// When TCP connections open (`RMPI_CONNECT`; default on first traffic).
+    pub connect: Connect,
 }
 
 impl BootConfig {
@@ -114,6 +129,7 @@ impl BootConfig {
             launcher: LauncherKind::Harness,
             peers: Peers::Rendezvous,
             shm: shm_from_env(),
+            connect: connect_from_env(),
         }
     }
 
@@ -168,7 +184,7 @@ impl BootConfig {
     }
 
     /// Reads the settings every launcher kind shares: `RMPI_IFACE`, `RMPI_PORT_RANGE`,
-    /// `RMPI_BOOT_TIMEOUT`, `RMPI_SPIN_US`, `RMPI_MAX_MESSAGE`, `RMPI_PEER_TIMEOUT`, `RMPI_SHM`.
+    /// `RMPI_BOOT_TIMEOUT`, `RMPI_SPIN_US`, `RMPI_MAX_MESSAGE`, `RMPI_PEER_TIMEOUT`, `RMPI_SHM`, `RMPI_CONNECT`.
     pub(crate) fn apply_tuning(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
         let cfg = self;
         if let Some(s) = get(IFACE).filter(|s| !s.is_empty()) {
@@ -200,6 +216,9 @@ impl BootConfig {
         if let Some(s) = get(SHM) {
             cfg.shm = parse_shm(&s)?;
         }
+        if let Some(s) = get(CONNECT) {
+            cfg.connect = parse_connect(&s)?;
+        }
         Ok(())
     }
 }
@@ -215,6 +234,19 @@ fn parse_shm(s: &str) -> Result<bool> {
         "0" => Ok(false),
         "1" => Ok(true),
         _ => Err(Error::Env { var: SHM, msg: format!("{s:?} is neither 0 nor 1") }),
+    }
+}
+
+/// The default of [`BootConfig::connect`]: the process environment's `RMPI_CONNECT`, else lazy.
+fn connect_from_env() -> Connect {
+    std::env::var(CONNECT).ok().and_then(|s| parse_connect(&s).ok()).unwrap_or(Connect::Lazy)
+}
+
+fn parse_connect(s: &str) -> Result<Connect> {
+    match s.trim() {
+        "lazy" => Ok(Connect::Lazy),
+        "eager" => Ok(Connect::Eager),
+        _ => Err(Error::Env { var: CONNECT, msg: format!("{s:?} is neither lazy nor eager") }),
     }
 }
 

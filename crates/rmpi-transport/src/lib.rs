@@ -37,7 +37,7 @@ mod engine;
 pub mod env;
 mod error;
 pub mod launch;
-mod limits;
+pub mod limits;
 pub mod liveness;
 pub mod local;
 pub mod log;

@@ -11,7 +11,7 @@ pub const SPARE_DESCRIPTORS: u64 = 64;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the limit in force afterwards
 /// (`None`: unlimited, or it could not be read).
-pub(crate) fn raise_descriptor_limit() -> Option<u64> {
+pub fn raise_descriptor_limit() -> Option<u64> {
     let lim = getrlimit(Resource::Nofile);
     let Some(hard) = lim.maximum else {
         // Unlimited hard limit: ask for a large soft one, keep what we had if refused.

@@ -12,7 +12,6 @@
 //! loop is alive to its host's kernel and is not detected here. The launcher's `--timeout` ends
 //! such a job.
 
-use std::net::TcpStream;
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
@@ -31,7 +30,7 @@ fn timers(timeout: Duration) -> (Duration, Duration, u32) {
 }
 
 /// Arms the keep-alive and user timeout of a connection to a peer.
-pub(crate) fn watch(stream: &TcpStream, timeout: Duration) -> std::io::Result<()> {
+pub(crate) fn watch(stream: &impl std::os::fd::AsFd, timeout: Duration) -> std::io::Result<()> {
     let (idle, interval, probes) = timers(timeout);
     let sock = SockRef::from(stream);
     let ka = TcpKeepalive::new().with_time(idle).with_interval(interval).with_retries(probes);
@@ -42,6 +41,7 @@ pub(crate) fn watch(stream: &TcpStream, timeout: Duration) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpStream;
 
     #[test]
     fn timers_add_up_to_the_timeout() {

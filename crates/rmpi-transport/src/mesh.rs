@@ -1,8 +1,10 @@
-//! Building the full mesh: listen, join the rendezvous, connect to lower ranks, accept higher.
+//! Joining the job: listen, join the rendezvous, then either hand the listener to the engine,
+//! which connects on demand (`RMPI_CONNECT=lazy`, the default: see `engine/connect.rs`), or build
+//! the full mesh now (`eager`): connect to lower ranks, accept higher.
 //!
 //! Every connection opens with a [`Hello`] each way. The accepting side refuses anything that is
 //! not a valid hello from an expected peer of this job, logs it with the peer's address, and
-//! goes on waiting for the real peers. Each rank does O(p) work.
+//! goes on waiting for the real peers. The eager mesh costs each rank O(p) work.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -13,7 +15,8 @@ use std::time::{Duration, Instant};
 use crate::accept::Acceptor;
 use crate::deadline::read_exact_by;
 use crate::engine::shm;
-use crate::env::BootConfig;
+use crate::engine::Lazy;
+use crate::env::{BootConfig, Connect};
 use crate::error::{Error, Result};
 use crate::rendezvous::list;
 use crate::token::JobToken;
@@ -22,10 +25,12 @@ use crate::wire::{Endpoint, Hello, HelloKind, HELLO_LEN};
 /// How long an accepted connection may take to send its hello.
 const PEER_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The connected mesh: one stream per peer on another host (`None` at our own rank and at the
-/// ranks in `shm`), this host's shared memory, and every rank's endpoint.
+/// The connected mesh: one stream per peer on another host (`None` at our own rank, at the
+/// ranks in `shm`, and at every rank when `lazy` connects on demand), this host's shared memory,
+/// and every rank's endpoint.
 pub(crate) struct Mesh {
     pub(crate) streams: Vec<Option<TcpStream>>,
+    pub(crate) lazy: Option<Lazy>,
     pub(crate) shm: Option<shm::Group>,
     pub(crate) endpoints: Vec<Endpoint>,
 }
@@ -58,6 +63,22 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
     // Ranks on this host are reached through shared memory, the others through TCP.
     let local = shm::members(rank, &endpoints);
     let tcp = |j: &usize| !local.contains(j);
+    if cfg.connect == Connect::Lazy {
+        let addrs = (0..size).map(|j| (j != rank && tcp(&j)).then(|| endpoints[j].addr)).collect();
+        let lazy = Lazy {
+            listener,
+            token,
+            addrs,
+            peer_timeout: cfg.peer_timeout,
+            cross_timeout: cfg.boot_timeout,
+        };
+        let shm = match offer {
+            Some(o) => shm::join(o, token, rank, &endpoints, deadline)?,
+            None => None,
+        };
+        let streams = (0..size).map(|_| None).collect();
+        return Ok(Mesh { streams, lazy: Some(lazy), shm, endpoints });
+    }
     // Accept from higher ranks in the background while we connect to lower ones.
     let expect_higher = (rank + 1..size).filter(tcp).count();
     let (tx, rx) = mpsc::channel::<(usize, TcpStream)>();
@@ -115,7 +136,7 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
         Some(o) => shm::join(o, token, rank, &endpoints, deadline)?,
         None => None,
     };
-    Ok(Mesh { streams, shm, endpoints })
+    Ok(Mesh { streams, lazy: None, shm, endpoints })
 }
 
 fn bind_listener(cfg: &BootConfig) -> Result<TcpListener> {
@@ -126,11 +147,12 @@ fn bind_listener(cfg: &BootConfig) -> Result<TcpListener> {
     };
     match cfg.port_range {
         None => TcpListener::bind(SocketAddr::new(any, 0))
+            .map(crate::accept::deep_backlog)
             .map_err(|e| Error::io(format!("rank {}: binding a listening socket", cfg.rank), e)),
         Some((lo, hi)) => {
             for port in lo..=hi {
                 if let Ok(l) = TcpListener::bind(SocketAddr::new(any, port)) {
-                    return Ok(l);
+                    return Ok(crate::accept::deep_backlog(l));
                 }
             }
             Err(Error::Bootstrap {
@@ -244,26 +266,19 @@ pub(crate) fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rendezvous::RendezvousServer;
+    use crate::rendezvous::serve_on_loopback;
 
     #[test]
     fn ranks_listen_inside_the_port_range_and_advertise_their_route() {
         let token = JobToken::generate();
-        let server = RendezvousServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            3,
-            token,
-            Duration::from_secs(10),
-        )
-        .unwrap();
-        let rv = server.local_addr();
-        let server = server.spawn();
+        let (rv, server) = serve_on_loopback(3, token, Duration::from_secs(10));
         let meshes: Vec<Mesh> = (0..3)
             .map(|r| {
                 let mut cfg = BootConfig::new(r, 3, token, rv);
                 cfg.port_range = Some((47_310, 47_330));
-                // TCP between all of them, as between hosts.
+                // TCP between all of them, as between hosts, all opened at start.
                 cfg.shm = false;
+                cfg.connect = Connect::Eager;
                 thread::spawn(move || build(&cfg))
             })
             .collect::<Vec<_>>()
@@ -288,15 +303,7 @@ mod tests {
     #[test]
     fn ranks_on_one_host_open_no_tcp_between_them() {
         let token = JobToken::generate();
-        let server = RendezvousServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            3,
-            token,
-            Duration::from_secs(10),
-        )
-        .unwrap();
-        let rv = server.local_addr();
-        let server = server.spawn();
+        let (rv, server) = serve_on_loopback(3, token, Duration::from_secs(10));
         let meshes: Vec<Mesh> = (0..3)
             .map(|r| {
                 let mut cfg = BootConfig::new(r, 3, token, rv);

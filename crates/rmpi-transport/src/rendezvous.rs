@@ -62,6 +62,7 @@ impl RendezvousServer {
             return Err(Error::Bootstrap { rank: 0, msg: format!("bad world size {size}") });
         }
         let listener = TcpListener::bind(addr)
+            .map(crate::accept::deep_backlog)
             .map_err(|e| Error::io(format!("binding rendezvous {addr}"), e))?;
         Ok(RendezvousServer { listener, size, token, deadline })
     }
@@ -291,13 +292,59 @@ pub(crate) fn join(
     }
 }
 
+/// A server for `size` ranks on a loopback port, running in a thread (for tests).
+#[cfg(test)]
+pub(crate) fn serve_on_loopback(
+    size: usize,
+    token: JobToken,
+    deadline: Duration,
+) -> (SocketAddr, thread::JoinHandle<Result<()>>) {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = RendezvousServer::bind(any, size, token, deadline).expect("a loopback port");
+    (server.local_addr(), server.spawn())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::list;
+    use super::*;
 
     #[test]
     fn rank_lists_are_compact() {
         assert_eq!(list(&[0, 3, 5, 6, 7, 9]), "0, 3, 5-7, 9");
         assert_eq!(list(&[]), "");
+    }
+
+    /// A simulated bootstrap: the real server and `SIM_RANKS` (default 1024) clients, each
+    /// a thread that joins like a rank and opens no peer socket. Reports the time taken.
+    #[test]
+    #[ignore = "a benchmark: cargo test --release -p rmpi-transport --lib simulated -- --ignored --nocapture"]
+    fn simulated_bootstrap() {
+        let n: usize = std::env::var("SIM_RANKS").ok().and_then(|s| s.parse().ok()).unwrap_or(1024);
+        let token = JobToken::generate();
+        let start = Instant::now();
+        let (rv, server) = serve_on_loopback(n, token, Duration::from_secs(60));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let clients: Vec<_> = (0..n)
+            .map(|r| {
+                thread::Builder::new()
+                    .stack_size(64 << 10)
+                    .spawn(move || {
+                        let ep = |ip| {
+                            Ok(Endpoint {
+                                addr: SocketAddr::new(ip, 1000 + (r % 60000) as u16),
+                                host: format!("host{}", r / 16),
+                                shm: None,
+                            })
+                        };
+                        join(rv, token, r, n, deadline, ep).map(|(_, t)| t.len())
+                    })
+                    .unwrap()
+            })
+            .collect();
+        for c in clients {
+            assert_eq!(c.join().unwrap().unwrap(), n);
+        }
+        server.join().unwrap().unwrap();
+        eprintln!("simulated bootstrap of {n} ranks: {:?}", start.elapsed());
     }
 }

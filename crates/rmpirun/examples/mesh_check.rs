@@ -1,6 +1,6 @@
 //! A small rmpi rank program used by rmpirun's tests and measurements.
 //!
-//! `mesh_check` joins the job (rendezvous + full mesh), passes a token around the ring, sums all
+//! `mesh_check` joins the job (rendezvous + full mesh, unless `RMPI_CONNECT=lazy`), passes a token around the ring, sums all
 //! ranks at rank 0 and sends the sum back to everyone, checks it, prints one line and finalizes.
 //! `mesh_check --hang` prints `ready RANK PID` after joining and then sleeps (for kill tests);
 //! `mesh_check --crash R` makes rank R abort (SIGABRT) after joining. `mesh_check --transports`
@@ -42,6 +42,11 @@ fn main() {
             Some((ranks, args.get(i + 2)?.clone()))
         });
     let victims_exit = args.iter().any(|a| a == "--victims-exit");
+    // The tests that use this program expect every rank to notice a lost peer by itself, also
+    // one it never talked to: that needs the full mesh (an explicit RMPI_CONNECT still wins).
+    if std::env::var_os(rmpi_transport::env::CONNECT).is_none() {
+        std::env::set_var(rmpi_transport::env::CONNECT, "eager");
+    }
     let comm = match Communicator::init() {
         Ok(c) => c,
         Err(e) => {

@@ -150,6 +150,18 @@ struct Notes {
     failed: Option<(String, u64)>,
 }
 
+/// Ranks being forked at once (each fork waits for its child's exec).
+const SPAWNERS: usize = 4;
+
+/// A rank's process as the spawning thread hands it back.
+struct Spawned {
+    rank: u32,
+    program: PathBuf,
+    wants_stdin: bool,
+    notes: Option<tokio::net::unix::pipe::Receiver>,
+    spawned: std::io::Result<tokio::process::Child>,
+}
+
 /// Longest reason kept from a `failed` note.
 const MAX_REASON: usize = 200;
 
@@ -228,6 +240,8 @@ impl Ranks {
             }
         };
         let local_size = spec.ranks.len();
+        let mut spawning = JoinSet::new();
+        let mut failed = false;
         for (local_rank, &rank) in spec.ranks.iter().enumerate() {
             let Some(program) = spec.argv.first() else {
                 let _ = tx.send(Event::SpawnFailed {
@@ -273,72 +287,99 @@ impl Ranks {
                 let line = format!("rmpirun: rank {rank} on {}: {what}\n", host_name(spec));
                 let _ = tx.send(Event::Output { rank, stream: Stream::Stderr, data: line.into() });
             }
-            let spawned = cmd.spawn();
-            // Only the rank holds the write end now: the notes end when it (and its children)
-            // are gone.
-            let notes = notes.map(|(_, rx)| rx);
-            let mut child = match spawned {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = tx.send(Event::SpawnFailed {
-                        rank,
-                        error: format!("cannot start {}: {e}", program.display()),
-                        not_found: e.kind() == std::io::ErrorKind::NotFound,
-                    });
-                    return stdin_feed;
-                }
-            };
-            let pid = child.id().unwrap_or(0);
-            if let Ok(p) = i32::try_from(pid) {
-                if p > 0 {
-                    self.groups.push(p);
+            // Forking waits for the child's exec; a few at once keep the cores busy.
+            while spawning.len() >= SPAWNERS {
+                if !self.started(spawning.join_next().await, tx, &mut stdin_feed) {
+                    failed = true;
                 }
             }
-            let _ = tx.send(Event::Started { rank, pid });
-            // Starting a thousand ranks takes seconds: let the keep-alive and the event writer
-            // run in between, or the launcher takes this agent's silence for its loss.
-            tokio::task::yield_now().await;
-            if let Some(stdin) = child.stdin.take() {
-                let (stx, srx) = mpsc::unbounded_channel();
-                tokio::spawn(feed_stdin(stdin, srx, tx.clone()));
-                stdin_feed = Some(stx);
+            if failed {
+                break;
             }
-            let out = child
-                .stdout
-                .take()
-                .map(|s| tokio::spawn(forward_lines(s, rank, Stream::Stdout, tx.clone())));
-            let err = child
-                .stderr
-                .take()
-                .map(|s| tokio::spawn(forward_lines(s, rank, Stream::Stderr, tx.clone())));
-            let said = Arc::new(Mutex::new(Notes::default()));
-            if let Ok(p) = i32::try_from(pid) {
-                self.notes.push((p, said.clone()));
-            }
-            let notes = notes.map(|rx| tokio::spawn(read_notes(rx, said.clone())));
-            let tx = tx.clone();
-            let sent = self.sent.clone();
-            self.tasks.spawn(async move {
-                let status = match child.wait().await {
-                    Ok(st) => status_of(st),
-                    Err(_) => ExitStatus::Code(255),
-                };
-                let at_ms = crate::blame::now_ms();
-                for reader in [out, err, notes].into_iter().flatten() {
-                    let abort = reader.abort_handle();
-                    if tokio::time::timeout(OUTPUT_DRAIN, reader).await.is_err() {
-                        abort.abort();
-                    }
-                }
-                let (cause, at_ms) = match said.lock() {
-                    // A rank that said it failed failed then, not when it was reaped.
-                    Ok(n) => (sent.cause(status, &n), n.failed.as_ref().map_or(at_ms, |f| f.1)),
-                    Err(_) => (ExitCause::Own, at_ms),
-                };
-                let _ = tx.send(Event::Exited { rank, status, cause, at_ms });
+            spawning.spawn_blocking(move || {
+                let spawned = cmd.spawn();
+                // Only the rank holds the write end now: the notes end when it (and its
+                // children) are gone.
+                let notes = notes.map(|(_, rx)| rx);
+                Spawned { rank, program, wants_stdin, notes, spawned }
             });
         }
+        while !spawning.is_empty() {
+            self.started(spawning.join_next().await, tx, &mut stdin_feed);
+        }
         stdin_feed
+    }
+
+    /// Takes over a rank that was just spawned (its output, notes and exit); `false` when it
+    /// could not be started (then the ranks after it are not started either).
+    fn started(
+        &mut self,
+        joined: Option<Result<Spawned, tokio::task::JoinError>>,
+        tx: &mpsc::UnboundedSender<Event>,
+        stdin_feed: &mut Option<mpsc::UnboundedSender<Vec<u8>>>,
+    ) -> bool {
+        let Some(joined) = joined else { return true };
+        let Ok(Spawned { rank, program, wants_stdin, notes, spawned }) = joined else {
+            return false;
+        };
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Event::SpawnFailed {
+                    rank,
+                    error: format!("cannot start {}: {e}", program.display()),
+                    not_found: e.kind() == std::io::ErrorKind::NotFound,
+                });
+                return false;
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        if let Ok(p) = i32::try_from(pid) {
+            if p > 0 {
+                self.groups.push(p);
+            }
+        }
+        let _ = tx.send(Event::Started { rank, pid });
+        if let Some(stdin) = child.stdin.take().filter(|_| wants_stdin) {
+            let (stx, srx) = mpsc::unbounded_channel();
+            tokio::spawn(feed_stdin(stdin, srx, tx.clone()));
+            *stdin_feed = Some(stx);
+        }
+        let out = child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(forward_lines(s, rank, Stream::Stdout, tx.clone())));
+        let err = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(forward_lines(s, rank, Stream::Stderr, tx.clone())));
+        let said = Arc::new(Mutex::new(Notes::default()));
+        if let Ok(p) = i32::try_from(pid) {
+            self.notes.push((p, said.clone()));
+        }
+        let notes = notes.map(|rx| tokio::spawn(read_notes(rx, said.clone())));
+        let tx = tx.clone();
+        let sent = self.sent.clone();
+        self.tasks.spawn(async move {
+            let status = match child.wait().await {
+                Ok(st) => status_of(st),
+                Err(_) => ExitStatus::Code(255),
+            };
+            let at_ms = crate::blame::now_ms();
+            for reader in [out, err, notes].into_iter().flatten() {
+                let abort = reader.abort_handle();
+                if tokio::time::timeout(OUTPUT_DRAIN, reader).await.is_err() {
+                    abort.abort();
+                }
+            }
+            let (cause, at_ms) = match said.lock() {
+                // A rank that said it failed failed then, not when it was reaped.
+                Ok(n) => (sent.cause(status, &n), n.failed.as_ref().map_or(at_ms, |f| f.1)),
+                Err(_) => (ExitCause::Own, at_ms),
+            };
+            let _ = tx.send(Event::Exited { rank, status, cause, at_ms });
+        });
+        true
     }
 
     /// SIGTERM to every rank's group, SIGKILL after the grace period, and waits for the exits

@@ -19,6 +19,9 @@ pub const AGENT_FLAG: &str = "--node-agent";
 /// Runs `rmpirun` with this process's arguments; returns the exit status.
 pub fn main() -> i32 {
     crate::output::mark_start();
+    // A thousand ranks hold a thousand rendezvous connections here, and three pipes each in
+    // their node agent: more than the usual soft limit of 1024 descriptors.
+    let _ = rmpi_transport::limits::raise_descriptor_limit();
     let args: Vec<OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == AGENT_FLAG) {
         return crate::agent::agent_main();

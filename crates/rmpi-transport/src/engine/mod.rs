@@ -21,6 +21,7 @@
 //! [`wait`] (the wait loop), [`polling`] (the host-load policy), and the transports behind the
 //! [`stream::Stream`] interface: [`tcp`] between hosts and [`shm`] between the ranks of one host.
 
+mod connect;
 mod failure;
 mod framing;
 mod matching;
@@ -40,6 +41,7 @@ use mio::{Events, Poll};
 use crate::error::{Error, Result};
 use crate::wire::{FrameHeader, FrameKind};
 
+pub(crate) use connect::Lazy;
 pub(crate) use failure::FINISHED;
 pub(crate) use framing::Payload;
 pub(crate) use matching::{Completion, MsgInfo, Posted, ReqId, Sink, Watch};
@@ -81,11 +83,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Engine {
-    /// Wraps established, handshaken connections (`None` at our own rank and at the ranks
-    /// reached through the shared memory of `shm`).
+    /// Wraps established, handshaken connections (`None` at our own rank, at the ranks
+    /// reached through the shared memory of `shm`, and at those `lazy` connects on demand).
     pub(crate) fn new(
         rank: usize,
-        streams: Vec<Option<std::net::TcpStream>>,
+        (streams, lazy): (Vec<Option<std::net::TcpStream>>, Option<Lazy>),
         mut shm: Option<shm::Group>,
         hosts: Vec<String>,
         (spin, ranks_on_host): (Duration, usize),
@@ -109,11 +111,17 @@ impl Engine {
         let bell = shm.as_ref().map(shm::Group::bell);
         let shm_members = shm.as_ref().map(|g| g.members().to_vec()).unwrap_or_default();
         let hosts: Arc<[String]> = hosts.into();
+        let mut state = State::new(rank, conns, shm, hosts.clone(), max_message);
+        if let Some(l) = lazy {
+            let c = connect::Connector::new(poll.registry(), rank, l)
+                .map_err(|e| Error::io(format!("rank {rank}: watching its listening socket"), e))?;
+            state.connect = Some(c);
+        }
         Ok(Engine {
             rank,
             size,
-            hosts: hosts.clone(),
-            state: Mutex::new(State::new(rank, conns, shm, hosts, max_message)),
+            hosts,
+            state: Mutex::new(state),
             poller: Mutex::new(Poller { poll, events: Events::with_capacity(256) }),
             cv: Condvar::new(),
             sleepers: AtomicUsize::new(0),
@@ -230,6 +238,8 @@ impl Engine {
         )?;
         let mut st = lock(&self.state);
         st.finalized = true;
+        // Nothing more is accepted: a late dial to this rank is refused.
+        st.connect = None;
         for c in st.conns.iter_mut().flatten() {
             c.stream.close();
         }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::connect::Connector;
 use super::failure::FINISHED;
 use super::framing::{Conn, Dest, Link, Payload, Rx, TxOp};
 use super::matching::{Completion, Matching, MsgInfo, Posted, ReqId, Sink, Watch};
@@ -33,6 +34,8 @@ pub(crate) struct State {
     pub(super) deferred: Vec<(ReqId, Watch)>,
     /// Progress passes made so far (see `Dest::Unclaimed`).
     pub(super) pass: u64,
+    /// Opens TCP connections on first traffic (`None`: the mesh was built whole at start).
+    pub(super) connect: Option<Connector>,
 }
 
 impl State {
@@ -57,6 +60,7 @@ impl State {
             unsettled: false,
             deferred: Vec::new(),
             pass: 0,
+            connect: None,
         }
     }
 
@@ -128,6 +132,7 @@ impl State {
             }
             return Ok(());
         }
+        self.open_on_demand(dest);
         if let Some(e) = self.peer_error(dest) {
             return Err(e);
         }
@@ -159,6 +164,10 @@ impl State {
 
     /// Posts a receive, matching it against what has already arrived first.
     pub(crate) fn post_recv(&mut self, p: Posted) {
+        // A receive from a peer never talked to opens the connection, so its loss is noticed.
+        if let Some(s) = p.src {
+            self.open_on_demand(s);
+        }
         // 1. A complete message that already arrived.
         let Some(p) = self.m.take_unexpected(p) else { return };
         // 2. A message whose payload is arriving right now and that nobody has claimed: the rest
@@ -290,6 +299,7 @@ impl State {
     /// Does all the I/O that can be done without blocking.
     pub(super) fn progress(&mut self) {
         self.pass += 1;
+        self.connect_pass();
         for r in 0..self.conns.len() {
             let (flush, read) = match &mut self.conns[r] {
                 Some(c) if !matches!(c.link, Link::Dead(_)) => {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use mio::Events;
 
+use super::connect::Connector;
 use super::framing::Conn;
 use super::polling::Polling;
 use super::shm;
@@ -147,6 +148,12 @@ impl State {
             if ev.token() == shm::WAKE {
                 if let Some(g) = &self.shm {
                     g.drain_wakes();
+                }
+                continue;
+            }
+            if ev.token() == Connector::token(size) {
+                if let Some(c) = &mut self.connect {
+                    c.poke();
                 }
                 continue;
             }
