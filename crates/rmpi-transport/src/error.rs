@@ -36,7 +36,8 @@ pub enum Error {
         /// The cause (EOF, connection reset, protocol error, ...).
         cause: String,
     },
-    /// A message is larger than the buffer it was received into.
+    /// A message is larger than the buffer it was received into. As in MPI, the failed receive
+    /// has consumed the message.
     #[error("message of {len} bytes from rank {source_rank} (tag {tag}) does not fit a {capacity}-byte receive buffer")]
     Truncated {
         /// Rank the message came from.
@@ -48,7 +49,8 @@ pub enum Error {
         /// The receive buffer's size in bytes.
         capacity: usize,
     },
-    /// A message's length is not a whole number of elements of the requested type.
+    /// A message's length is not a whole number of elements of the requested type. The failed
+    /// receive has consumed the message.
     #[error("message of {len} bytes from rank {source_rank} is not a whole number of {elem_size}-byte elements")]
     ElementSize {
         /// Rank the message came from.
@@ -61,7 +63,9 @@ pub enum Error {
     /// A serde value could not be encoded.
     #[error("encoding a message: {0}")]
     Encode(String),
-    /// A received message could not be decoded as the requested type.
+    /// A received object message could not be decoded as the requested type: it was sent as
+    /// another type (the message names both), or its bytes are malformed. The failed receive has
+    /// consumed the message.
     #[error("decoding a message from rank {source_rank}: {msg}")]
     Decode {
         /// Rank the message came from.
