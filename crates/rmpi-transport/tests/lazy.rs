@@ -331,3 +331,65 @@ fn strays_are_refused_while_a_real_peer_connects_late() {
     s.write_all(&data_and_goodbye(3, &[7, 8])).unwrap();
     assert_eq!(h.join().unwrap().unwrap(), (vec![7, 8], 1));
 }
+
+/// The child side of [`running_out_of_descriptors_names_the_limit`]: does nothing in a normal
+/// run; with `LAZY_FD_CHILD` set it lowers its descriptor limit, runs two ranks, and exits 0 when
+/// rank 0's dial fails naming the limit.
+#[test]
+fn child_out_of_descriptors() {
+    if std::env::var_os("LAZY_FD_CHILD").is_none() {
+        return;
+    }
+    let lim = libc::rlimit { rlim_cur: 256, rlim_max: 256 };
+    // SAFETY: setrlimit reads the struct it is given.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    let joined = Arc::new(Barrier::new(2));
+    let done = Arc::new(Barrier::new(2));
+    let (j, d) = (joined.clone(), done.clone());
+    let out = std::panic::catch_unwind(move || {
+        run(
+            2,
+            |_| {},
+            move |w| {
+                j.wait();
+                let mut err = None;
+                if w.rank() == 0 {
+                    // Every descriptor taken: the dial to rank 1 cannot get a socket.
+                    let mut hold = Vec::new();
+                    while let Ok(f) = std::fs::File::open("/dev/null") {
+                        hold.push(f);
+                    }
+                    err = w.send(&[1u32], 1, 0).err().map(|e| e.to_string());
+                    drop(hold);
+                }
+                d.wait();
+                Ok(err)
+            },
+        )
+    });
+    let code = match out {
+        Ok(v) => match &v[0] {
+            Some(e) if e.contains("out of file descriptors") && e.contains("256") => {
+                println!("as expected: {e}");
+                0
+            }
+            other => {
+                println!("unexpected: {other:?}");
+                3
+            }
+        },
+        Err(_) => 4,
+    };
+    std::process::exit(code);
+}
+
+#[test]
+fn running_out_of_descriptors_names_the_limit() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_out_of_descriptors", "--nocapture", "--test-threads=1"])
+        .env("LAZY_FD_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "child said: {stdout}");
+}
