@@ -298,7 +298,7 @@ fn strays_are_refused_while_a_real_peer_connects_late() {
     let h = thread::spawn(move || {
         let w = Communicator::join(&cfg)?;
         // An any-source receive dials nobody: rank 1 must come to us.
-        let (v, st) = w.recv_any::<u32>()?;
+        let (v, st) = w.recv::<u32>(rmpi_transport::Any, rmpi_transport::Any)?;
         w.finalize()?;
         Ok::<_, Error>((v, st.source))
     });

@@ -131,7 +131,9 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
     let mut base_env = rmpi_transport::env::job_vars(size, &token, cfg.boot_timeout);
     // Shared memory (and its single copy) on or off, and when connections open, are the job's
     // choice, on every host.
-    for var in [rmpi_transport::env::SHM, rmpi_transport::env::SHM_CMA, rmpi_transport::env::CONNECT] {
+    for var in
+        [rmpi_transport::env::SHM, rmpi_transport::env::SHM_CMA, rmpi_transport::env::CONNECT]
+    {
         if let Ok(v) = std::env::var(var) {
             base_env.push((var.to_string(), v));
         }
