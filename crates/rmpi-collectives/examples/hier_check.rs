@@ -49,7 +49,8 @@ pub fn run(args: Vec<String>) -> i32 {
     let code = match out {
         Ok(()) => 0,
         Err(e) => {
-            println!("hier_check rank {} on {}: FAILED: {e}", world.rank(), world.processor_name());
+            let host = world.host_of(world.rank()).unwrap_or_default();
+            println!("hier_check rank {} on {host}: FAILED: {e}", world.rank());
             1
         }
     };
@@ -248,7 +249,7 @@ fn check(world: &Communicator, dir: &Path) -> Result<()> {
     let at = placement(world);
     println!(
         "hier_check rank {r} on {}: ok, {} hosts, widest {}, contiguous {}, {} checks",
-        world.processor_name(),
+        world.host_of(r)?,
         at.hosts,
         at.widest,
         at.contiguous,
