@@ -76,13 +76,15 @@ fn zero_length_and_self_messages() {
 
 #[test]
 fn large_messages_cross_both_ways_at_once() {
-    // 80 MiB each way, both ranks sending before receiving: progress while sending must read.
+    // 80 MiB each way, both ranks sending before receiving (nonblocking: a blocking send this
+    // large waits for its receive): progress while sending must read.
     const N: usize = 10 << 20; // f64 elements
     local::run(2, |w| {
         let me = w.rank();
         let out: Vec<f64> = (0..N).map(|i| (i * (me + 1)) as f64).collect();
-        w.send(&out, 1 - me, 1)?;
+        let sent = w.isend(&out, 1 - me, 1)?;
         let (v, st) = w.recv::<f64>(1 - me, 1)?;
+        sent.wait()?;
         assert_eq!(st.len, N * 8);
         let other = 2 - me;
         assert!(v.iter().enumerate().all(|(i, x)| *x == (i * other) as f64));
@@ -402,19 +404,22 @@ fn pattern(k: u8, len: usize) -> Vec<u8> {
 
 #[test]
 fn large_messages_received_after_they_arrive_are_intact() {
-    // Large messages that arrive before their receive is posted wait in the socket for a
-    // moment, then are buffered; either way a receive posted later gets every byte, in order,
-    // whatever kind of receive it is.
+    // Large messages announced before their receive is posted wait at their sender; a receive
+    // posted later gets every byte, in order, whatever kind of receive it is.
     const LEN: usize = 3 << 20;
     local::run(2, |w| {
         if w.rank() == 0 {
+            let mut sends = Vec::new();
             for k in 0..6u8 {
-                w.send(&pattern(k, LEN)[..], 1, 5)?;
+                sends.push(w.isend(&pattern(k, LEN)[..], 1, 5)?);
             }
             w.send(&[7u32], 1, 6)?;
+            for s in sends {
+                s.wait()?;
+            }
         } else {
             // Wait for the small message sent after all the large ones: that receive is
-            // stuck behind them on the one connection, so they must be buffered, not held.
+            // behind them on the one connection, so they must not hold the stream up.
             let (v, _) = w.recv::<u32>(0, 6)?;
             assert_eq!(v, vec![7]);
             let mut buf = vec![0u8; LEN];
