@@ -337,7 +337,7 @@ fn a_flood_nobody_receives_blocks_its_sender_and_stays_bounded() {
     // The receiver makes progress for 3 s with no receive posted for the flood: without flow
     // control it would buffer all of it (about 1.1 GiB); with it, the sender blocks once its
     // credit (64 MiB) is used up, and its large messages wait at the sender.
-    let mut ranks = job(&["flood-receiver", "flooder"]);
+    let ranks = job(&["flood-receiver", "flooder"]);
     let peak = ranks[0].line();
     let kib: u64 = peak
         .strip_prefix("peak ")
