@@ -547,3 +547,31 @@ fn a_missing_interface_is_reported_before_waiting_for_the_rendezvous() {
     assert!(e.to_string().contains("nosuchif0"), "{e}");
     assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
 }
+
+#[test]
+fn a_receive_let_go_of_after_clearing_its_message_leaves_it_for_the_next_receive() {
+    use std::sync::mpsc;
+    let (cleared_tx, cleared) = mpsc::channel::<()>();
+    let (dropped, dropped_rx) = mpsc::channel::<()>();
+    let (h, mut s) = unlimited_rank0_with_fake_rank1(move |w| {
+        let mut r = w.irecv::<u8>(1, 0).unwrap();
+        // Making progress until the fake has read its clear-to-send.
+        while cleared.try_recv().is_err() {
+            r = r.wait_timeout(Duration::from_millis(5)).unwrap().unwrap_err();
+        }
+        drop(r);
+        dropped.send(()).unwrap();
+        w.recv::<u8>(1, 0).map(|(v, _)| v)
+    });
+    let rts = FrameHeader { kind: FrameKind::Rts, context: 0, tag: 0, len: 100_000 };
+    s.write_all(&rts.encode()).unwrap();
+    assert_eq!(read_header(&mut s).kind, FrameKind::Cts);
+    cleared_tx.send(()).unwrap();
+    dropped_rx.recv_timeout(T).unwrap();
+    let bulk = FrameHeader { kind: FrameKind::Bulk, context: 0, tag: 1, len: 100_000 };
+    s.write_all(&bulk.encode()).unwrap();
+    s.write_all(&[9u8; 100_000]).unwrap();
+    let v = h.join().unwrap().unwrap();
+    assert_eq!(v, vec![9u8; 100_000]);
+    drop(s);
+}

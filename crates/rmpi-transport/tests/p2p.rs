@@ -522,3 +522,98 @@ fn a_probed_message_already_staged_is_received() {
     })
     .unwrap();
 }
+
+/// Above the default eager limit (64 KiB): sent by rendezvous.
+const ANNOUNCED: usize = 1 << 20;
+
+#[test]
+fn an_announced_message_is_probed_with_its_size_and_matched_by_any_source_and_tag() {
+    local::run(3, |w| {
+        match w.rank() {
+            0 => {
+                // Nothing is received before both announcements are in, so both wait here.
+                for src in [1, 2] {
+                    let st = w.probe(Some(src), None)?;
+                    assert_eq!(
+                        (st.source, st.tag, st.len),
+                        (src, 40 + src as u64, ANNOUNCED + src)
+                    );
+                }
+                let st = w.iprobe(None, Some(42))?.expect("still there");
+                assert_eq!((st.source, st.len), (2, ANNOUNCED + 2));
+                for _ in 0..2 {
+                    let (v, st) = w.recv_any::<u8>()?;
+                    assert_eq!(v.len(), ANNOUNCED + st.source);
+                    assert_eq!(v, pattern(st.source as u8, v.len()));
+                }
+            }
+            r => w.send(&pattern(r as u8, ANNOUNCED + r)[..], 0, 40 + r as u64)?,
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_receive_smaller_than_an_announced_message_is_truncated_and_consumes_it() {
+    local::run(2, |w| {
+        if w.rank() == 0 {
+            w.send(&pattern(1, ANNOUNCED)[..], 1, 3)?;
+            w.send(&pattern(2, ANNOUNCED)[..], 1, 3)?;
+        } else {
+            let mut small = vec![0u8; ANNOUNCED - 1];
+            match w.recv_into(&mut small, 0, 3) {
+                Err(Error::Truncated { len, capacity, .. }) => {
+                    assert_eq!((len, capacity), (ANNOUNCED, ANNOUNCED - 1))
+                }
+                other => panic!("expected a truncation error, got {other:?}"),
+            }
+            let (v, _) = w.recv::<u8>(0, 3)?;
+            assert!(v == pattern(2, ANNOUNCED), "the truncated message was not consumed");
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn an_isend_above_the_eager_limit_completes_only_once_its_receive_took_it() {
+    local::run(2, |w| {
+        if w.rank() == 0 {
+            let mut out = pattern(5, ANNOUNCED);
+            let req = w.isend(&out, 1, 8)?;
+            // The buffer is free at once (the request holds a copy) ...
+            out.fill(0);
+            // ... but the message waits for its receive, which rank 1 posts only after "go".
+            assert!(!req.is_complete(), "complete before any receive was posted");
+            w.send(&[1u8], 1, 9)?;
+            req.wait()?;
+        } else {
+            w.recv::<u8>(0, 9)?;
+            let (v, _) = w.recv::<u8>(0, 8)?;
+            assert!(v == pattern(5, ANNOUNCED));
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn an_announced_message_let_go_of_by_its_sender_is_delivered_at_finalize() {
+    local::run(2, |w| {
+        if w.rank() == 0 {
+            // The request goes on in the background; finalizing (the end of this closure)
+            // sends the payload unasked, before the goodbye.
+            drop(w.isend(&pattern(6, ANNOUNCED)[..], 1, 4)?);
+            w.send(&pattern(7, 100)[..], 1, 4)?;
+        } else {
+            // Rank 0's end: nothing more comes from it after this.
+            assert!(matches!(w.recv::<u8>(0, 99), Err(Error::PeerLost { rank: 0, .. })));
+            let (a, _) = w.recv::<u8>(0, 4)?;
+            let (b, _) = w.recv::<u8>(0, 4)?;
+            assert!(a == pattern(6, ANNOUNCED) && b == pattern(7, 100), "order or bytes wrong");
+        }
+        Ok(())
+    })
+    .unwrap();
+}
