@@ -49,8 +49,9 @@ pub const SHM: &str = "RMPI_SHM";
 
 /// Default boot deadline.
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default largest accepted message (64 GiB).
-pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 36;
+/// Default largest accepted message (16 GiB: more than one message of any real job; a longer
+/// announcement is a protocol error).
+pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 34;
 /// Default time a waiting call polls before it sleeps (how it polls depends on the host's load:
 /// see [`BootConfig::spin`]).
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
