@@ -35,7 +35,7 @@ fn main() -> Result<(), rmpi::Error> {
         }
         world.send(&[1u8], 1, 2)?;
         world.recv::<u8>(1, 3)?;
-        let mib = |n: u64| n * msg as u64 >> 20;
+        let mib = |n: u64| (n * msg as u64) >> 20;
         let held = during_hold.map_or(count, |n| n);
         println!(
             "sender: {} MiB of {} MiB sent during the hold, all in {:.1} s",
@@ -63,7 +63,7 @@ fn main() -> Result<(), rmpi::Error> {
             "receiver: peak RSS {} MiB during the hold, {} MiB at the end (flood of {} MiB)",
             held >> 10,
             status_kib("VmHWM") >> 10,
-            count * msg as u64 >> 20
+            (count * msg as u64) >> 20
         );
     }
     world.finalize()

@@ -454,4 +454,40 @@ mod tests {
         assert_eq!(got(&mut m, from2), (2, 0, b"z".to_vec()));
         assert!(m.is_posted(any));
     }
+
+    #[test]
+    fn announced_messages_keep_their_place_and_taken_eager_bytes_are_counted_per_sender() {
+        let mut m = Matching::default();
+        m.arrived(4, 1, 7, msg(b"first"), 37);
+        m.announced(4, 1, 7, 1, 1 << 20);
+        m.arrived(4, 1, 7, msg(b"third"), 37);
+        // Probe sees the announced length; the order holds across both kinds.
+        let a = recv(&mut m, Some(1), Some(7));
+        assert_eq!(got(&mut m, a), (1, 7, b"first".to_vec()));
+        assert_eq!(m.probe(4, None, None).map(|i| i.len), Some(1 << 20));
+        let req = m.new_req();
+        let p =
+            Posted { req, ctx: 4, src: None, tag: None, sink: Sink::Alloc, watch: Watch::One(1) };
+        match m.take_unexpected(p) {
+            Take::Announced(c) => assert_eq!((c.n, c.info.len, c.info.src), (1, 1 << 20, 1)),
+            other => panic!("expected the announcement, got {other:?}"),
+        }
+        // A payload pushed unasked fills an announcement in place.
+        m.announced(4, 1, 7, 2, 3);
+        assert!(m.fill_announced(1, 2, msg(b"abc")));
+        assert!(!m.fill_announced(1, 9, msg(b"x")));
+        let c = recv(&mut m, Some(1), None);
+        assert_eq!(got(&mut m, c), (1, 7, b"third".to_vec()));
+        let d = recv(&mut m, Some(1), None);
+        assert_eq!(got(&mut m, d), (1, 7, b"abc".to_vec()));
+        // Credit: only what receives took, and only once it reaches the threshold.
+        assert!(m.take_freed(100).is_empty());
+        assert_eq!(m.take_freed(50), vec![(1, 74)]);
+        assert!(m.take_freed(1).is_empty());
+        // A lost sender's announcements go; its buffered messages stay.
+        m.announced(4, 2, 0, 3, 10);
+        m.arrived(4, 2, 0, msg(b"kept"), 0);
+        m.drop_announced_from(2);
+        assert_eq!(m.probe(4, Some(2), None).map(|i| i.len), Some(4));
+    }
 }
