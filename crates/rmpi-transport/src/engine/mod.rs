@@ -17,7 +17,7 @@
 //! one context are never reordered (one ordered stream per pair).
 //!
 //! The pieces, one per file: [`matching`] (queues and requests, no I/O), [`framing`] (messages on
-//! a byte stream), [`failure`] (lost peers), [`state`] (the operations behind the lock),
+//! a byte stream), [`flow`] (eager limit, credit and rendezvous), [`failure`] (lost peers), [`state`] (the operations behind the lock),
 //! [`wait`] (the wait loop), [`polling`] (the host-load policy), and the transports behind the
 //! [`stream::Stream`] interface: [`tcp`] between hosts and [`shm`] between the ranks of one host.
 
