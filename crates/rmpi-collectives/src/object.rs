@@ -80,8 +80,15 @@ pub(crate) fn allgather_bytes(c: &Call, mine: Vec<u8>) -> Result<Vec<Vec<u8>>> {
     for s in 0..p.saturating_sub(1) {
         let send_i = (r + p - s) % p;
         let recv_i = (r + 2 * p - s - 1) % p;
-        c.send_bytes(&all[send_i], right)?;
-        all[recv_i] = c.recv_bytes(left)?;
+        // Odd ranks receive first: a send above the eager limit waits for its receive, and
+        // a ring of ranks all sending first would wait for ever.
+        if r % 2 == 1 {
+            all[recv_i] = c.recv_bytes(left)?;
+            c.send_bytes(&all[send_i], right)?;
+        } else {
+            c.send_bytes(&all[send_i], right)?;
+            all[recv_i] = c.recv_bytes(left)?;
+        }
     }
     Ok(all)
 }

@@ -81,9 +81,10 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         // A rank unwinding from a panic has failed: saying goodbye would tell its peers it
-        // finished. Its connections just close, and peers report it lost.
+        // finished. It tells them it failed instead, and closes.
         if std::thread::panicking() {
             crate::agent_note::failed("panicked");
+            self.engine.fail("panicked");
             return;
         }
         if let Err(e) = self.finalize() {

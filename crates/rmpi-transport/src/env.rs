@@ -34,6 +34,12 @@ pub const BOOT_TIMEOUT: &str = "RMPI_BOOT_TIMEOUT";
 pub const SPIN_US: &str = "RMPI_SPIN_US";
 /// Largest accepted message, in bytes.
 pub const MAX_MESSAGE: &str = "RMPI_MAX_MESSAGE";
+/// Largest message, in bytes, sent before its receive is posted (default 65536); longer ones
+/// wait at the sender until the receiver asks for them.
+pub const EAGER_LIMIT: &str = "RMPI_EAGER_LIMIT";
+/// Bytes of eager messages a rank buffers for receives not posted yet, shared among its peers
+/// (default 67108864); senders of more wait.
+pub const UNEXPECTED_LIMIT: &str = "RMPI_UNEXPECTED_LIMIT";
 /// Seconds after which a silent peer host is given up (`off`: never).
 pub const PEER_TIMEOUT: &str = "RMPI_PEER_TIMEOUT";
 
@@ -60,8 +66,9 @@ pub const SHM_CMA: &str = "RMPI_SHM_CMA";
 
 /// Default boot deadline.
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default largest accepted message (64 GiB).
-pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 36;
+/// Default largest accepted message (16 GiB: more than one message of any real job; a longer
+/// announcement is a protocol error).
+pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 34;
 /// Default time a waiting call polls before it sleeps (how it polls depends on the host's load:
 /// see [`BootConfig::spin`]).
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);

@@ -370,7 +370,44 @@ pub enum FrameKind {
     Data = 1,
     /// The sender has finished: nothing follows on this connection.
     Goodbye = 2,
+    /// Ready to send: a message of `len` bytes waits at the sender for its receive; no payload
+    /// follows. The n-th of these on a connection is rendezvous number n.
+    Rts = 3,
+    /// Clear to send: a receive was posted for rendezvous number `tag`; no payload follows.
+    Cts = 4,
+    /// The payload of rendezvous number `tag`: `len` bytes follow.
+    Bulk = 5,
+    /// The receiver has taken `tag` bytes of eager messages: the sender may send that many
+    /// more eagerly. No payload follows.
+    Credit = 6,
+    /// The sender is failing: `len` bytes (at most [`MAX_NOTICE`]) of UTF-8 text say why, and
+    /// nothing follows on this connection.
+    Failed = 7,
 }
+
+impl FrameKind {
+    fn from_byte(b: u8) -> Option<FrameKind> {
+        Some(match b {
+            1 => FrameKind::Data,
+            2 => FrameKind::Goodbye,
+            3 => FrameKind::Rts,
+            4 => FrameKind::Cts,
+            5 => FrameKind::Bulk,
+            6 => FrameKind::Credit,
+            7 => FrameKind::Failed,
+            _ => return None,
+        })
+    }
+
+    /// Whether `len` counts payload bytes that follow the header (for an RTS it is the length
+    /// of the message waiting at the sender).
+    pub fn has_payload(self) -> bool {
+        matches!(self, FrameKind::Data | FrameKind::Bulk | FrameKind::Failed)
+    }
+}
+
+/// Longest cause text a [`FrameKind::Failed`] frame carries.
+pub const MAX_NOTICE: u64 = 1024;
 
 /// The fixed header in front of every message between ranks.
 ///
@@ -378,7 +415,7 @@ pub enum FrameKind {
 /// payload length `u64`, reserved `u64` (0). The sender's rank is implied by the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
-    /// Data or goodbye.
+    /// What the frame is (see [`FrameKind`]).
     pub kind: FrameKind,
     /// Communication context (separates communicators, and user from collective traffic).
     pub context: u32,
@@ -415,11 +452,7 @@ impl FrameHeader {
         if magic != FRAME_MAGIC {
             return Err(WireError::BadFrameMagic(magic));
         }
-        let kind = match b[2] {
-            1 => FrameKind::Data,
-            2 => FrameKind::Goodbye,
-            k => return Err(WireError::BadFrameKind(k)),
-        };
+        let kind = FrameKind::from_byte(b[2]).ok_or(WireError::BadFrameKind(b[2]))?;
         let reserved = rd8(24) | u64::from(b[3]);
         if reserved != 0 {
             return Err(WireError::Reserved(reserved));
@@ -428,8 +461,13 @@ impl FrameHeader {
         if len > max_len {
             return Err(WireError::TooLong { len, max: max_len });
         }
-        if kind == FrameKind::Goodbye && len != 0 {
-            return Err(WireError::TooLong { len, max: 0 });
+        let most = match kind {
+            FrameKind::Goodbye | FrameKind::Cts | FrameKind::Credit => 0,
+            FrameKind::Failed => MAX_NOTICE,
+            FrameKind::Data | FrameKind::Rts | FrameKind::Bulk => u64::MAX,
+        };
+        if len > most {
+            return Err(WireError::TooLong { len, max: most });
         }
         Ok(FrameHeader {
             kind,
@@ -523,8 +561,22 @@ mod tests {
         bad[0] ^= 1;
         assert!(matches!(FrameHeader::decode(&bad, u64::MAX), Err(WireError::BadFrameMagic(_))));
         let mut bad = b;
-        bad[2] = 3;
-        assert_eq!(FrameHeader::decode(&bad, u64::MAX), Err(WireError::BadFrameKind(3)));
+        bad[2] = 8;
+        assert_eq!(FrameHeader::decode(&bad, u64::MAX), Err(WireError::BadFrameKind(8)));
+        // Control frames carry nothing; a failure notice carries a short text.
+        for (kind, most) in [(FrameKind::Cts, 0), (FrameKind::Credit, 0), (FrameKind::Failed, 1024)]
+        {
+            let ok = FrameHeader { kind, context: 0, tag: 9, len: most };
+            assert_eq!(FrameHeader::decode(&ok.encode(), u64::MAX), Ok(ok));
+            let long = FrameHeader { len: most + 1, ..ok };
+            assert!(matches!(
+                FrameHeader::decode(&long.encode(), u64::MAX),
+                Err(WireError::TooLong { .. })
+            ));
+        }
+        let rts = FrameHeader { kind: FrameKind::Rts, context: 4, tag: 1, len: 1 << 20 };
+        assert_eq!(FrameHeader::decode(&rts.encode(), 1 << 20), Ok(rts));
+        assert!(FrameHeader::decode(&rts.encode(), (1 << 20) - 1).is_err());
         let mut bad = b;
         bad[30] = 1;
         assert!(matches!(FrameHeader::decode(&bad, u64::MAX), Err(WireError::Reserved(_))));

@@ -76,13 +76,15 @@ fn zero_length_and_self_messages() {
 
 #[test]
 fn large_messages_cross_both_ways_at_once() {
-    // 80 MiB each way, both ranks sending before receiving: progress while sending must read.
+    // 80 MiB each way, both ranks sending before receiving (nonblocking: a blocking send this
+    // large waits for its receive): progress while sending must read.
     const N: usize = 10 << 20; // f64 elements
     local::run(2, |w| {
         let me = w.rank();
         let out: Vec<f64> = (0..N).map(|i| (i * (me + 1)) as f64).collect();
-        w.send(&out, 1 - me, 1)?;
+        let sent = w.isend(&out, 1 - me, 1)?;
         let (v, st) = w.recv::<f64>(1 - me, 1)?;
+        sent.wait()?;
         assert_eq!(st.len, N * 8);
         let other = 2 - me;
         assert!(v.iter().enumerate().all(|(i, x)| *x == (i * other) as f64));
@@ -402,19 +404,22 @@ fn pattern(k: u8, len: usize) -> Vec<u8> {
 
 #[test]
 fn large_messages_received_after_they_arrive_are_intact() {
-    // Large messages that arrive before their receive is posted wait in the socket for a
-    // moment, then are buffered; either way a receive posted later gets every byte, in order,
-    // whatever kind of receive it is.
+    // Large messages announced before their receive is posted wait at their sender; a receive
+    // posted later gets every byte, in order, whatever kind of receive it is.
     const LEN: usize = 3 << 20;
     local::run(2, |w| {
         if w.rank() == 0 {
+            let mut sends = Vec::new();
             for k in 0..6u8 {
-                w.send(&pattern(k, LEN)[..], 1, 5)?;
+                sends.push(w.isend(&pattern(k, LEN)[..], 1, 5)?);
             }
             w.send(&[7u32], 1, 6)?;
+            for s in sends {
+                s.wait()?;
+            }
         } else {
             // Wait for the small message sent after all the large ones: that receive is
-            // stuck behind them on the one connection, so they must be buffered, not held.
+            // behind them on the one connection, so they must not hold the stream up.
             let (v, _) = w.recv::<u32>(0, 6)?;
             assert_eq!(v, vec![7]);
             let mut buf = vec![0u8; LEN];
@@ -512,6 +517,101 @@ fn a_probed_message_already_staged_is_received() {
             })?;
             assert!(buf == pattern(1, LEN));
             w.send(&[0u8], 0, 2)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// Above the default eager limit (64 KiB): sent by rendezvous.
+const ANNOUNCED: usize = 1 << 20;
+
+#[test]
+fn an_announced_message_is_probed_with_its_size_and_matched_by_any_source_and_tag() {
+    local::run(3, |w| {
+        match w.rank() {
+            0 => {
+                // Nothing is received before both announcements are in, so both wait here.
+                for src in [1, 2] {
+                    let st = w.probe(Some(src), None)?;
+                    assert_eq!(
+                        (st.source, st.tag, st.len),
+                        (src, 40 + src as u64, ANNOUNCED + src)
+                    );
+                }
+                let st = w.iprobe(None, Some(42))?.expect("still there");
+                assert_eq!((st.source, st.len), (2, ANNOUNCED + 2));
+                for _ in 0..2 {
+                    let (v, st) = w.recv_any::<u8>()?;
+                    assert_eq!(v.len(), ANNOUNCED + st.source);
+                    assert_eq!(v, pattern(st.source as u8, v.len()));
+                }
+            }
+            r => w.send(&pattern(r as u8, ANNOUNCED + r)[..], 0, 40 + r as u64)?,
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_receive_smaller_than_an_announced_message_is_truncated_and_consumes_it() {
+    local::run(2, |w| {
+        if w.rank() == 0 {
+            w.send(&pattern(1, ANNOUNCED)[..], 1, 3)?;
+            w.send(&pattern(2, ANNOUNCED)[..], 1, 3)?;
+        } else {
+            let mut small = vec![0u8; ANNOUNCED - 1];
+            match w.recv_into(&mut small, 0, 3) {
+                Err(Error::Truncated { len, capacity, .. }) => {
+                    assert_eq!((len, capacity), (ANNOUNCED, ANNOUNCED - 1))
+                }
+                other => panic!("expected a truncation error, got {other:?}"),
+            }
+            let (v, _) = w.recv::<u8>(0, 3)?;
+            assert!(v == pattern(2, ANNOUNCED), "the truncated message was not consumed");
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn an_isend_above_the_eager_limit_completes_only_once_its_receive_took_it() {
+    local::run(2, |w| {
+        if w.rank() == 0 {
+            let mut out = pattern(5, ANNOUNCED);
+            let req = w.isend(&out, 1, 8)?;
+            // The buffer is free at once (the request holds a copy) ...
+            out.fill(0);
+            // ... but the message waits for its receive, which rank 1 posts only after "go".
+            assert!(!req.is_complete(), "complete before any receive was posted");
+            w.send(&[1u8], 1, 9)?;
+            req.wait()?;
+        } else {
+            w.recv::<u8>(0, 9)?;
+            let (v, _) = w.recv::<u8>(0, 8)?;
+            assert!(v == pattern(5, ANNOUNCED));
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn an_announced_message_let_go_of_by_its_sender_is_delivered_at_finalize() {
+    local::run(2, |w| {
+        if w.rank() == 0 {
+            // The request goes on in the background; finalizing (the end of this closure)
+            // sends the payload unasked, before the goodbye.
+            drop(w.isend(&pattern(6, ANNOUNCED)[..], 1, 4)?);
+            w.send(&pattern(7, 100)[..], 1, 4)?;
+        } else {
+            // Rank 0's end: nothing more comes from it after this.
+            assert!(matches!(w.recv::<u8>(0, 99), Err(Error::PeerLost { rank: 0, .. })));
+            let (a, _) = w.recv::<u8>(0, 4)?;
+            let (b, _) = w.recv::<u8>(0, 4)?;
+            assert!(a == pattern(6, ANNOUNCED) && b == pattern(7, 100), "order or bytes wrong");
         }
         Ok(())
     })

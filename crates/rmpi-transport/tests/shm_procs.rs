@@ -182,6 +182,41 @@ fn child() {
                 }
             }
         }
+        // Sends a flood, eager and announced messages in turn, then one on another tag.
+        "flooder" => {
+            let mut out = Ok(());
+            for i in 0..FLOOD_MESSAGES {
+                let mut m = vec![0u8; flood_len(i)];
+                m[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                if let Err(e) = w.send(&m, peer, 10) {
+                    out = Err(format!("flood message {i}: {e}"));
+                    break;
+                }
+            }
+            out.and_then(|()| w.send(&[1u8], peer, 11).map_err(|e| e.to_string()))
+        }
+        // Waits a while for the message behind the flood (no receive for the flood posted),
+        // reports the most memory it ever held, then takes the flood and that message.
+        "flood-receiver" => {
+            let last = w.irecv::<u8>(peer, 11).expect("posting");
+            let last = match last.wait_timeout(Duration::from_secs(3)) {
+                Ok(Err(r)) => r,
+                other => panic!("the message behind the flood came first: {other:?}"),
+            };
+            say(&format!("peak {} KiB", status_kib("VmHWM")));
+            let mut out = Ok(());
+            for i in 0..FLOOD_MESSAGES {
+                match w.recv::<u8>(peer, 10) {
+                    Ok((m, st)) if st.len == flood_len(i) && m[..8] == (i as u64).to_le_bytes() => {
+                    }
+                    other => {
+                        out = Err(format!("flood message {i}: {:?}", other.map(|(_, st)| st)));
+                        break;
+                    }
+                }
+            }
+            out.and_then(|()| last.wait().map(|_| ()).map_err(|e| e.to_string()))
+        }
         other => Err(format!("unknown role {other}")),
     };
     let code = match outcome {
@@ -228,6 +263,28 @@ fn exchange_large(w: &Communicator, peer: usize) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Messages in the flood of [`a_flood_nobody_receives_blocks_its_sender_and_stays_bounded`].
+const FLOOD_MESSAGES: usize = 7000;
+
+/// First 6000 eager messages (94 MiB, more than the credit), then every other one above the
+/// eager limit: about 1.1 GiB in all.
+fn flood_len(i: usize) -> usize {
+    if i < 6000 || i % 2 == 0 {
+        16 << 10
+    } else {
+        2 << 20
+    }
+}
+
+/// A `/proc/self/status` figure in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 fn expect_lost<T: std::fmt::Debug>(
@@ -339,4 +396,24 @@ fn nothing_is_left_behind_after_exit_crash_or_sigkill_of_all() {
         assert_eq!(r.exit_code(), None);
     }
     assert_eq!(dev_shm(), before);
+}
+
+#[test]
+fn a_flood_nobody_receives_blocks_its_sender_and_stays_bounded() {
+    // The receiver makes progress for 3 s with no receive posted for the flood: without flow
+    // control it would buffer all of it (about 1.1 GiB); with it, the sender blocks once its
+    // credit (64 MiB) is used up, and its large messages wait at the sender.
+    let ranks = job(&["flood-receiver", "flooder"]);
+    let peak = ranks[0].line();
+    let kib: u64 = peak
+        .strip_prefix("peak ")
+        .and_then(|p| p.strip_suffix(" KiB"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {peak:?}"));
+    eprintln!("receiver peak: {kib} KiB");
+    assert!(kib < 160 << 10, "the receiver held {kib} KiB");
+    for r in ranks {
+        assert_eq!(r.line(), "ok");
+        assert_eq!(r.exit_code(), Some(0));
+    }
 }

@@ -91,9 +91,12 @@ impl State {
                 Dest::User { req, .. } | Dest::Owned { req: Some((req, _)), .. } => {
                     failed.push((req, err()))
                 }
-                Dest::Owned { req: None, .. } | Dest::Unclaimed { .. } => {}
+                Dest::Owned { req: None, .. } | Dest::Unclaimed { .. } | Dest::Pushed { .. } => {}
             }
         }
+        let (lost_flow, deferred) = self.drop_flow(r, &err);
+        failed.extend(lost_flow);
+        self.deferred.extend(deferred);
         for (id, e) in failed {
             self.m.complete(id, Err(e));
         }
@@ -121,26 +124,27 @@ impl State {
         self.m = m;
         // A frame already on its way cannot be taken back without corrupting that stream, so a
         // failed collective send is finished from a copy; the caller's buffer is released.
-        let mut sends: Vec<(usize, usize, Watch)> = Vec::new();
-        for (q, c) in self.conns.iter().enumerate() {
+        let mut sends: Vec<(usize, ReqId, Watch)> = Vec::new();
+        for (q, c) in self.conns.iter_mut().enumerate() {
             let Some(c) = c else { continue };
-            for (i, op) in c.tx.iter().enumerate() {
-                if let (Some(_), Some(w)) = (op.req, &op.watch) {
-                    sends.push((q, i, w.clone()));
+            for op in c.tx.iter_mut().chain(c.flow.held_mut()) {
+                if let (Some(id), Some(w)) = (op.req, &op.watch) {
+                    sends.push((q, id, w.clone()));
                 }
             }
         }
-        for (q, i, w) in sends {
+        for (q, id, w) in sends {
             let Some(e) = self.watch_error(&w) else { continue };
             if let Some(Some(c)) = self.conns.get_mut(q) {
-                if i == 0 {
+                if c.tx.front().is_some_and(|op| op.req == Some(id)) {
                     c.stream.payload_moving();
                 }
-                if let Some(op) = c.tx.get_mut(i) {
-                    if let Some(id) = op.req.take() {
-                        op.own_payload();
-                        failed.push((id, e));
-                    }
+                if let Some(op) =
+                    c.tx.iter_mut().chain(c.flow.held_mut()).find(|op| op.req == Some(id))
+                {
+                    op.req = None;
+                    op.own_payload();
+                    failed.push((id, e));
                 }
             }
         }
@@ -152,6 +156,18 @@ impl State {
     /// Fails receives that name `r` as their source: `r` will send nothing more. A receive that
     /// also depends on a member that failed reports that failure instead.
     pub(super) fn fail_posted_from(&mut self, r: usize) {
+        // Its announced messages were all pushed before its goodbye: whatever is still awaited
+        // from it, or held for it to clear, never will be.
+        let host = self.hosts.get(r).cloned().unwrap_or_else(|| "?".into());
+        let finished = || Error::PeerLost { rank: r, host: host.clone(), cause: FINISHED.into() };
+        let (failed, deferred) = self.drop_flow(r, &finished);
+        if !deferred.is_empty() {
+            self.deferred.extend(deferred);
+            self.unsettled = true;
+        }
+        for (id, e) in failed {
+            self.m.complete(id, Err(e));
+        }
         let mut m = std::mem::take(&mut self.m);
         m.fail_posted(|p| {
             (p.src == Some(r))

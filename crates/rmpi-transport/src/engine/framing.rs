@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
+use super::flow::ConnFlow;
 use super::matching::{fill_sink, Completion, MsgInfo, Posted, ReqId, Sink, Watch};
 use super::state::State;
 use super::stream::Stream;
@@ -25,7 +26,7 @@ const ALLOC_CHECK_MIN: usize = 64 << 20;
 /// An engine buffer for a `len`-byte payload. A header may claim any length below the limit,
 /// true or not: memory that cannot be had is the sending peer's failure, never an abort of
 /// this process.
-fn buffer(len: usize) -> std::result::Result<AlignedBuf, String> {
+pub(super) fn buffer(len: usize) -> std::result::Result<AlignedBuf, String> {
     AlignedBuf::try_zeroed(len).ok_or_else(|| {
         format!("its message of {len} bytes cannot be buffered here (out of memory)")
     })
@@ -64,6 +65,16 @@ pub(super) struct TxOp {
 }
 
 impl TxOp {
+    /// A frame to write: `hdr`, then `payload`.
+    pub(super) fn new(
+        hdr: FrameHeader,
+        payload: Payload,
+        req: Option<ReqId>,
+        watch: Option<Watch>,
+    ) -> TxOp {
+        TxOp { hdr: hdr.encode(), payload, done: 0, req, watch }
+    }
+
     pub(super) fn own_payload(&mut self) {
         if let Payload::Borrowed(b) = self.payload {
             // SAFETY: called while the borrowing request is still live.
@@ -88,15 +99,38 @@ pub(super) enum Dest {
     /// program receiving messages one by one) takes it straight into its own memory instead of
     /// through an engine buffer and a copy. The next pass buffers it, so nothing waits on it.
     Unclaimed { since: u64 },
+    /// Into an engine buffer, for announced message `n`, whose sender pushed it unasked: it
+    /// stays where its announcement waits in the unexpected queue.
+    Pushed { n: u64, buf: AlignedBuf },
 }
 
 impl Dest {
+    /// Where the rest of a payload goes once receive `req` claims it, `filled` of its `len`
+    /// bytes already in the engine buffer `buf`.
+    pub(super) fn claim(
+        req: ReqId,
+        sink: Sink,
+        buf: AlignedBuf,
+        filled: usize,
+        len: usize,
+    ) -> Dest {
+        match sink {
+            Sink::User(ub) if len <= ub.len => {
+                // SAFETY: the receive claiming the payload is live.
+                let into = unsafe { ub.bytes_mut() };
+                into[..filled].copy_from_slice(&buf.as_bytes()[..filled]);
+                Dest::User { req, buf: ub }
+            }
+            sink => Dest::Owned { req: Some((req, sink)), buf },
+        }
+    }
+
     /// Where the payload's bytes go, or `None` while it is unclaimed.
     fn bytes_mut(&mut self) -> Option<&mut [u8]> {
         match self {
             // SAFETY: the receive is live while it is the destination.
             Dest::User { buf, .. } => Some(unsafe { buf.bytes_mut() }),
-            Dest::Owned { buf, .. } => Some(buf.as_mut_bytes()),
+            Dest::Owned { buf, .. } | Dest::Pushed { buf, .. } => Some(buf.as_mut_bytes()),
             Dest::Unclaimed { .. } => None,
         }
     }
@@ -105,7 +139,14 @@ impl Dest {
 #[derive(Debug)]
 pub(super) enum Rx {
     Header,
-    Payload { hdr: FrameHeader, dest: Dest, filled: usize },
+    /// A payload arriving: `hdr` is its message's envelope (for a bulk frame, that of the
+    /// message it was announced as); taking it frees `cost` bytes of the sender's credit.
+    Payload {
+        hdr: FrameHeader,
+        dest: Dest,
+        filled: usize,
+        cost: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,6 +171,7 @@ pub(super) struct Conn {
     pub(super) rx: Rx,
     pub(super) tx: VecDeque<TxOp>,
     pub(super) link: Link,
+    pub(super) flow: ConnFlow,
 }
 
 impl Conn {
@@ -146,6 +188,7 @@ impl Conn {
             rx: Rx::Header,
             tx: VecDeque::new(),
             link: Link::Open,
+            flow: ConnFlow::default(),
         }
     }
 
@@ -256,7 +299,7 @@ impl State {
             }
             // Choose where the next bytes go.
             let direct = match &mut c.rx {
-                Rx::Payload { dest, filled, hdr } if c.lo == c.hi => {
+                Rx::Payload { dest, filled, hdr, .. } if c.lo == c.hi => {
                     let rem = hdr.len as usize - *filled;
                     match dest.bytes_mut() {
                         Some(slice) if rem >= DIRECT_READ_MIN => {
@@ -341,32 +384,36 @@ impl State {
                     let hdr = FrameHeader::decode(&c.staging[c.lo..c.hi], max)
                         .map_err(|e| format!("protocol error: {e}"))?;
                     c.lo += HEADER_LEN;
-                    if hdr.kind == FrameKind::Goodbye {
-                        c.link = Link::Closed;
-                        // Failed at the end of this pass, after every connection has been read:
-                        // if another peer died too, its loss is reported first.
-                        self.goodbyes.push(r);
-                        return Ok(());
+                    match hdr.kind {
+                        FrameKind::Goodbye => {
+                            c.link = Link::Closed;
+                            // Failed at the end of this pass, after every connection has been
+                            // read: if another peer died too, its loss is reported first.
+                            self.goodbyes.push(r);
+                            return Ok(());
+                        }
+                        FrameKind::Rts | FrameKind::Cts | FrameKind::Credit => {
+                            self.on_control(r, hdr)?;
+                            continue;
+                        }
+                        FrameKind::Data | FrameKind::Bulk | FrameKind::Failed => {}
                     }
                     let len = usize::try_from(hdr.len).map_err(|_| "frame too long".to_string())?;
-                    // Before any receive is matched to it (a failure here fails them all).
-                    if len >= ALLOC_CHECK_MIN {
-                        drop(buffer(len)?);
-                    }
-                    let dest = match self.m.take_posted(hdr.context, r, hdr.tag) {
-                        Some(Posted { req, sink: Sink::User(buf), .. }) if len <= buf.len => {
-                            Dest::User { req, buf }
+                    let (hdr, dest, cost) = match hdr.kind {
+                        FrameKind::Bulk => {
+                            let (envelope, dest) = self.bulk_dest(r, &hdr)?;
+                            (envelope, dest, 0)
                         }
-                        Some(p) => {
-                            Dest::Owned { req: Some((p.req, p.sink)), buf: AlignedBuf::zeroed(len) }
+                        FrameKind::Failed => (hdr, Dest::Owned { req: None, buf: buffer(len)? }, 0),
+                        _ => {
+                            let (dest, cost) = self.data_dest(r, &hdr, len)?;
+                            (hdr, dest, cost)
                         }
-                        None if len >= DIRECT_READ_MIN => Dest::Unclaimed { since: self.pass },
-                        None => Dest::Owned { req: None, buf: AlignedBuf::zeroed(len) },
                     };
                     let Some(Some(c)) = self.conns.get_mut(r) else { return Ok(()) };
-                    c.rx = Rx::Payload { hdr, dest, filled: 0 };
+                    c.rx = Rx::Payload { hdr, dest, filled: 0, cost };
                 }
-                Rx::Payload { hdr, dest, filled } => {
+                Rx::Payload { hdr, dest, filled, .. } => {
                     let len = hdr.len as usize;
                     if let Dest::Unclaimed { since } = *dest {
                         if since == self.pass {
@@ -387,11 +434,18 @@ impl State {
                     if *filled < len {
                         return Ok(());
                     }
-                    let Rx::Payload { hdr, dest, .. } = std::mem::replace(&mut c.rx, Rx::Header)
+                    let Rx::Payload { hdr, dest, cost, .. } =
+                        std::mem::replace(&mut c.rx, Rx::Header)
                     else {
                         return Ok(());
                     };
                     let info = MsgInfo { src: r, tag: hdr.tag, len };
+                    if hdr.kind == FrameKind::Failed {
+                        if let Dest::Owned { buf, .. } = &dest {
+                            let why = String::from_utf8_lossy(buf.as_bytes());
+                            return Err(format!("it failed ({why})"));
+                        }
+                    }
                     match dest {
                         Dest::User { req, .. } => {
                             self.m.complete(req, Ok(Completion { info: Some(info), data: None }))
@@ -401,8 +455,9 @@ impl State {
                             self.m.complete(req, res);
                         }
                         Dest::Owned { req: None, buf } => {
-                            self.m.arrived(hdr.context, r, hdr.tag, buf)
+                            self.m.arrived(hdr.context, r, hdr.tag, buf, cost)
                         }
+                        Dest::Pushed { n, buf } => self.pushed(r, n, buf),
                         // Not reached: an unclaimed payload is given a home before any of it
                         // is taken.
                         Dest::Unclaimed { .. } => {}
@@ -410,6 +465,40 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Where the payload of a data frame from `r` goes, and the credit its taking frees (none
+    /// when a posted receive takes it now: that credit is freed at once).
+    fn data_dest(
+        &mut self,
+        r: usize,
+        hdr: &FrameHeader,
+        len: usize,
+    ) -> std::result::Result<(Dest, u64), String> {
+        // Before any receive is matched to it (a failure here fails them all).
+        if len >= ALLOC_CHECK_MIN {
+            drop(buffer(len)?);
+        }
+        let cost = (len + HEADER_LEN) as u64;
+        let dest = match self.m.take_posted(hdr.context, r, hdr.tag) {
+            Some(Posted { req, sink: Sink::User(buf), .. }) if len <= buf.len => {
+                Dest::User { req, buf }
+            }
+            Some(p) => match buffer(len) {
+                Ok(buf) => Dest::Owned { req: Some((p.req, p.sink)), buf },
+                Err(cause) => {
+                    let e = self.lost(r, &cause);
+                    self.m.complete(p.req, Err(e));
+                    return Err(cause);
+                }
+            },
+            None if len >= DIRECT_READ_MIN => {
+                return Ok((Dest::Unclaimed { since: self.pass }, cost))
+            }
+            None => return Ok((Dest::Owned { req: None, buf: buffer(len)? }, cost)),
+        };
+        self.m.free(r, cost);
+        Ok((dest, 0))
     }
 
     pub(super) fn eof(&mut self, r: usize) {

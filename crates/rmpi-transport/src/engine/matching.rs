@@ -1,9 +1,11 @@
 //! Matching: posted receives, arrived messages nobody has asked for yet, and the request table.
 //!
 //! Pure bookkeeping, with no knowledge of how bytes travel: a transport hands complete messages
-//! to [`Matching::arrived`] (or claims a posted receive for a message still arriving with
-//! [`Matching::take_posted`]); receives come in through [`Matching::take_unexpected`] and
-//! [`Matching::post`]. The rules are MPI's: a receive matches the earliest arrived message with its
+//! to [`Matching::arrived`] and announced large ones (ready-to-send, see `flow.rs`) to
+//! [`Matching::announced`], or claims a posted receive for a message still arriving with
+//! [`Matching::take_posted`]; receives come in through [`Matching::take_unexpected`] and
+//! [`Matching::post`]. It also counts the eager bytes receives have taken from each sender, for
+//! the sender's credit. The rules are MPI's: a receive matches the earliest arrived message with its
 //! context, source and tag; an arriving message matches the earliest posted receive.
 
 use std::collections::{HashMap, VecDeque};
@@ -87,13 +89,55 @@ enum Slot {
     Done(Result<Completion>),
 }
 
+/// What an unexpected message holds.
+#[derive(Debug)]
+enum Body {
+    /// Its payload; taking it frees `cost` bytes of its sender's credit.
+    Eager { buf: AlignedBuf, cost: u64 },
+    /// Only its announcement: rendezvous number `n` of its sender, `len` bytes waiting there.
+    Announced { n: u64, len: usize },
+}
+
+impl Body {
+    fn len(&self) -> usize {
+        match self {
+            Body::Eager { buf, .. } => buf.len(),
+            Body::Announced { len, .. } => *len,
+        }
+    }
+}
+
 /// An arrived message nobody has asked for yet.
 #[derive(Debug)]
 struct Unexpected {
     ctx: u32,
     src: usize,
     tag: u64,
-    buf: AlignedBuf,
+    body: Body,
+}
+
+/// A receive matched to an announced message: the caller clears the sender to send it.
+#[derive(Debug)]
+pub(crate) struct Cleared {
+    /// The message's envelope.
+    pub(crate) info: MsgInfo,
+    /// Its context.
+    pub(crate) ctx: u32,
+    /// Its rendezvous number on the sender's connection.
+    pub(crate) n: u64,
+    /// The receive that takes it.
+    pub(crate) posted: Posted,
+}
+
+/// What posting a receive against the unexpected queue found.
+#[derive(Debug)]
+pub(crate) enum Take {
+    /// A buffered message completed it.
+    Done,
+    /// It matched a message whose payload is still at its sender.
+    Announced(Cleared),
+    /// Nothing matched: the receive, handed back.
+    Nothing(Posted),
 }
 
 /// The matching queues and request table.
@@ -103,6 +147,8 @@ pub(crate) struct Matching {
     unexpected: VecDeque<Unexpected>,
     slots: HashMap<ReqId, Slot>,
     next_req: ReqId,
+    /// Per sender: eager bytes receives have taken and the sender has not been told of.
+    freed: HashMap<usize, u64>,
 }
 
 impl Matching {
@@ -162,29 +208,95 @@ impl Matching {
     }
 
     /// A complete message: it completes the earliest posted receive that takes it, or waits in
-    /// the unexpected queue.
-    pub(crate) fn arrived(&mut self, ctx: u32, src: usize, tag: u64, buf: AlignedBuf) {
+    /// the unexpected queue. Taking it frees `cost` bytes of the sender's credit.
+    pub(crate) fn arrived(&mut self, ctx: u32, src: usize, tag: u64, buf: AlignedBuf, cost: u64) {
         match self.take_posted(ctx, src, tag) {
             Some(p) => {
+                self.free(src, cost);
                 let info = MsgInfo { src, tag, len: buf.len() };
                 let r = fill_sink(p.sink, buf, info);
                 self.complete(p.req, r);
             }
-            None => self.unexpected.push_back(Unexpected { ctx, src, tag, buf }),
+            None => {
+                let body = Body::Eager { buf, cost };
+                self.unexpected.push_back(Unexpected { ctx, src, tag, body })
+            }
         }
     }
 
-    /// Completes `p` from the earliest arrived message it takes, if there is one; otherwise
-    /// hands `p` back.
-    pub(crate) fn take_unexpected(&mut self, p: Posted) -> Option<Posted> {
+    /// An announced message (rendezvous number `n` of `src`) that no posted receive took: it
+    /// waits in the unexpected queue, in order with the buffered ones.
+    pub(crate) fn announced(&mut self, ctx: u32, src: usize, tag: u64, n: u64, len: usize) {
+        let body = Body::Announced { n, len };
+        self.unexpected.push_back(Unexpected { ctx, src, tag, body });
+    }
+
+    /// Completes `p` from the earliest arrived message it takes, or matches it to an announced
+    /// one; otherwise hands `p` back.
+    pub(crate) fn take_unexpected(&mut self, p: Posted) -> Take {
         let Some(i) = self.unexpected.iter().position(|u| p.matches(u.ctx, u.src, u.tag)) else {
-            return Some(p);
+            return Take::Nothing(p);
         };
-        let Some(u) = self.unexpected.remove(i) else { return Some(p) };
-        let info = MsgInfo { src: u.src, tag: u.tag, len: u.buf.len() };
-        let r = fill_sink(p.sink, u.buf, info);
-        self.complete(p.req, r);
-        None
+        let Some(u) = self.unexpected.remove(i) else { return Take::Nothing(p) };
+        let info = MsgInfo { src: u.src, tag: u.tag, len: u.body.len() };
+        match u.body {
+            Body::Eager { buf, cost } => {
+                self.free(u.src, cost);
+                let r = fill_sink(p.sink, buf, info);
+                self.complete(p.req, r);
+                Take::Done
+            }
+            Body::Announced { n, .. } => {
+                Take::Announced(Cleared { info, ctx: u.ctx, n, posted: p })
+            }
+        }
+    }
+
+    /// The envelope of announced message `n` of `src` still waiting here: context and tag.
+    pub(crate) fn announcement(&self, src: usize, n: u64) -> Option<(u32, u64, usize)> {
+        self.unexpected.iter().find_map(|u| match u.body {
+            Body::Announced { n: m, len } if u.src == src && m == n => Some((u.ctx, u.tag, len)),
+            _ => None,
+        })
+    }
+
+    /// The payload of announced message `n` of `src`, sent without being asked for (its sender
+    /// finalized): the message stays where it is in the queue, now buffered. False if it is
+    /// not waiting here.
+    pub(crate) fn fill_announced(&mut self, src: usize, n: u64, buf: AlignedBuf) -> bool {
+        let found = self
+            .unexpected
+            .iter_mut()
+            .find(|u| u.src == src && matches!(u.body, Body::Announced { n: m, .. } if m == n));
+        match found {
+            Some(u) => {
+                u.body = Body::Eager { buf, cost: 0 };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets the announced messages of `src`, a peer that is gone: they will never come.
+    pub(crate) fn drop_announced_from(&mut self, src: usize) {
+        self.unexpected.retain(|u| u.src != src || matches!(u.body, Body::Eager { .. }));
+    }
+
+    /// Counts `cost` eager bytes of `src` as taken.
+    pub(crate) fn free(&mut self, src: usize, cost: u64) {
+        if cost > 0 {
+            *self.freed.entry(src).or_default() += cost;
+        }
+    }
+
+    /// Takes the freed counts of at least `min` bytes, to tell their senders.
+    pub(crate) fn take_freed(&mut self, min: u64) -> Vec<(usize, u64)> {
+        let due: Vec<(usize, u64)> =
+            self.freed.iter().filter(|(_, n)| **n >= min).map(|(s, n)| (*s, *n)).collect();
+        for (s, _) in &due {
+            self.freed.remove(s);
+        }
+        due
     }
 
     /// Queues a receive that nothing arrived has matched.
@@ -198,7 +310,7 @@ impl Matching {
         self.unexpected
             .iter()
             .find(|u| envelope_matches(u.ctx == ctx, src, tag, u.src, u.tag))
-            .map(|u| MsgInfo { src: u.src, tag: u.tag, len: u.buf.len() })
+            .map(|u| MsgInfo { src: u.src, tag: u.tag, len: u.body.len() })
     }
 
     /// Fails every posted receive for which `why` gives an error; the others stay, in order.
@@ -240,7 +352,7 @@ mod tests {
     fn recv(m: &mut Matching, src: Option<usize>, tag: Option<u64>) -> ReqId {
         let req = m.new_req();
         let p = Posted { req, ctx: 4, src, tag, sink: Sink::Alloc, watch: Watch::One(0) };
-        if let Some(p) = m.take_unexpected(p) {
+        if let Take::Nothing(p) = m.take_unexpected(p) {
             m.post(p);
         }
         req
@@ -259,10 +371,10 @@ mod tests {
     #[test]
     fn arrived_messages_wait_and_match_in_order_per_sender_and_tag() {
         let mut m = Matching::default();
-        m.arrived(4, 1, 7, msg(b"a"));
-        m.arrived(4, 1, 7, msg(b"b"));
-        m.arrived(4, 2, 7, msg(b"c"));
-        m.arrived(5, 1, 7, msg(b"other context"));
+        m.arrived(4, 1, 7, msg(b"a"), 0);
+        m.arrived(4, 1, 7, msg(b"b"), 0);
+        m.arrived(4, 2, 7, msg(b"c"), 0);
+        m.arrived(5, 1, 7, msg(b"other context"), 0);
         assert_eq!(m.probe(4, None, Some(7)).map(|i| i.src), Some(1));
         let r2 = recv(&mut m, Some(2), None);
         assert_eq!(got(&mut m, r2), (2, 7, b"c".to_vec()));
@@ -282,11 +394,11 @@ mod tests {
         let only_tag_9 = recv(&mut m, None, Some(9));
         let any = recv(&mut m, None, None);
         let later_any = recv(&mut m, None, None);
-        m.arrived(4, 3, 1, msg(b"x"));
+        m.arrived(4, 3, 1, msg(b"x"), 0);
         assert!(!m.is_done(only_tag_9));
         assert_eq!(got(&mut m, any), (3, 1, b"x".to_vec()));
         assert!(!m.is_done(later_any));
-        m.arrived(4, 0, 9, msg(b"y"));
+        m.arrived(4, 0, 9, msg(b"y"), 0);
         assert_eq!(got(&mut m, only_tag_9), (0, 9, b"y".to_vec()));
     }
 
@@ -297,8 +409,11 @@ mod tests {
         let req = m.new_req();
         let sink = Sink::User(RawBuf::from_mut(&mut small));
         let p = Posted { req, ctx: 4, src: None, tag: None, sink, watch: Watch::One(0) };
-        assert!(m.take_unexpected(p).map(|p| m.post(p)).is_some());
-        m.arrived(4, 1, 3, msg(b"abc"));
+        match m.take_unexpected(p) {
+            Take::Nothing(p) => m.post(p),
+            other => panic!("nothing arrived yet: {other:?}"),
+        }
+        m.arrived(4, 1, 3, msg(b"abc"), 0);
         match m.take_done(req) {
             Some(Err(Error::Truncated { source_rank: 1, tag: 3, len: 3, capacity: 2 })) => {}
             other => panic!("expected truncation, got {other:?}"),
@@ -307,8 +422,8 @@ mod tests {
         let req = m.new_req();
         let sink = Sink::User(RawBuf::from_mut(&mut small));
         let p = Posted { req, ctx: 4, src: None, tag: None, sink, watch: Watch::One(0) };
-        m.arrived(4, 1, 3, msg(b"ok"));
-        assert!(m.take_unexpected(p).is_none());
+        m.arrived(4, 1, 3, msg(b"ok"), 0);
+        assert!(matches!(m.take_unexpected(p), Take::Done));
         assert!(m.take_done(req).is_some_and(|r| r.is_ok()));
         assert_eq!(&small, b"ok");
     }
@@ -320,7 +435,7 @@ mod tests {
         assert!(m.is_posted(r));
         m.forget(r);
         assert!(!m.is_posted(r));
-        m.arrived(4, 1, 0, msg(b"kept"));
+        m.arrived(4, 1, 0, msg(b"kept"), 0);
         // The result of a let-go request is dropped; asking for it is an error, not a hang.
         assert!(matches!(m.take_done(r), Some(Err(_))));
         let again = recv(&mut m, Some(1), None);
@@ -335,8 +450,44 @@ mod tests {
         let any = recv(&mut m, None, None);
         m.fail_posted(|p| (p.src == Some(1)).then_some(Error::Finalized { rank: 0 }));
         assert!(matches!(m.take_done(from1), Some(Err(Error::Finalized { .. }))));
-        m.arrived(4, 2, 0, msg(b"z"));
+        m.arrived(4, 2, 0, msg(b"z"), 0);
         assert_eq!(got(&mut m, from2), (2, 0, b"z".to_vec()));
         assert!(m.is_posted(any));
+    }
+
+    #[test]
+    fn announced_messages_keep_their_place_and_taken_eager_bytes_are_counted_per_sender() {
+        let mut m = Matching::default();
+        m.arrived(4, 1, 7, msg(b"first"), 37);
+        m.announced(4, 1, 7, 1, 1 << 20);
+        m.arrived(4, 1, 7, msg(b"third"), 37);
+        // Probe sees the announced length; the order holds across both kinds.
+        let a = recv(&mut m, Some(1), Some(7));
+        assert_eq!(got(&mut m, a), (1, 7, b"first".to_vec()));
+        assert_eq!(m.probe(4, None, None).map(|i| i.len), Some(1 << 20));
+        let req = m.new_req();
+        let p =
+            Posted { req, ctx: 4, src: None, tag: None, sink: Sink::Alloc, watch: Watch::One(1) };
+        match m.take_unexpected(p) {
+            Take::Announced(c) => assert_eq!((c.n, c.info.len, c.info.src), (1, 1 << 20, 1)),
+            other => panic!("expected the announcement, got {other:?}"),
+        }
+        // A payload pushed unasked fills an announcement in place.
+        m.announced(4, 1, 7, 2, 3);
+        assert!(m.fill_announced(1, 2, msg(b"abc")));
+        assert!(!m.fill_announced(1, 9, msg(b"x")));
+        let c = recv(&mut m, Some(1), None);
+        assert_eq!(got(&mut m, c), (1, 7, b"third".to_vec()));
+        let d = recv(&mut m, Some(1), None);
+        assert_eq!(got(&mut m, d), (1, 7, b"abc".to_vec()));
+        // Credit: only what receives took, and only once it reaches the threshold.
+        assert!(m.take_freed(100).is_empty());
+        assert_eq!(m.take_freed(50), vec![(1, 74)]);
+        assert!(m.take_freed(1).is_empty());
+        // A lost sender's announcements go; its buffered messages stay.
+        m.announced(4, 2, 0, 3, 10);
+        m.arrived(4, 2, 0, msg(b"kept"), 0);
+        m.drop_announced_from(2);
+        assert_eq!(m.probe(4, Some(2), None).map(|i| i.len), Some(4));
     }
 }

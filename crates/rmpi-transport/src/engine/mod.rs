@@ -17,12 +17,13 @@
 //! one context are never reordered (one ordered stream per pair).
 //!
 //! The pieces, one per file: [`matching`] (queues and requests, no I/O), [`framing`] (messages on
-//! a byte stream), [`failure`] (lost peers), [`state`] (the operations behind the lock),
+//! a byte stream), [`flow`] (eager limit, credit and rendezvous), [`failure`] (lost peers), [`state`] (the operations behind the lock),
 //! [`wait`] (the wait loop), [`polling`] (the host-load policy), and the transports behind the
 //! [`stream::Stream`] interface: [`tcp`] between hosts and [`shm`] between the ranks of one host.
 
 mod connect;
 mod failure;
+mod flow;
 mod framing;
 mod matching;
 mod polling;
@@ -48,6 +49,9 @@ pub(crate) use matching::{Completion, MsgInfo, Posted, ReqId, Sink, Watch};
 pub(crate) use state::State;
 
 use framing::{Conn, Link, TxOp};
+
+/// How long a failing rank tries to get its failure notices out before it closes.
+const NOTICE_WAIT: Duration = Duration::from_secs(1);
 
 /// Longest single sleep in `epoll_wait`; waits re-check their state at least this often.
 const MAX_SLEEP: Duration = Duration::from_millis(200);
@@ -111,7 +115,8 @@ impl Engine {
         let bell = shm.as_ref().map(shm::Group::bell);
         let shm_members = shm.as_ref().map(|g| g.members().to_vec()).unwrap_or_default();
         let hosts: Arc<[String]> = hosts.into();
-        let mut state = State::new(rank, conns, shm, hosts.clone(), max_message);
+        let flow = flow::FlowConfig::from_env(size)?;
+        let mut state = State::new(rank, conns, shm, hosts.clone(), (max_message, flow));
         if let Some(l) = lazy {
             let c = connect::Connector::new(poll.registry(), rank, l)
                 .map_err(|e| Error::io(format!("rank {rank}: watching its listening socket"), e))?;
@@ -191,6 +196,8 @@ impl Engine {
     /// a rank leaving early (after an error, say) is never held hostage by the others; they see its
     /// goodbye, and whatever they still expect from it fails with an error naming it.
     pub(crate) fn finalize(&self) -> Result<()> {
+        // Announced messages no receive has asked for yet go now, unasked.
+        lock(&self.state).push_waiting();
         self.wait_with(
             None,
             Duration::from_millis(1),
@@ -202,13 +209,7 @@ impl Engine {
             let bye = FrameHeader { kind: FrameKind::Goodbye, context: 0, tag: 0, len: 0 };
             for c in st.conns.iter_mut().flatten() {
                 if !matches!(c.link, Link::Dead(_)) {
-                    c.tx.push_back(TxOp {
-                        hdr: bye.encode(),
-                        payload: Payload::Owned(bytes::Bytes::new()),
-                        done: 0,
-                        req: None,
-                        watch: None,
-                    });
+                    c.tx.push_back(TxOp::new(bye, Payload::Owned(bytes::Bytes::new()), None, None));
                 }
             }
         }
@@ -244,5 +245,36 @@ impl Engine {
             c.stream.close();
         }
         Ok(())
+    }
+
+    /// Ends this rank's part because it is failing (`why`, such as "panicked"): instead of a
+    /// goodbye, every peer is sent a failure notice behind what was already queued for it, so
+    /// that their errors name the cause. Waits at most [`NOTICE_WAIT`] for the notices to leave,
+    /// then closes every connection.
+    pub(crate) fn fail(&self, why: &str) {
+        {
+            let mut st = lock(&self.state);
+            let text = &why.as_bytes()[..why.len().min(crate::wire::MAX_NOTICE as usize)];
+            let hdr =
+                FrameHeader { kind: FrameKind::Failed, context: 0, tag: 0, len: text.len() as u64 };
+            for c in st.conns.iter_mut().flatten() {
+                if c.link == Link::Open {
+                    let payload = Payload::Owned(bytes::Bytes::copy_from_slice(text));
+                    c.tx.push_back(TxOp::new(hdr, payload, None, None));
+                }
+            }
+        }
+        let deadline = std::time::Instant::now() + NOTICE_WAIT;
+        let _ = self.wait_with(
+            Some(deadline),
+            Duration::from_millis(1),
+            || "sending failure notices".into(),
+            |st| st.all_flushed().then_some(Ok(())),
+        );
+        let mut st = lock(&self.state);
+        st.finalized = true;
+        for c in st.conns.iter_mut().flatten() {
+            c.stream.close();
+        }
     }
 }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use super::connect::Connector;
 use super::failure::FINISHED;
-use super::framing::{Conn, Dest, Link, Payload, Rx, TxOp};
-use super::matching::{Completion, Matching, MsgInfo, Posted, ReqId, Sink, Watch};
+use super::flow::{ConnFlow, FlowConfig};
+use super::framing::{Conn, Dest, Link, Payload, Rx};
+use super::matching::{Completion, Matching, MsgInfo, Posted, ReqId, Sink, Take, Watch};
 use super::shm::Group;
 use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
-use crate::wire::{FrameHeader, FrameKind};
 
 /// Everything behind the state lock.
 #[derive(Debug)]
@@ -36,6 +36,8 @@ pub(crate) struct State {
     pub(super) pass: u64,
     /// Opens TCP connections on first traffic (`None`: the mesh was built whole at start).
     pub(super) connect: Option<Connector>,
+    /// Eager limit and credit (see `flow.rs`).
+    pub(super) flow: FlowConfig,
 }
 
 impl State {
@@ -45,8 +47,12 @@ impl State {
         conns: Vec<Option<Conn>>,
         shm: Option<Group>,
         hosts: Arc<[String]>,
-        max_message: u64,
+        (max_message, flow): (u64, FlowConfig),
     ) -> State {
+        let mut conns = conns;
+        for c in conns.iter_mut().flatten() {
+            c.flow = ConnFlow::new(flow.credit);
+        }
         State {
             me,
             conns,
@@ -61,6 +67,7 @@ impl State {
             deferred: Vec::new(),
             pass: 0,
             connect: None,
+            flow,
         }
     }
 
@@ -111,7 +118,8 @@ impl State {
         self.conns.iter().flatten().all(|c| c.tx.is_empty() || matches!(c.link, Link::Dead(_)))
     }
 
-    /// Queues a message. Completes `req` (if any) once the last byte is written.
+    /// Queues a message. Completes `req` (if any) once the last byte is written (for a message
+    /// above the eager limit: once the receiver asked for it and its payload is written).
     pub(crate) fn post_send(
         &mut self,
         dest: usize,
@@ -147,11 +155,9 @@ impl State {
             let host = self.hosts.get(dest).cloned().unwrap_or_default();
             return Err(Error::PeerLost { rank: dest, host, cause: FINISHED.into() });
         }
-        let len = payload.bytes().len() as u64;
-        let hdr = FrameHeader { kind: FrameKind::Data, context: ctx, tag, len }.encode();
-        let was_idle = c.tx.is_empty();
-        c.tx.push_back(TxOp { hdr, payload, done: 0, req, watch });
-        if was_idle && c.writable {
+        let (was_idle, writable) = (c.tx.is_empty(), c.writable);
+        self.queue_message(dest, (ctx, tag), payload, req, watch);
+        if was_idle && writable {
             self.flush(dest);
             self.settle();
         }
@@ -159,7 +165,7 @@ impl State {
     }
 
     fn deliver_local(&mut self, ctx: u32, tag: u64, buf: AlignedBuf) {
-        self.m.arrived(ctx, self.me, tag, buf);
+        self.m.arrived(ctx, self.me, tag, buf, 0);
     }
 
     /// Posts a receive, matching it against what has already arrived first.
@@ -168,8 +174,24 @@ impl State {
         if let Some(s) = p.src {
             self.open_on_demand(s);
         }
-        // 1. A complete message that already arrived.
-        let Some(p) = self.m.take_unexpected(p) else { return };
+        self.match_recv(p);
+        // Frames the matching queued (clear-to-send, credit) go out now.
+        self.return_credit();
+        for r in 0..self.conns.len() {
+            if matches!(&self.conns[r], Some(c) if c.writable && !c.tx.is_empty()) {
+                self.flush(r);
+            }
+        }
+        self.settle();
+    }
+
+    fn match_recv(&mut self, p: Posted) {
+        // 1. A complete message that already arrived, or an announced one.
+        let p = match self.m.take_unexpected(p) {
+            Take::Done => return,
+            Take::Announced(cleared) => return self.clear(cleared),
+            Take::Nothing(p) => p,
+        };
         // 2. A message whose payload is arriving right now and that nobody has claimed: the rest
         //    of it goes straight into the receive's memory when it fits there.
         let arriving = self.conns.iter().enumerate().position(|(r, c)| {
@@ -177,28 +199,19 @@ impl State {
             hdr.is_some_and(|h| p.matches(h.context, r, h.tag))
         });
         if let Some(r) = arriving {
-            if let Some(Some(Conn { rx: Rx::Payload { hdr, dest, filled }, .. })) =
+            if let Some(Some(Conn { rx: Rx::Payload { hdr, dest, filled, cost }, .. })) =
                 self.conns.get_mut(r)
             {
                 let len = hdr.len as usize;
                 let old = std::mem::replace(dest, Dest::Unclaimed { since: 0 });
                 *dest = match (p.sink, old) {
-                    (Sink::User(ub), Dest::Owned { buf, .. }) if len <= ub.len => {
-                        // SAFETY: the receive being posted is live.
-                        let into = unsafe { ub.bytes_mut() };
-                        into[..*filled].copy_from_slice(&buf.as_bytes()[..*filled]);
-                        Dest::User { req: p.req, buf: ub }
-                    }
-                    (Sink::User(ub), Dest::Unclaimed { .. }) if len <= ub.len => {
-                        Dest::User { req: p.req, buf: ub }
-                    }
-                    (sink, Dest::Owned { buf, .. }) => {
-                        Dest::Owned { req: Some((p.req, sink)), buf }
-                    }
+                    (sink, Dest::Owned { buf, .. }) => Dest::claim(p.req, sink, buf, *filled, len),
+                    (Sink::User(ub), _) if len <= ub.len => Dest::User { req: p.req, buf: ub },
                     (sink, _) => {
                         Dest::Owned { req: Some((p.req, sink)), buf: AlignedBuf::zeroed(len) }
                     }
                 };
+                self.m.free(r, std::mem::take(cost));
             }
             // Part of the payload (or all of it) may be staged already, and no socket event
             // will come for it: take it now.
@@ -251,8 +264,9 @@ impl State {
             self.m.forget(id);
             return;
         }
+        self.unclaim_expected(id);
         for c in self.conns.iter_mut().flatten() {
-            if let Rx::Payload { dest, filled, hdr } = &mut c.rx {
+            if let Rx::Payload { dest, filled, hdr, .. } = &mut c.rx {
                 let redirect = match dest {
                     Dest::User { req, buf } if *req == id => {
                         let mut own = AlignedBuf::zeroed(hdr.len as usize);
@@ -274,7 +288,7 @@ impl State {
             if c.tx.front().is_some_and(|op| op.req == Some(id)) {
                 c.stream.payload_moving();
             }
-            for op in c.tx.iter_mut() {
+            for op in c.tx.iter_mut().chain(c.flow.held_mut()) {
                 if op.req == Some(id) {
                     op.own_payload();
                     op.req = None;
@@ -290,7 +304,7 @@ impl State {
             if c.tx.front().is_some_and(|op| op.req == Some(id)) {
                 c.stream.payload_moving();
             }
-            for op in c.tx.iter_mut().filter(|op| op.req == Some(id)) {
+            for op in c.tx.iter_mut().chain(c.flow.held_mut()).filter(|op| op.req == Some(id)) {
                 op.own_payload();
             }
         }
@@ -313,11 +327,16 @@ impl State {
             }
             if read {
                 self.read(r);
+                // What the peer's frames asked for (a payload it cleared, credit) goes out now.
+                if matches!(&self.conns[r], Some(c) if c.writable && !c.tx.is_empty()) {
+                    self.flush(r);
+                }
             }
         }
         self.settle();
         for r in std::mem::take(&mut self.goodbyes) {
             self.fail_posted_from(r);
         }
+        self.return_credit();
     }
 }

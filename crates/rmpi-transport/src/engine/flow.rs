@@ -1,0 +1,344 @@
+//! Flow control: eager messages within a credit, rendezvous for the rest.
+//!
+//! A message of at most the eager limit goes out at once (a data frame) while the sender has
+//! credit for it at the receiver: each peer may have at most `credit` bytes (payload plus
+//! header) of eager messages that no receive has taken yet. Receives that take them give the
+//! credit back (credit frames, in batches of a quarter). Any other message is announced with a
+//! ready-to-send frame (RTS) carrying its context, tag and length, and waits at the sender. When a
+//! receive matches the announcement (on arrival, or posted later, any-source and any-tag
+//! included; probe reports its length), the receiver answers clear-to-send (CTS) and the payload
+//! follows as a bulk frame, straight into the receive's memory. So the bytes a receiver buffers
+//! for messages nobody asked for stay below the credit per peer, the senders of more block in
+//! their sends (a blocking send of an announced message returns once its payload is written;
+//! `isend` returns at once and its request completes then), and the receiver never stops
+//! reading a connection: a receive for a message behind a flood always gets it.
+//!
+//! Rendezvous numbers are implicit: both ends count the RTS frames on a connection, so the n-th
+//! is number n; CTS and bulk frames name it in their tag. At finalize, announced messages still
+//! waiting are pushed unasked (bulk frames before the goodbye): the receiver buffers them in
+//! their place in its queue, so a program that sends and exits loses nothing.
+//!
+//! Only the payload's delivery (a bulk frame on the same stream) is transport-specific in
+//! principle; everything else sits here, above [`super::stream::Stream`], for TCP and shared
+//! memory alike. Messages to oneself are always buffered.
+
+use std::collections::HashMap;
+
+use super::framing::{buffer, Dest, Link, Payload, Rx, TxOp};
+use super::matching::{Cleared, MsgInfo, Posted, ReqId, Sink, Watch};
+use super::state::State;
+use crate::buf::AlignedBuf;
+use crate::error::{Error, Result};
+use crate::wire::{FrameHeader, FrameKind, HEADER_LEN};
+
+/// Default largest eager message, in bytes (`RMPI_EAGER_LIMIT`).
+pub(crate) const DEFAULT_EAGER_LIMIT: usize = 64 * 1024;
+/// Default bound on the eager bytes a rank buffers for receives not yet posted, over all its
+/// peers (`RMPI_UNEXPECTED_LIMIT`).
+pub(crate) const DEFAULT_UNEXPECTED_LIMIT: u64 = 64 << 20;
+
+/// The flow-control settings of one engine.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FlowConfig {
+    /// Messages up to this many bytes may go eagerly.
+    pub(crate) eager_limit: usize,
+    /// Eager bytes (payload plus header) each peer may have unreceived here.
+    pub(crate) credit: u64,
+}
+
+impl FlowConfig {
+    /// The settings for a job of `size` ranks: `RMPI_EAGER_LIMIT` and `RMPI_UNEXPECTED_LIMIT`
+    /// from the environment, or the defaults. The unexpected limit is shared among the peers,
+    /// each getting at least room for one eager message.
+    pub(crate) fn from_env(size: usize) -> Result<FlowConfig> {
+        let get = |var: &'static str| std::env::var(var).ok().filter(|s| !s.trim().is_empty());
+        let eager_limit = match get(crate::env::EAGER_LIMIT) {
+            Some(s) => crate::env::parse(crate::env::EAGER_LIMIT, s.trim())?,
+            None => DEFAULT_EAGER_LIMIT,
+        };
+        let unexpected: u64 = match get(crate::env::UNEXPECTED_LIMIT) {
+            Some(s) => crate::env::parse(crate::env::UNEXPECTED_LIMIT, s.trim())?,
+            None => DEFAULT_UNEXPECTED_LIMIT,
+        };
+        Ok(FlowConfig::new(eager_limit, unexpected, size))
+    }
+
+    fn new(eager_limit: usize, unexpected: u64, size: usize) -> FlowConfig {
+        let peers = size.saturating_sub(1).max(1) as u64;
+        let one = (eager_limit + HEADER_LEN) as u64;
+        FlowConfig { eager_limit, credit: (unexpected / peers).max(one) }
+    }
+
+    /// Freed credit is returned once it reaches this much.
+    fn return_at(&self) -> u64 {
+        (self.credit / 4).max(1)
+    }
+}
+
+/// A message whose payload is awaited here after this side cleared it.
+#[derive(Debug)]
+pub(super) struct Expected {
+    ctx: u32,
+    tag: u64,
+    len: usize,
+    /// The receive it goes to; `None` once that receive was let go of (the payload, when it
+    /// comes, waits for a later receive).
+    claim: Option<(ReqId, Sink)>,
+}
+
+/// The flow-control state of one connection.
+#[derive(Debug, Default)]
+pub(super) struct ConnFlow {
+    /// Eager bytes this side may still send to the peer.
+    credit: u64,
+    /// RTS frames this side has queued.
+    announced: u64,
+    /// This side's announced messages not cleared yet, by number: the bulk frame to send.
+    waiting: HashMap<u64, TxOp>,
+    /// RTS frames received.
+    heard: u64,
+    /// Messages this side cleared and whose payload is coming, by number.
+    expected: HashMap<u64, Expected>,
+}
+
+impl ConnFlow {
+    pub(super) fn new(credit: u64) -> ConnFlow {
+        ConnFlow { credit, ..ConnFlow::default() }
+    }
+
+    /// The sends held here (announced, not cleared yet).
+    pub(super) fn held_mut(&mut self) -> impl Iterator<Item = &mut TxOp> {
+        self.waiting.values_mut()
+    }
+}
+
+/// What a lost peer's flow state leaves: requests to fail now, and collective sends to settle.
+pub(super) type Dropped = (Vec<(ReqId, Error)>, Vec<(ReqId, Watch)>);
+
+fn control(kind: FrameKind, tag: u64) -> TxOp {
+    let hdr = FrameHeader { kind, context: 0, tag, len: 0 };
+    TxOp::new(hdr, Payload::Owned(bytes::Bytes::new()), None, None)
+}
+
+impl State {
+    /// Queues a message to peer `dest` on `c`: eagerly within the limit and the credit, else
+    /// announced.
+    pub(super) fn queue_message(
+        &mut self,
+        dest: usize,
+        (ctx, tag): (u32, u64),
+        payload: Payload,
+        req: Option<ReqId>,
+        watch: Option<Watch>,
+    ) {
+        let flow = self.flow;
+        let Some(Some(c)) = self.conns.get_mut(dest) else { return };
+        let len = payload.bytes().len();
+        let cost = (len + HEADER_LEN) as u64;
+        if len <= flow.eager_limit && c.flow.credit >= cost {
+            c.flow.credit -= cost;
+            let hdr = FrameHeader { kind: FrameKind::Data, context: ctx, tag, len: len as u64 };
+            c.tx.push_back(TxOp::new(hdr, payload, req, watch));
+            return;
+        }
+        c.flow.announced += 1;
+        let n = c.flow.announced;
+        let rts = FrameHeader { kind: FrameKind::Rts, context: ctx, tag, len: len as u64 };
+        c.tx.push_back(TxOp::new(rts, Payload::Owned(bytes::Bytes::new()), None, None));
+        let bulk = FrameHeader { kind: FrameKind::Bulk, context: 0, tag: n, len: len as u64 };
+        c.flow.waiting.insert(n, TxOp::new(bulk, payload, req, watch));
+    }
+
+    /// A control frame (RTS, CTS, credit) from `r`, whole: acts on it.
+    pub(super) fn on_control(
+        &mut self,
+        r: usize,
+        hdr: FrameHeader,
+    ) -> std::result::Result<(), String> {
+        let Some(Some(c)) = self.conns.get_mut(r) else { return Ok(()) };
+        match hdr.kind {
+            FrameKind::Rts => {
+                c.flow.heard += 1;
+                let n = c.flow.heard;
+                let len = usize::try_from(hdr.len).map_err(|_| "message too long".to_string())?;
+                match self.m.take_posted(hdr.context, r, hdr.tag) {
+                    Some(posted) => {
+                        let info = MsgInfo { src: r, tag: hdr.tag, len };
+                        self.clear(Cleared { info, ctx: hdr.context, n, posted });
+                    }
+                    None => self.m.announced(hdr.context, r, hdr.tag, n, len),
+                }
+            }
+            FrameKind::Cts => {
+                if hdr.tag > c.flow.announced {
+                    return Err(format!(
+                        "protocol error: clear to send {} never announced",
+                        hdr.tag
+                    ));
+                }
+                // Not waiting any more: pushed at finalize, the CTS crossed it.
+                if let Some(op) = c.flow.waiting.remove(&hdr.tag) {
+                    c.tx.push_back(op);
+                }
+            }
+            FrameKind::Credit => {
+                c.flow.credit = c.flow.credit.saturating_add(hdr.tag).min(self.flow.credit);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A receive matched an announced message: the sender is cleared to send it (or, when it
+    /// is arriving unasked right now, the receive takes it as it comes).
+    pub(super) fn clear(&mut self, m: Cleared) {
+        let r = m.info.src;
+        let Cleared { info, ctx, n, posted } = m;
+        let Posted { req, sink, .. } = posted;
+        if let Some(e) = self.peer_error(r) {
+            self.m.complete(req, Err(e));
+            return;
+        }
+        let Some(Some(c)) = self.conns.get_mut(r) else { return };
+        if c.link == Link::Closed {
+            let e = self.lost(r, super::FINISHED);
+            self.m.complete(req, Err(e));
+            return;
+        }
+        if let Rx::Payload { dest, filled, .. } = &mut c.rx {
+            if matches!(dest, Dest::Pushed { n: m, .. } if *m == n) {
+                let old = std::mem::replace(dest, Dest::Unclaimed { since: 0 });
+                if let Dest::Pushed { buf, .. } = old {
+                    *dest = Dest::claim(req, sink, buf, *filled, info.len);
+                }
+                return;
+            }
+        }
+        let claim = Some((req, sink));
+        c.flow.expected.insert(n, Expected { ctx, tag: info.tag, len: info.len, claim });
+        // Written by the caller's next flush (never from inside a parse).
+        c.tx.push_back(control(FrameKind::Cts, n));
+    }
+
+    /// The header of a bulk frame from `r`: where its payload goes, and the envelope of the
+    /// message it belongs to.
+    pub(super) fn bulk_dest(
+        &mut self,
+        r: usize,
+        hdr: &FrameHeader,
+    ) -> std::result::Result<(FrameHeader, Dest), String> {
+        let n = hdr.tag;
+        let len = usize::try_from(hdr.len).map_err(|_| "message too long".to_string())?;
+        let Some(Some(c)) = self.conns.get_mut(r) else { return Err("no connection".into()) };
+        let envelope =
+            |ctx, tag| FrameHeader { kind: FrameKind::Data, context: ctx, tag, len: hdr.len };
+        if let Some(e) = c.flow.expected.remove(&n) {
+            if e.len != len {
+                return Err(format!(
+                    "protocol error: rendezvous {n} announced {} bytes, sends {len}",
+                    e.len
+                ));
+            }
+            let hdr = envelope(e.ctx, e.tag);
+            let dest = match e.claim {
+                Some((req, Sink::User(ub))) if len <= ub.len => Dest::User { req, buf: ub },
+                claim => match buffer(len) {
+                    Ok(buf) => Dest::Owned { req: claim, buf },
+                    Err(cause) => {
+                        // Kept, so that the loss of this peer fails its receive too.
+                        c.flow.expected.insert(n, Expected { claim, ..e });
+                        return Err(cause);
+                    }
+                },
+            };
+            return Ok((hdr, dest));
+        }
+        // Pushed unasked at the sender's finalize: buffered in the announcement's place.
+        match self.m.announcement(r, n) {
+            Some((ctx, tag, announced)) if announced == len => {
+                Ok((envelope(ctx, tag), Dest::Pushed { n, buf: buffer(len)? }))
+            }
+            _ => {
+                Err(format!("protocol error: payload of rendezvous {n}, which was never announced"))
+            }
+        }
+    }
+
+    /// A pushed payload is in: its message is buffered where its announcement waited.
+    pub(super) fn pushed(&mut self, r: usize, n: u64, buf: AlignedBuf) {
+        self.m.fill_announced(r, n, buf);
+    }
+
+    /// A receive let go of: a payload it was cleared for will wait for a later receive.
+    pub(super) fn unclaim_expected(&mut self, id: ReqId) {
+        for c in self.conns.iter_mut().flatten() {
+            for e in c.flow.expected.values_mut() {
+                if e.claim.as_ref().is_some_and(|(req, _)| *req == id) {
+                    e.claim = None;
+                }
+            }
+        }
+    }
+
+    /// Tells senders of the credit receives have freed (batched).
+    pub(super) fn return_credit(&mut self) {
+        for (src, bytes) in self.m.take_freed(self.flow.return_at()) {
+            let Some(Some(c)) = self.conns.get_mut(src) else { continue };
+            if c.link != Link::Open {
+                continue;
+            }
+            c.tx.push_back(control(FrameKind::Credit, bytes));
+            if c.writable && c.tx.len() == 1 {
+                self.flush(src);
+            }
+        }
+    }
+
+    /// At finalize: every announced message still waiting is sent unasked.
+    pub(super) fn push_waiting(&mut self) {
+        for c in self.conns.iter_mut().flatten() {
+            let mut held: Vec<(u64, TxOp)> = c.flow.waiting.drain().collect();
+            held.sort_by_key(|(n, _)| *n);
+            c.tx.extend(held.into_iter().map(|(_, op)| op));
+        }
+    }
+
+    /// Peer `r` is gone (`err` says how): sends waiting to be cleared by it and receives cleared
+    /// for its payloads fail; its announcements are forgotten. Collective sends are returned to
+    /// be settled with their group's first loss.
+    pub(super) fn drop_flow(&mut self, r: usize, err: &dyn Fn() -> Error) -> Dropped {
+        let mut failed = Vec::new();
+        let mut deferred = Vec::new();
+        self.m.drop_announced_from(r);
+        let Some(Some(c)) = self.conns.get_mut(r) else { return (failed, deferred) };
+        for (_, op) in c.flow.waiting.drain() {
+            match (op.req, op.watch) {
+                (Some(id), Some(w)) => deferred.push((id, w)),
+                (Some(id), None) => failed.push((id, err())),
+                (None, _) => {}
+            }
+        }
+        for (_, e) in c.flow.expected.drain() {
+            if let Some((id, _)) = e.claim {
+                failed.push((id, err()));
+            }
+        }
+        (failed, deferred)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unexpected_limit_is_shared_among_peers_with_room_for_one_message_each() {
+        let f = FlowConfig::new(64 << 10, 64 << 20, 65);
+        assert_eq!(f.credit, 1 << 20);
+        let f = FlowConfig::new(64 << 10, 64 << 20, 100_000);
+        assert_eq!(f.credit, (64 << 10) + HEADER_LEN as u64);
+        let f = FlowConfig::new(0, 0, 1);
+        assert_eq!(f.credit, HEADER_LEN as u64);
+        assert_eq!(f.return_at(), 8);
+    }
+}
