@@ -542,7 +542,7 @@ fn an_announced_message_is_probed_with_its_size_and_matched_by_any_source_and_ta
                 let st = w.iprobe(None, Some(42))?.expect("still there");
                 assert_eq!((st.source, st.len), (2, ANNOUNCED + 2));
                 for _ in 0..2 {
-                    let (v, st) = w.recv_any::<u8>()?;
+                    let (v, st) = w.recv::<u8>(rmpi_transport::Any, rmpi_transport::Any)?;
                     assert_eq!(v.len(), ANNOUNCED + st.source);
                     assert_eq!(v, pattern(st.source as u8, v.len()));
                 }
