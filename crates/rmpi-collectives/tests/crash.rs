@@ -50,9 +50,8 @@ fn child(rank: &str) -> i32 {
     let mut cfg = BootConfig::new(rank, SIZE, token, rv);
     cfg.boot_timeout = Duration::from_secs(20);
     cfg.host_label = Some(format!("proc{rank}"));
-    // Every survivor must have a connection to the victim to see it die: with connections on
-    // demand, one that never talked to it sees only the survivors leave (docs/scale.md).
-    cfg.connect = rmpi_transport::env::Connect::Eager;
+    // Connections on demand (the default): a survivor that never talked to the victim learns of
+    // its loss from the failure notices of the survivors that did (docs/scale.md).
     let world = match Communicator::join(&cfg) {
         Ok(w) => w,
         Err(e) => {

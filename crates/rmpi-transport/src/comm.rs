@@ -87,6 +87,16 @@ impl Drop for Shared {
             self.engine.fail("panicked");
             return;
         }
+        // A rank that ends after losing a peer to a failure passes that loss on, so peers that
+        // had not seen it yet name the rank that failed, not this one.
+        if let Some((lost, cause)) = self.engine.first_failure() {
+            if !self.finalized.swap(true, Ordering::SeqCst) {
+                let host = self.engine.hosts.get(lost).map_or("?", |h| h.as_str());
+                let why = format!("rank {lost} on {host} was lost: {cause}");
+                self.engine.fail_because(&why, Some(lost));
+                return;
+            }
+        }
         if let Err(e) = self.finalize() {
             tracing::warn!("finalize at drop: {e}");
         }

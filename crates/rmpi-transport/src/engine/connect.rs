@@ -521,6 +521,19 @@ impl State {
         }
     }
 
+    /// Marks `r`, never connected to, lost (`cause`): a peer reported its loss. Later sends to it
+    /// and receives from it fail at once instead of dialing.
+    pub(super) fn lost_unconnected(&mut self, r: usize, cause: String) {
+        if !matches!(self.conns.get(r), Some(None)) {
+            return;
+        }
+        let mut conn = Conn::new(Box::new(Opening));
+        conn.readable = false;
+        conn.writable = false;
+        self.conns[r] = Some(conn);
+        self.kill(r, cause);
+    }
+
     /// Moves the handshakes on and puts the connections they open in place.
     pub(super) fn connect_pass(&mut self) {
         let Some(c) = &mut self.connect else { return };

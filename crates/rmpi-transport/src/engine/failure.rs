@@ -11,6 +11,14 @@ pub(crate) const FINISHED: &str = "it has finalized";
 
 impl State {
     pub(super) fn peer_error(&self, r: usize) -> Option<Error> {
+        // A peer that failed because it lost another rank: the error names that rank, the cause.
+        if let Some(&first) = self.passed_on.get(&r) {
+            if let Some(Some(c)) = self.conns.get(first) {
+                if let Link::Dead(cause) = &c.link {
+                    return Some(self.lost(first, cause));
+                }
+            }
+        }
         match self.conns.get(r).and_then(|c| c.as_ref()).map(|c| &c.link) {
             Some(Link::Dead(cause)) => Some(self.lost(r, cause)),
             _ => None,
@@ -48,6 +56,33 @@ impl State {
         }
     }
 
+    /// The first peer lost to a failure rather than a goodbye, with its cause.
+    pub(super) fn first_failure(&self) -> Option<(usize, String)> {
+        let r = *self.lost.iter().find(|r| !self.finished_normally(**r))?;
+        match self.conns.get(r) {
+            Some(Some(c)) => match &c.link {
+                Link::Dead(cause) => Some((r, cause.clone())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// A peer's failure notice named `blamed` as the rank it lost: unless this rank already knows,
+    /// that rank is lost here too, before the peer that reported it.
+    pub(super) fn reported_lost(&mut self, by: usize, blamed: usize, why: &str) {
+        if blamed == self.me || blamed == by {
+            return;
+        }
+        self.passed_on.insert(by, blamed);
+        let cause = format!("lost, as rank {by} reported ({why})");
+        match self.conns.get(blamed) {
+            Some(Some(c)) if !matches!(c.link, Link::Dead(_)) => self.kill(blamed, cause),
+            Some(None) => self.lost_unconnected(blamed, cause),
+            _ => {}
+        }
+    }
+
     fn finished_normally(&self, r: usize) -> bool {
         matches!(self.conns.get(r), Some(Some(c)) if c.link == Link::Dead(FINISHED.into()))
     }
@@ -75,8 +110,16 @@ impl State {
         c.stream.close();
         let tx: Vec<TxOp> = c.tx.drain(..).collect();
         let rx = std::mem::replace(&mut c.rx, Rx::Header);
-        let host = self.hosts.get(r).cloned().unwrap_or_else(|| "?".into());
-        let err = || Error::PeerLost { rank: r, host: host.clone(), cause: cause.clone() };
+        // What depends on `r` alone fails naming `r`, or the rank whose loss `r` passed on.
+        let (er, ecause) = match self.passed_on.get(&r).map(|&f| (f, self.conns.get(f))) {
+            Some((f, Some(Some(fc)))) => match &fc.link {
+                Link::Dead(fcause) => (f, fcause.clone()),
+                _ => (r, cause.clone()),
+            },
+            _ => (r, cause.clone()),
+        };
+        let host = self.hosts.get(er).cloned().unwrap_or_else(|| "?".into());
+        let err = || Error::PeerLost { rank: er, host: host.clone(), cause: ecause.clone() };
         let mut failed: Vec<(ReqId, Error)> = Vec::new();
         for op in tx {
             match (op.req, op.watch) {

@@ -442,7 +442,13 @@ impl State {
                     let info = MsgInfo { src: r, tag: hdr.tag, len };
                     if hdr.kind == FrameKind::Failed {
                         if let Dest::Owned { buf, .. } = &dest {
-                            let why = String::from_utf8_lossy(buf.as_bytes());
+                            let why = String::from_utf8_lossy(buf.as_bytes()).into_owned();
+                            // A tag above 0 names the rank whose loss made the sender fail.
+                            if let Some(b) = hdr.tag.checked_sub(1) {
+                                if let Ok(b) = usize::try_from(b) {
+                                    self.reported_lost(r, b, &why);
+                                }
+                            }
                             return Err(format!("it failed ({why})"));
                         }
                     }

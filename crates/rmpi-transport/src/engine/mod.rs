@@ -252,11 +252,25 @@ impl Engine {
     /// that their errors name the cause. Waits at most [`NOTICE_WAIT`] for the notices to leave,
     /// then closes every connection.
     pub(crate) fn fail(&self, why: &str) {
+        self.fail_because(why, None)
+    }
+
+    /// The first peer this rank lost to a failure (not to a goodbye), and the cause: what a rank
+    /// that ends after that loss passes on (see [`Engine::fail_because`]).
+    pub(crate) fn first_failure(&self) -> Option<(usize, String)> {
+        lock(&self.state).first_failure()
+    }
+
+    /// Like [`Engine::fail`], naming the peer whose loss this rank ends because of (`blame`): a
+    /// peer that receives the notice learns of that loss first, so that every survivor names
+    /// the rank that failed, not the one that passed its failure on.
+    pub(crate) fn fail_because(&self, why: &str, blame: Option<usize>) {
         {
             let mut st = lock(&self.state);
             let text = &why.as_bytes()[..why.len().min(crate::wire::MAX_NOTICE as usize)];
+            let tag = blame.map_or(0, |b| b as u64 + 1);
             let hdr =
-                FrameHeader { kind: FrameKind::Failed, context: 0, tag: 0, len: text.len() as u64 };
+                FrameHeader { kind: FrameKind::Failed, context: 0, tag, len: text.len() as u64 };
             for c in st.conns.iter_mut().flatten() {
                 if c.link == Link::Open {
                     let payload = Payload::Owned(bytes::Bytes::copy_from_slice(text));

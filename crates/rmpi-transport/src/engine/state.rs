@@ -26,6 +26,9 @@ pub(crate) struct State {
     pub(super) finalized: bool,
     /// Peers in the order they were lost (first lost first).
     pub(super) lost: Vec<usize>,
+    /// Peers that failed because they lost another rank, by the rank they named (see
+    /// `failure.rs`).
+    pub(super) passed_on: std::collections::HashMap<usize, usize>,
     /// Peers whose goodbye arrived during the current progress pass.
     pub(super) goodbyes: Vec<usize>,
     /// A peer was lost and dependent operations have not been failed yet (see `settle`).
@@ -62,6 +65,7 @@ impl State {
             hosts,
             finalized: false,
             lost: Vec::new(),
+            passed_on: std::collections::HashMap::new(),
             goodbyes: Vec::new(),
             unsettled: false,
             deferred: Vec::new(),
