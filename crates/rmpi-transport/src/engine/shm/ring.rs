@@ -45,10 +45,6 @@ pub(crate) struct ShmStream {
     bye_read: usize,
     /// This side said its goodbye through its control block.
     bye_aside: bool,
-    /// Room the outbound ring had when last looked at, less what was written since: a lower
-    /// bound (only the reader frees room), so a poll that finds it nonzero need not read the
-    /// reader's cache line.
-    room_hint: std::cell::Cell<u64>,
 }
 
 impl ShmStream {
@@ -75,16 +71,13 @@ impl ShmStream {
             loan: None,
             bye_read: 0,
             bye_aside: false,
-            room_hint: std::cell::Cell::new(0),
         }
     }
 
     /// Whether the peer said goodbye through its control block (it never wrote to this ring).
     fn peer_said_bye(&self) -> bool {
-        // The ring first: the peer's control block shares a cache line with the flag it sets
-        // whenever it sleeps.
-        self.inbound().w.tail.load(Ordering::Acquire) == 0
-            && self.seg.ctl(self.peer).bye.load(Ordering::Acquire) != 0
+        self.seg.ctl(self.peer).bye.load(Ordering::Acquire) != 0
+            && self.inbound().w.tail.load(Ordering::Acquire) == 0
     }
 
     /// Reads the peer's goodbye given through its control block, then the end of the stream.
@@ -193,14 +186,7 @@ impl ShmStream {
         }
         let p = self.outbound();
         let used = p.w.tail.load(Ordering::Relaxed).wrapping_sub(p.r.head.load(Ordering::Acquire));
-        let room = self.cap().saturating_sub(used);
-        self.room_hint.set(room);
-        room
-    }
-
-    /// Whether the outbound ring has room, from the hint when it says so.
-    fn has_room(&self) -> bool {
-        self.room_hint.get() > 0 || self.room() > 0
+        self.cap().saturating_sub(used)
     }
 
     /// Whether writing can only fail now (as far as this side knows before its first write).
@@ -311,7 +297,6 @@ impl Stream for ShmStream {
             }
         }
         p.w.tail.store(tail, Ordering::Release);
-        self.room_hint.set(room);
         self.nudge_peer();
         Ok(written)
     }
@@ -356,7 +341,7 @@ impl Stream for ShmStream {
             || lend::ready(p);
         let room = match &self.loan {
             Some(loan) => loan.writable(self.outbound()),
-            None => self.has_room(),
+            None => self.room() > 0,
         };
         Some((input, room || self.write_refused()))
     }
