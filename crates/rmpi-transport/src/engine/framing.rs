@@ -182,7 +182,7 @@ impl Conn {
             readable: true,
             writable: true,
             ended: false,
-            staging: vec![0u8; STAGING].into_boxed_slice(),
+            staging: Box::default(),
             lo: 0,
             hi: 0,
             rx: Rx::Header,
@@ -321,6 +321,11 @@ impl State {
                         c.staging.copy_within(c.lo..c.hi, 0);
                         c.hi -= c.lo;
                         c.lo = 0;
+                    }
+                    // Allocated on the first read: a connection that never carries anything
+                    // (most pairs of a large job) costs no staging memory.
+                    if c.staging.is_empty() {
+                        c.staging = vec![0u8; STAGING].into_boxed_slice();
                     }
                     let hi = c.hi;
                     (c.stream.read(&mut c.staging[hi..]).map(|n| (n, false)), STAGING - hi)

@@ -70,7 +70,7 @@ fn same_host(rank: usize, endpoints: &[Endpoint]) -> Vec<usize> {
 /// bytes (a goodbye to a peer never written to is a flag, see `ring.rs`), so the rings cost
 /// memory per pair that talks; what grows with the group is a rank's engine state and a pidfd
 /// per local peer (see `docs/shared-memory.md`, "Memory per rank"). Beyond it, TCP.
-pub(crate) const MAX_GROUP: usize = 1024;
+pub(crate) const MAX_GROUP: usize = 256;
 
 /// Maps the group's segment and sets up wake-ups and death watches. `None` when no other rank
 /// shares this host.
