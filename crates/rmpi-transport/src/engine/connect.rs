@@ -505,6 +505,14 @@ fn connect_error(e: &io::Error) -> String {
 }
 
 impl State {
+    /// A connection opened after start, with the eager credit every connection starts with
+    /// (without it, every message on it would wait for its receive).
+    fn lazy_conn(credit: u64, stream: Box<dyn Stream>) -> Conn {
+        let mut conn = Conn::new(stream);
+        conn.flow = super::flow::ConnFlow::new(credit);
+        conn
+    }
+
     /// Opens the connection to `r` if there is none and `r` is reached over TCP.
     pub(super) fn open_on_demand(&mut self, r: usize) {
         if !matches!(self.conns.get(r), Some(None)) {
@@ -512,7 +520,7 @@ impl State {
         }
         let Some(c) = &mut self.connect else { return };
         let Some(addr) = c.dials_to(r) else { return };
-        let mut conn = Conn::new(Box::new(Opening));
+        let mut conn = State::lazy_conn(self.flow.credit, Box::new(Opening));
         conn.readable = false;
         conn.writable = false;
         self.conns[r] = Some(conn);
@@ -527,7 +535,7 @@ impl State {
         if !matches!(self.conns.get(r), Some(None)) {
             return;
         }
-        let mut conn = Conn::new(Box::new(Opening));
+        let mut conn = State::lazy_conn(self.flow.credit, Box::new(Opening));
         conn.readable = false;
         conn.writable = false;
         self.conns[r] = Some(conn);
@@ -553,13 +561,14 @@ impl State {
                             continue;
                         }
                     };
+                    let credit = self.flow.credit;
                     match &mut self.conns[r] {
                         Some(conn) => {
                             conn.stream = Box::new(sock);
                             conn.readable = true;
                             conn.writable = true;
                         }
-                        slot => *slot = Some(Conn::new(Box::new(sock))),
+                        slot => *slot = Some(State::lazy_conn(credit, Box::new(sock))),
                     }
                 }
                 Outcome::Failed(r, cause) => self.kill(r, cause),
