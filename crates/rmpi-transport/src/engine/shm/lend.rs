@@ -127,9 +127,12 @@ pub(super) fn ready(p: &Pair) -> bool {
         && p.w.lent_addr.load(Ordering::Acquire) != 0
 }
 
-/// Copies lent bytes of the writer `pid` through `p` into `buf` (the reader's side).
-pub(super) fn read(p: &Pair, pid: u32, buf: &mut [u8]) -> io::Result<Lent> {
-    let total = p.w.lent_total.load(Ordering::Acquire);
+/// Copies lent bytes of the writer `pid` through `p` into `buf` (the reader's side). `total` is
+/// `lent_total` as the reader loaded it (acquire) before the ring's tail: only a loan published
+/// by then may be read, since one published later may belong behind ring bytes not yet read.
+/// (The writer publishes no further loan until this one is taken, so the current loan's length
+/// and address belong to `total`.)
+pub(super) fn read(p: &Pair, pid: u32, buf: &mut [u8], total: u64) -> io::Result<Lent> {
     let taken = p.r.taken.load(Ordering::Relaxed);
     if total == taken || buf.is_empty() {
         return Ok(Lent::Nothing);

@@ -141,14 +141,15 @@ impl ShmStream {
         }
     }
 
-    /// Reads lent bytes (the ring is empty): `closed` says whether the writer has closed.
-    fn read_lent(&mut self, buf: &mut [u8], closed: bool) -> io::Result<usize> {
+    /// Reads lent bytes (the ring is empty): `closed` says whether the writer has closed, and
+    /// `lent_total` is the loan counter as read before the ring's tail.
+    fn read_lent(&mut self, buf: &mut [u8], closed: bool, lent_total: u64) -> io::Result<usize> {
         if self.peer_gone {
             // Its memory is gone (and its process id may name another process soon).
             return Ok(0);
         }
         let p = self.inbound();
-        match lend::read(p, self.peer_pid, buf)? {
+        match lend::read(p, self.peer_pid, buf, lent_total)? {
             Lent::Read(n) => {
                 self.wake_writer(p, WAIT_LOAN);
                 Ok(n)
@@ -202,6 +203,11 @@ impl Stream for ShmStream {
         let cap = self.cap();
         let ring = self.seg.ring(self.peer, self.me);
         let p = self.inbound();
+        // The loan counter before the tail: the writer lends a payload only after its frame
+        // header is in the ring, so a loan seen here comes after bytes the tail read below
+        // covers. Read the other way round, a loan published in between would be taken ahead of
+        // its header.
+        let lent_total = p.w.lent_total.load(Ordering::Acquire);
         // The closing flag first: the writer sets it after its last tail, so a tail read after
         // it is final.
         let closed = self.peer_gone || p.w.closed.load(Ordering::Acquire) != 0;
@@ -215,7 +221,7 @@ impl Stream for ShmStream {
             if tail == 0 && self.peer_said_bye() {
                 return Ok(self.read_bye(buf));
             }
-            return self.read_lent(buf, closed);
+            return self.read_lent(buf, closed, lent_total);
         }
         let n = (avail as usize).min(buf.len());
         let at = (head % cap) as usize;
@@ -500,5 +506,50 @@ mod tests {
         w.close();
         let mut got = vec![0u8; 1024];
         assert_eq!(r.read(&mut got).unwrap(), 0, "end of stream, nothing read from the loan");
+    }
+
+    #[test]
+    fn headers_and_lent_payloads_arrive_in_stream_order_across_threads() {
+        // A reader polling an empty ring while the writer puts a header into the ring and lends
+        // the payload right after must never take the payload ahead of the header.
+        let (mut w, mut r) = pair(CMA_YES);
+        const MSGS: usize = 3000;
+        let len = lend::LEND_MIN;
+        let writer = std::thread::spawn(move || {
+            let payload = vec![0u8; len];
+            for i in 0..MSGS {
+                let hdr = [(i % 251) as u8 + 1; 16];
+                let mut off = 0;
+                while off < 16 + len {
+                    let sent = if off < 16 {
+                        w.write_vectored(&[IoSlice::new(&hdr[off..]), IoSlice::new(&payload)])
+                    } else {
+                        // The engine presents what is left of the payload.
+                        w.write_vectored(&[IoSlice::new(&payload[off - 16..])])
+                    };
+                    match sent {
+                        Ok(n) => off += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+                        Err(e) => panic!("write: {e}"),
+                    }
+                }
+            }
+            w
+        });
+        let mut got = vec![0u8; 16 + len];
+        for i in 0..MSGS {
+            let mut filled = 0;
+            while filled < got.len() {
+                match r.read(&mut got[filled..]) {
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+            let want = (i % 251) as u8 + 1;
+            assert!(got[..16].iter().all(|&b| b == want), "message {i}: header out of order");
+            assert!(got[16..].iter().all(|&b| b == 0), "message {i}: payload out of order");
+        }
+        writer.join().unwrap();
     }
 }
