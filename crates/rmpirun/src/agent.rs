@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::binding::{allowed_cpus, cores, format_list, plan, BindTo, SYSFS_CPU};
+use crate::notes::{NotePipe, Notes};
 use crate::protocol::{
     read_frame, write_frame, Command, Event, ExitCause, ExitStatus, FrameError, JobSpec, Stream,
     PROTOCOL_VERSION,
@@ -138,16 +139,7 @@ struct Ranks {
     /// Which signals the agent has sent its ranks (to tell its own kills from others').
     sent: Arc<SentSignals>,
     /// What each rank (by process group) told the agent.
-    notes: Vec<(i32, Arc<Mutex<Notes>>)>,
-}
-
-/// What a rank told its agent through its note pipe (see `rmpi_transport::agent_note`).
-#[derive(Default)]
-struct Notes {
-    /// Peers it lost, first first.
-    lost: Vec<u32>,
-    /// It said it is failing by itself: how, and when the agent heard it.
-    failed: Option<(String, u64)>,
+    notes: Vec<(i32, Arc<NotePipe>)>,
 }
 
 /// Ranks being forked at once (each fork waits for its child's exec).
@@ -161,9 +153,6 @@ struct Spawned {
     notes: Option<tokio::net::unix::pipe::Receiver>,
     spawned: std::io::Result<tokio::process::Child>,
 }
-
-/// Longest reason kept from a `failed` note.
-const MAX_REASON: usize = 200;
 
 /// The signals an agent has sent to end its ranks.
 #[derive(Default)]
@@ -190,29 +179,6 @@ impl SentSignals {
             _ if ours => ExitCause::EndedByAgent,
             Some(&peer) => ExitCause::LostPeer(peer),
             None => ExitCause::Own,
-        }
-    }
-}
-
-/// Most bytes of notes read from one rank (a line per lost peer).
-const MAX_NOTES: u64 = 1 << 20;
-
-/// Reads a rank's notes (see `rmpi_transport::agent_note`) into `notes`.
-async fn read_notes(pipe: tokio::net::unix::pipe::Receiver, notes: Arc<Mutex<Notes>>) {
-    use tokio::io::AsyncReadExt;
-    let mut lines = BufReader::new(pipe.take(MAX_NOTES)).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let Ok(mut n) = notes.lock() else { return };
-        if let Some(peer) = line.strip_prefix("lost ").and_then(|p| p.trim().parse::<u32>().ok()) {
-            if !n.lost.contains(&peer) {
-                n.lost.push(peer);
-            }
-        } else if let Some(how) = line.strip_prefix("failed ") {
-            if n.failed.is_none() {
-                let how: String =
-                    how.chars().filter(|c| !c.is_control()).take(MAX_REASON).collect();
-                n.failed = Some((how, crate::blame::now_ms()));
-            }
         }
     }
 }
@@ -353,11 +319,11 @@ impl Ranks {
             .stderr
             .take()
             .map(|s| tokio::spawn(forward_lines(s, rank, Stream::Stderr, tx.clone())));
-        let said = Arc::new(Mutex::new(Notes::default()));
+        let said = NotePipe::new(notes);
         if let Ok(p) = i32::try_from(pid) {
             self.notes.push((p, said.clone()));
         }
-        let notes = notes.map(|rx| tokio::spawn(read_notes(rx, said.clone())));
+        let notes = Some(tokio::spawn(said.clone().follow()));
         let tx = tx.clone();
         let sent = self.sent.clone();
         self.tasks.spawn(async move {
@@ -372,11 +338,10 @@ impl Ranks {
                     abort.abort();
                 }
             }
-            let (cause, at_ms) = match said.lock() {
-                // A rank that said it failed failed then, not when it was reaped.
-                Ok(n) => (sent.cause(status, &n), n.failed.as_ref().map_or(at_ms, |f| f.1)),
-                Err(_) => (ExitCause::Own, at_ms),
-            };
+            // A rank that said it failed failed then, not when it was reaped.
+            let (cause, at_ms) = said
+                .with(|n| (sent.cause(status, n), n.failed.as_ref().map_or(at_ms, |f| f.1)))
+                .unwrap_or((ExitCause::Own, at_ms));
             let _ = tx.send(Event::Exited { rank, status, cause, at_ms });
         });
         true
@@ -388,8 +353,11 @@ impl Ranks {
         self.sent.term.store(true, Ordering::SeqCst);
         // A rank that said it is failing is on its way out (unwinding, printing its panic):
         // SIGTERM would only hide how it ended. SIGKILL after the grace period still applies.
+        // What its pipe holds is read now: the note may have come a moment ago.
         let going = |g: &i32| {
-            self.notes.iter().any(|(p, n)| p == g && n.lock().is_ok_and(|n| n.failed.is_some()))
+            self.notes
+                .iter()
+                .any(|(p, n)| p == g && n.with(|n| n.failed.is_some()).unwrap_or(false))
         };
         let term: Vec<i32> = self.groups.iter().copied().filter(|g| !going(g)).collect();
         signal_groups(&term, libc::SIGTERM);

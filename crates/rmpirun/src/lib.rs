@@ -30,6 +30,7 @@ pub mod job;
 pub mod launcher;
 pub mod link;
 pub mod mapping;
+mod notes;
 pub mod output;
 pub mod procs;
 pub mod protocol;

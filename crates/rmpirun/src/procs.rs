@@ -36,6 +36,18 @@ pub fn group_has_live_members(pgid: i32) -> bool {
         })
 }
 
+/// One read(2) of `fd` (which should be non-blocking): what the kernel holds now, without
+/// going through an async reactor.
+pub fn read_now(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `fd` is open for the borrow's lifetime and `buf` is valid for `buf.len()` bytes.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// Conventional short name of a signal number (`SIGKILL`), or `signal N`.
 pub fn signal_name(sig: i32) -> String {
     let name = match sig {
