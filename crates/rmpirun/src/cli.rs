@@ -92,6 +92,14 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=rmpi_transport::seconds::MAX_SECONDS))]
     pub connect_timeout: u64,
 
+    /// How rmpirun reaches remote hosts: `flat` (or 0) opens every SSH session from here; a
+    /// fan-out F opens F, and the node agent on each of those starts the agents of its part of
+    /// the hosts, F at a time, and so on down. Default `auto`: flat up to 64 remote hosts, a tree
+    /// of fan-out 32 above.
+    #[arg(long = "launch-tree", value_name = "F|flat|auto", default_value = "auto",
+          value_parser = crate::tree::LaunchTree::parse)]
+    pub launch_tree: crate::tree::LaunchTree,
+
     /// Report launch progress on stderr.
     #[arg(short, long)]
     pub verbose: bool,
