@@ -289,6 +289,20 @@ mod tests {
     }
 
     #[test]
+    fn launch_tree_option() {
+        use crate::tree::LaunchTree;
+        assert_eq!(parse(&["rmpirun", "a"]).launch_tree, LaunchTree::Auto);
+        assert_eq!(parse(&["rmpirun", "--launch-tree", "flat", "a"]).launch_tree, LaunchTree::Flat);
+        assert_eq!(
+            parse(&["rmpirun", "--launch-tree", "8", "a"]).launch_tree,
+            LaunchTree::Fanout(8)
+        );
+        let args =
+            normalize_args(["rmpirun", "--launch-tree", "x", "a"].iter().map(OsString::from));
+        assert!(Cli::try_parse_from(args).unwrap_err().to_string().contains("--launch-tree"));
+    }
+
+    #[test]
     fn exports() {
         std::env::set_var("RMPIRUN_TEST_EXPORT", "v1");
         let e = parse_exports(&["RMPIRUN_TEST_EXPORT".into(), "B=x=y".into()]).unwrap();

@@ -215,7 +215,8 @@ impl Drop for NeighbourLimits {
 
 /// Start-to-finish of `hello` (4 ranks per host) flat and through trees, alternating, medians
 /// printed (docs/scale.md). `cargo test --release -p rmpirun --test tree -- --ignored
-/// --nocapture measure`; `TREE_MEASURE_HOSTS` (default 16) and `TREE_MEASURE_RUNS` (default 5).
+/// --nocapture measure`; `TREE_MEASURE_HOSTS` (default 16), `TREE_MEASURE_RUNS` (default 5) and
+/// `TREE_MEASURE_SHAPES` (default `flat,4,8,32`).
 #[test]
 #[ignore]
 fn measure_flat_against_tree() {
@@ -228,7 +229,11 @@ fn measure_flat_against_tree() {
     let hf = hostfile(&c, hosts, 4);
     let hello = workspace_example("hello");
     let n = (4 * hosts).to_string();
-    let shapes = ["flat", "4", "8", "32"];
+    let shapes: Vec<String> = std::env::var("TREE_MEASURE_SHAPES")
+        .unwrap_or_else(|_| "flat,4,8,32".into())
+        .split(',')
+        .map(str::to_string)
+        .collect();
     // One warm-up per shape: the agent binary is cached on every host after it.
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); shapes.len()];
     for round in 0..=runs {

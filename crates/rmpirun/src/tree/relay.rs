@@ -230,3 +230,111 @@ pub fn relay_main() -> i32 {
     // stdin may still be read by a blocking thread; do not wait for it.
     std::process::exit(code);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::BindTo;
+    use crate::protocol::{ExitStatus, JobSpec, Stream};
+    use crate::tree::wire::{Host, Ssh};
+
+    async fn next(rx: &mut (impl AsyncRead + Unpin)) -> Up {
+        loop {
+            let up = tokio::time::timeout(Duration::from_secs(10), read_frame::<_, Up>(rx))
+                .await
+                .expect("frame in time")
+                .expect("frame")
+                .expect("not eof");
+            if !matches!(up, Up::Alive) {
+                return up;
+            }
+        }
+    }
+
+    fn branch(script: &str) -> Branch {
+        Branch {
+            index: 7,
+            host: Host { name: "h7".into(), user: None, port: None },
+            job: JobSpec {
+                host: "h7".into(),
+                argv: vec!["sh".into(), "-c".into(), script.into()],
+                cwd: None,
+                cwd_required: false,
+                env: Vec::new(),
+                ranks: vec![3, 4],
+                forward_stdin_to: Some(3),
+                bind: BindTo::None,
+                report_bindings: false,
+            },
+            children: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_leaf_relay_runs_its_ranks_tags_their_news_and_takes_stdin() {
+        let (mut down, relay_in) = tokio::io::duplex(1 << 16);
+        let (relay_out, mut up) = tokio::io::duplex(1 << 16);
+        let relay = tokio::spawn(run_relay(relay_in, relay_out, None));
+        assert!(matches!(next(&mut up).await, Up::Hello { version: TREE_VERSION, .. }));
+        // Rank 3 echoes its stdin; rank 4 says its rank and exits with status 2.
+        let script = "if [ $RMPI_RANK = 3 ]; then cat; else echo r$RMPI_RANK; exit 2; fi";
+        let ssh = Ssh { command: vec!["ssh".into()], connect_timeout: 1, cache_dir: None };
+        write_frame(&mut down, &Down::Plan { branch: branch(script), ssh }).await.unwrap();
+        let stdin = Command::Stdin(b"fed\n".to_vec());
+        write_frame(&mut down, &Down::To { host: 7, command: stdin }).await.unwrap();
+        write_frame(&mut down, &Down::To { host: 7, command: Command::StdinEof }).await.unwrap();
+        let mut lines = Vec::new();
+        let mut exits = Vec::new();
+        let mut up_seen = false;
+        while exits.len() < 2 {
+            let Up::Host { host, event } = next(&mut up).await else { panic!("not host news") };
+            assert_eq!(host, 7);
+            match event {
+                HostEvent::Up => up_seen = true,
+                HostEvent::Agent(Event::Output { rank, stream: Stream::Stdout, data }) => {
+                    lines.push((rank, String::from_utf8(data).unwrap()))
+                }
+                HostEvent::Agent(Event::Exited { rank, status, .. }) => exits.push((rank, status)),
+                HostEvent::Agent(Event::Started { .. } | Event::StdinAck { .. }) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(up_seen);
+        lines.sort();
+        assert_eq!(lines, vec![(3, "fed\n".to_string()), (4, "r4\n".to_string())]);
+        exits.sort_by_key(|e| e.0);
+        assert_eq!(exits, vec![(3, ExitStatus::Code(0)), (4, ExitStatus::Code(2))]);
+        write_frame(&mut down, &Down::Kill).await.unwrap();
+        loop {
+            match next(&mut up).await {
+                Up::Host { event: HostEvent::Agent(Event::Done), .. } => break,
+                Up::Host { event: HostEvent::Agent(Event::StdinAck { .. }), .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        relay.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_relay_whose_parent_goes_silent_ends_its_ranks() {
+        let (mut down, relay_in) = tokio::io::duplex(1 << 16);
+        let (relay_out, mut up) = tokio::io::duplex(1 << 16);
+        let relay = tokio::spawn(run_relay(relay_in, relay_out, None));
+        assert!(matches!(next(&mut up).await, Up::Hello { .. }));
+        let ssh = Ssh { command: vec!["ssh".into()], connect_timeout: 1, cache_dir: None };
+        let plan = Down::Plan { branch: branch("exec sleep 300"), ssh };
+        write_frame(&mut down, &plan).await.unwrap();
+        // No pings: after the watchdog both ranks are ended by their agent.
+        let mut ended = 0;
+        while ended < 2 {
+            if let Up::Host { event: HostEvent::Agent(Event::Exited { status, .. }), .. } =
+                next(&mut up).await
+            {
+                assert_eq!(status, ExitStatus::Signal(libc::SIGTERM));
+                ended += 1;
+            }
+        }
+        assert!(matches!(relay.await.unwrap(), Err(RelayError::Silent(_))));
+        drop(down);
+    }
+}
