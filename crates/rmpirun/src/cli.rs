@@ -92,6 +92,14 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=rmpi_transport::seconds::MAX_SECONDS))]
     pub connect_timeout: u64,
 
+    /// How rmpirun reaches remote hosts: `flat` (or 0) opens every SSH session from here; a
+    /// fan-out F opens F, and the node agent on each of those starts the agents of its part of
+    /// the hosts, F at a time, and so on down. Default `auto`: flat up to 64 remote hosts, a tree
+    /// of fan-out 32 above.
+    #[arg(long = "launch-tree", value_name = "F|flat|auto", default_value = "auto",
+          value_parser = crate::tree::LaunchTree::parse)]
+    pub launch_tree: crate::tree::LaunchTree,
+
     /// Report launch progress on stderr.
     #[arg(short, long)]
     pub verbose: bool,
@@ -278,6 +286,20 @@ mod tests {
         }
         let c = parse(&["rmpirun", "--boot-timeout", "0.5", "a"]);
         assert_eq!(c.boot_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn launch_tree_option() {
+        use crate::tree::LaunchTree;
+        assert_eq!(parse(&["rmpirun", "a"]).launch_tree, LaunchTree::Auto);
+        assert_eq!(parse(&["rmpirun", "--launch-tree", "flat", "a"]).launch_tree, LaunchTree::Flat);
+        assert_eq!(
+            parse(&["rmpirun", "--launch-tree", "8", "a"]).launch_tree,
+            LaunchTree::Fanout(8)
+        );
+        let args =
+            normalize_args(["rmpirun", "--launch-tree", "x", "a"].iter().map(OsString::from));
+        assert!(Cli::try_parse_from(args).unwrap_err().to_string().contains("--launch-tree"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::binding::BindTo;
 use crate::blame::{first_cause, now_ms, Failure, Kind};
 use crate::hostfile::HostEntry;
-use crate::link::{spawn_link, Link, LinkEvent, LinkSpec, SharedBinary};
+use crate::link::{Link, LinkEvent, LinkSpec, SharedBinary};
 use crate::output::{message, progress, OutputSink};
 use crate::procs::signal_name;
 use crate::protocol::{Command, Event, ExitCause, ExitStatus, JobSpec, STDIN_WINDOW};
@@ -59,6 +59,8 @@ pub struct JobConfig {
     pub bind: BindTo,
     /// `--report-bindings`.
     pub report_bindings: bool,
+    /// `--launch-tree`.
+    pub launch_tree: crate::tree::LaunchTree,
 }
 
 /// Per-host link state.
@@ -149,6 +151,7 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
 
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(usize, LinkEvent)>();
     let mut sup = Supervisor::new(&cfg);
+    let mut specs = Vec::with_capacity(used.len());
     for &h in &used {
         let host = &cfg.hosts[h];
         let job = JobSpec {
@@ -172,9 +175,10 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
             remote,
             verbose: cfg.verbose,
         };
-        sup.links.insert(h, spawn_link(spec, ev_tx.clone()));
+        specs.push(spec);
         sup.hosts.insert(h, HostState { ranks_left: ranks_of[h].len(), ..Default::default() });
     }
+    sup.links = crate::tree::spawn_links(specs, cfg.launch_tree, ev_tx.clone());
     drop(ev_tx);
 
     let mut stdin_rx = sup.rank0_host.map(|_| spawn_stdin_reader());

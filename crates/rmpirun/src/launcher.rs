@@ -26,6 +26,9 @@ pub fn main() -> i32 {
     if args.get(1).is_some_and(|a| a == AGENT_FLAG) {
         return crate::agent::agent_main();
     }
+    if args.get(1).is_some_and(|a| a == crate::tree::RELAY_FLAG) {
+        return crate::tree::relay::relay_main();
+    }
     let cli = Cli::parse_from(normalize_args(args));
     // Inside a Slurm allocation, with no hostfile and no -H: one srun step starts the ranks.
     if cli.hostfile.is_none() && cli.hosts.is_empty() {
@@ -137,6 +140,7 @@ fn job_config(cli: &Cli) -> Result<JobConfig, String> {
         verbose: cli.verbose,
         bind: cli.bind_to,
         report_bindings: cli.report_bindings,
+        launch_tree: cli.launch_tree,
     })
 }
 

@@ -19,6 +19,7 @@
 //! * [`job`]: supervision, failure propagation, exit status;
 //! * [`procs`]: small `/proc` and signal helpers;
 //! * [`slurm`]: inside a Slurm allocation, one `srun` step starts the ranks instead of ssh;
+//! * [`tree`]: the launch tree, node agents that start the agents of other hosts;
 //! * [`launcher`]: `main` of the binary, tying the above together.
 
 pub mod agent;
@@ -36,3 +37,4 @@ pub mod procs;
 pub mod protocol;
 pub mod slurm;
 pub mod ssh;
+pub mod tree;

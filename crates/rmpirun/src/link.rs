@@ -35,7 +35,7 @@ pub enum LinkEvent {
 /// first, while the ssh clients are already connecting.
 pub type SharedBinary = Arc<tokio::sync::OnceCell<Result<Arc<AgentBinary>, String>>>;
 
-async fn agent_binary(cell: &SharedBinary) -> Result<Arc<AgentBinary>, String> {
+pub(crate) async fn agent_binary(cell: &SharedBinary) -> Result<Arc<AgentBinary>, String> {
     cell.get_or_init(|| async {
         match tokio::task::spawn_blocking(AgentBinary::current).await {
             Ok(Ok(b)) => Ok(Arc::new(b)),
@@ -109,7 +109,7 @@ pub const DEFAULT_SSH_HANDSHAKES: usize = 64;
 pub const SSH_HANDSHAKES: &str = "RMPI_SSH_HANDSHAKES";
 
 /// Permits for SSH sessions being set up (held from starting ssh until the remote shell runs).
-fn handshakes() -> &'static tokio::sync::Semaphore {
+pub(crate) fn handshakes() -> &'static tokio::sync::Semaphore {
     static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     PERMITS.get_or_init(|| {
         let n = std::env::var(SSH_HANDSHAKES)

@@ -82,6 +82,13 @@ impl SshSettings {
     /// start before the launcher has hashed its binary), then gets the agent binary of SIZE bytes
     /// with content id HASH (hex) from the cache or from stdin, and runs it.
     pub fn bootstrap_command(&self) -> Result<String, SshError> {
+        self.bootstrap_command_for(crate::launcher::AGENT_FLAG)
+    }
+
+    /// [`SshSettings::bootstrap_command`] running the binary with `flag` (`--node-agent`, or
+    /// `--relay-agent` in a launch tree).
+    pub fn bootstrap_command_for(&self, flag: &str) -> Result<String, SshError> {
+        let flag = quote(flag)?;
         let cache = match &self.cache_dir {
             Some(dir) => quote(dir)?,
             None => "\"${XDG_CACHE_HOME:-$HOME/.cache}/rmpi\"".to_string(),
@@ -100,7 +107,7 @@ impl SshSettings {
              if [ \"$(wc -c < \"$t\")\" -ne \"$n\" ]; then rm -f \"$t\"; \
              echo 'rmpirun: incomplete agent transfer' >&2; exit 98; fi; \
              chmod 700 \"$t\" && mv -f \"$t\" \"$f\" || exit 97; fi; \
-             exec \"$f\" --node-agent"
+             exec \"$f\" {flag}"
         );
         Ok(format!("exec /bin/sh -c {}", quote(&script)?))
     }
