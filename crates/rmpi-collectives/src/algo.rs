@@ -73,6 +73,11 @@ algo_enum!(
     BarrierAlgo, "RMPI_ALGO_BARRIER", {
         /// Dissemination: ⌈log2 p⌉ rounds of one empty message each way per rank.
         Dissemination => "dissemination",
+        /// Every rank reports to rank 0, which then releases all at once: two hops, one
+        /// message and one wait for every rank but rank 0.
+        Linear => "linear",
+        /// Every rank signals every other rank at once and waits for all of them: one hop.
+        Flat => "flat",
         /// Two levels: every host's ranks report to its leader, the leaders run a dissemination
         /// barrier, each leader releases its host.
         Hier => "hier" | "two_level",
@@ -105,6 +110,9 @@ algo_enum!(
         Rabenseifner => "rabenseifner",
         /// Reduce to rank 0 then broadcast.
         ReduceBcast => "reduce_bcast",
+        /// Every rank sends its whole vector to every other rank and combines all of them in
+        /// rank order itself: one hop (any operator).
+        Flat => "flat",
         /// Direct reduce-scatter (each chunk's owner combines it in rank order) then direct
         /// allgather, every message of a round posted at once.
         Direct => "direct",
@@ -217,7 +225,11 @@ pub struct Thresholds {
     pub reduce_long: usize,
     /// Reductions shorter than this go linear on 3 or 4 ranks (the root holds p − 2 copies).
     pub reduce_linear: usize,
-    /// Allreduces shorter than this use reduce + bcast (both linear) on 3 or 4 ranks.
+    /// Allreduces shorter than this use the flat exchange of whole vectors on 3 or 4 ranks
+    /// (any operator).
+    pub allreduce_flat: usize,
+    /// Allreduces shorter than this (and not flat) use reduce + bcast (both linear) on 3 or 4
+    /// ranks.
     pub allreduce_linear: usize,
     /// Allreduces of at least this many bytes use a reduce-scatter based algorithm.
     pub allreduce_long: usize,
@@ -241,6 +253,7 @@ impl Default for Thresholds {
             reduce_long: 4 << 20,
             reduce_linear: 8 << 20,
             allreduce_long: 64 << 10,
+            allreduce_flat: 4 << 10,
             allreduce_linear: 128 << 10,
             allgather_long: 64 << 10,
             gather_long: 16 << 10,
@@ -381,12 +394,15 @@ impl Settings {
     }
 
     /// The barrier algorithm on `p` ranks placed as `at`.
-    pub fn pick_barrier(&self, at: Placement) -> BarrierAlgo {
+    pub fn pick_barrier(&self, p: usize, at: Placement) -> BarrierAlgo {
         match self.barrier {
             BarrierAlgo::Auto | BarrierAlgo::Hier if at.two_level() => BarrierAlgo::Hier,
+            // Up to 4 ranks one round of p − 1 signals each: every rank waits once.
+            BarrierAlgo::Auto | BarrierAlgo::Hier if p <= 4 => BarrierAlgo::Flat,
             BarrierAlgo::Auto | BarrierAlgo::Hier | BarrierAlgo::Dissemination => {
                 BarrierAlgo::Dissemination
             }
+            BarrierAlgo::Linear | BarrierAlgo::Flat => self.barrier,
         }
     }
 
@@ -468,12 +484,16 @@ impl Settings {
             | AllreduceAlgo::Rabenseifner
             | AllreduceAlgo::RecursiveDoubling
             | AllreduceAlgo::ReduceBcast
-            | AllreduceAlgo::Direct => self.allreduce,
+            | AllreduceAlgo::Direct
+            | AllreduceAlgo::Flat => self.allreduce,
         }
     }
 
     fn auto_allreduce(&self, bytes: usize, p: usize, commutative: bool) -> AllreduceAlgo {
-        if !commutative {
+        if (3..=4).contains(&p) && bytes < self.thresholds.allreduce_flat {
+            // One hop: every rank waits once, where any tree makes some rank wait twice.
+            AllreduceAlgo::Flat
+        } else if !commutative {
             AllreduceAlgo::RecursiveDoubling
         } else if (3..=4).contains(&p) && bytes < self.thresholds.allreduce_linear {
             // Up to 4 ranks: linear reduce + linear bcast, two hops, until the ring's spread of
@@ -663,8 +683,12 @@ mod tests {
         assert_eq!(s.pick_allreduce(1 << 20, 4, false, ONE), AllreduceAlgo::RecursiveDoubling);
         assert_eq!(s.pick_allreduce(1 << 20, 4, true, ONE), AllreduceAlgo::Ring);
         let d = Settings::default();
-        assert_eq!(d.pick_allreduce(8, 4, true, ONE), AllreduceAlgo::ReduceBcast);
-        assert_eq!(d.pick_allreduce(8, 4, false, ONE), AllreduceAlgo::RecursiveDoubling);
+        // Short vectors on 3-4 ranks go flat for any operator (rank order is kept).
+        assert_eq!(d.pick_allreduce(8, 4, true, ONE), AllreduceAlgo::Flat);
+        assert_eq!(d.pick_allreduce(8, 3, false, ONE), AllreduceAlgo::Flat);
+        assert_eq!(d.pick_allreduce(8, 2, true, ONE), AllreduceAlgo::RecursiveDoubling);
+        assert_eq!(d.pick_allreduce(64 << 10, 4, true, ONE), AllreduceAlgo::ReduceBcast);
+        assert_eq!(d.pick_allreduce(64 << 10, 4, false, ONE), AllreduceAlgo::RecursiveDoubling);
         assert_eq!(d.pick_allreduce(8, 8, true, ONE), AllreduceAlgo::RecursiveDoubling);
         assert_eq!(d.pick_allreduce(1 << 20, 4, true, ONE), AllreduceAlgo::Ring);
     }
@@ -688,8 +712,12 @@ mod tests {
         let slot = Placement { hosts: 8, widest: 4, contiguous: true };
         let node = Placement { contiguous: false, ..slot };
         let single = Placement { hosts: 8, widest: 1, contiguous: true };
-        assert_eq!(d.pick_barrier(slot), BarrierAlgo::Hier);
-        assert_eq!(d.pick_barrier(single), BarrierAlgo::Dissemination);
+        assert_eq!(d.pick_barrier(24, slot), BarrierAlgo::Hier);
+        assert_eq!(d.pick_barrier(8, single), BarrierAlgo::Dissemination);
+        assert_eq!(d.pick_barrier(4, single), BarrierAlgo::Flat);
+        assert_eq!(d.pick_barrier(4, ONE), BarrierAlgo::Flat);
+        let forced = Settings { barrier: BarrierAlgo::Dissemination, ..d };
+        assert_eq!(forced.pick_barrier(4, ONE), BarrierAlgo::Dissemination);
         assert_eq!(d.pick_bcast(8, 32, node), BcastAlgo::Hier);
         assert_eq!(d.pick_bcast(8, 8, single), BcastAlgo::Binomial);
         assert_eq!(d.pick_allreduce(8, 32, true, node), AllreduceAlgo::Hier);
@@ -699,7 +727,7 @@ mod tests {
         assert_eq!(d.pick_reduce(8, 32, false, node), ReduceAlgo::Binomial);
         // Forced two levels on one host is the flat choice; forced flat stays flat.
         let hier = Settings { allreduce: AllreduceAlgo::Hier, ..d };
-        assert_eq!(hier.pick_allreduce(8, 4, true, ONE), AllreduceAlgo::ReduceBcast);
+        assert_eq!(hier.pick_allreduce(8, 4, true, ONE), AllreduceAlgo::Flat);
         let flat = Settings { allreduce: AllreduceAlgo::Ring, ..d };
         assert_eq!(flat.pick_allreduce(8, 32, true, slot), AllreduceAlgo::Ring);
         assert_eq!(BcastAlgo::parse("two-level"), Some(BcastAlgo::Hier));
