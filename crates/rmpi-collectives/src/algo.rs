@@ -174,6 +174,9 @@ algo_enum!(
         Ring => "ring",
         /// Reduce to rank 0 then scatter (also spelled `reduce_scatter` in the variable).
         ReduceThenScatter => "reduce_then_scatter" | "reduce_scatter",
+        /// Every rank sends each block straight to its owner, which combines the pieces in
+        /// rank order: one hop (any operator).
+        Direct => "direct",
     }
 );
 
@@ -520,8 +523,9 @@ impl Settings {
     }
 
     fn auto_allgather(&self, bytes: usize, p: usize) -> AllgatherAlgo {
-        if (3..=4).contains(&p) && bytes >= self.thresholds.allgather_long {
-            // Up to 4 ranks one round of p − 1 messages each way beats p − 1 ring steps.
+        if (3..=4).contains(&p) {
+            // Up to 4 ranks one round of p − 1 messages each way beats p − 1 ring steps (long)
+            // and Bruck's two rounds (short: each round is a wait).
             AllgatherAlgo::Linear
         } else if p == 2 || bytes >= self.thresholds.allgather_long {
             AllgatherAlgo::Ring
@@ -572,6 +576,8 @@ impl Settings {
         commutative: bool,
     ) -> ReduceScatterAlgo {
         match self.reduce_scatter {
+            // Up to 4 ranks one hop, with the ring's volume and any operator.
+            ReduceScatterAlgo::Auto if (3..=4).contains(&p) => ReduceScatterAlgo::Direct,
             ReduceScatterAlgo::Auto
             | ReduceScatterAlgo::Ring
             | ReduceScatterAlgo::ReduceThenScatter
@@ -583,7 +589,9 @@ impl Settings {
                 ReduceScatterAlgo::Ring
             }
             ReduceScatterAlgo::Auto => ReduceScatterAlgo::ReduceThenScatter,
-            ReduceScatterAlgo::Ring | ReduceScatterAlgo::ReduceThenScatter => self.reduce_scatter,
+            ReduceScatterAlgo::Ring
+            | ReduceScatterAlgo::ReduceThenScatter
+            | ReduceScatterAlgo::Direct => self.reduce_scatter,
         }
     }
 
@@ -738,7 +746,12 @@ mod tests {
     #[test]
     fn few_ranks_post_everything_at_once() {
         let d = Settings::default();
-        assert_eq!(d.pick_allgather(8, 4, ONE), AllgatherAlgo::Bruck);
+        assert_eq!(d.pick_allgather(8, 4, ONE), AllgatherAlgo::Linear);
+        assert_eq!(d.pick_allgather(8 * 5, 5, ONE), AllgatherAlgo::Bruck);
+        assert_eq!(d.pick_reduce_scatter(8, 4, false), ReduceScatterAlgo::Direct);
+        assert_eq!(d.pick_reduce_scatter(1 << 20, 3, true), ReduceScatterAlgo::Direct);
+        assert_eq!(d.pick_reduce_scatter(8, 2, false), ReduceScatterAlgo::ReduceThenScatter);
+        assert_eq!(d.pick_reduce_scatter(8, 8, true), ReduceScatterAlgo::ReduceThenScatter);
         assert_eq!(d.pick_allgather(1 << 20, 4, ONE), AllgatherAlgo::Linear);
         assert_eq!(d.pick_allgather(1 << 20, 8, ONE), AllgatherAlgo::Ring);
         assert_eq!(d.pick_alltoall(1 << 20, 4), AlltoallAlgo::Scattered);

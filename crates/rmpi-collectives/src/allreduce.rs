@@ -222,7 +222,7 @@ pub(crate) fn flat<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Result<
 /// `buf = x0 ∘ x1 ∘ … ∘ x(p−1)`, folded from the left, where `buf` holds `x_r` and `slots`
 /// (slot j: elements `j*n..(j+1)*n`) the other ranks' vectors in rank order. The lower ranks'
 /// vectors fold into the first slot, which then goes in front of `buf`; the higher ones follow.
-fn combine_in_rank_order<T: Pod, O: Op<T>>(
+pub(crate) fn combine_in_rank_order<T: Pod, O: Op<T>>(
     slots: &mut [T],
     n: usize,
     r: usize,

@@ -204,6 +204,7 @@ pub(crate) fn reduce_scatter<T: Pod, O: Op<T>>(
 ) -> Result<()> {
     match s.pick_reduce_scatter(std::mem::size_of_val(send), c.size, op.commutative()) {
         ReduceScatterAlgo::Ring => reduce_scatter::ring(c, send, recv, op),
+        ReduceScatterAlgo::Direct => reduce_scatter::direct(c, send, recv, op),
         ReduceScatterAlgo::Auto | ReduceScatterAlgo::ReduceThenScatter => {
             reduce_scatter::reduce_then_scatter(c, send, recv, op)
         }

@@ -53,7 +53,16 @@ fn variants() -> Vec<(&'static str, Settings)> {
             },
         ),
         ("direct", Settings { allreduce: AllreduceAlgo::Direct, ..long }),
-        ("flat", Settings { allreduce: AllreduceAlgo::Flat, barrier: BarrierAlgo::Flat, ..short }),
+        (
+            "flat",
+            Settings {
+                allreduce: AllreduceAlgo::Flat,
+                barrier: BarrierAlgo::Flat,
+                reduce_scatter: ReduceScatterAlgo::Direct,
+                allgather: AllgatherAlgo::Linear,
+                ..short
+            },
+        ),
         ("linear barrier", Settings { barrier: BarrierAlgo::Linear, ..short }),
     ]
 }

@@ -1,4 +1,5 @@
-//! The short-message algorithms for few ranks (flat barrier and allreduce, linear barrier),
+//! The short-message algorithms for few ranks (flat barrier and allreduce, linear barrier,
+//! direct reduce-scatter),
 //! with shared memory between the ranks and, in a child process of this test binary, with
 //! `RMPI_SHM=0` (loopback TCP): barriers that really wait, and allreduce results against a
 //! serial reduction in rank order, for a commutative and a non-commutative operator, bit for
@@ -108,12 +109,38 @@ fn flat_allreduce_matches_serial(shared: bool) {
                     w.allreduce_in_place(&mut m, UserOp::new(matmul, false))?;
                     got.push((sum, fl, m));
                 }
-                Ok(got)
+                // Reduce-scatter: block r of the rank-order reduction of every rank's p blocks.
+                let mut blocks = Vec::new();
+                for algo in [ReduceScatterAlgo::Direct, ReduceScatterAlgo::Auto] {
+                    let w = world
+                        .with_settings(Settings { reduce_scatter: algo, ..Settings::default() });
+                    let mut sum = vec![0i32; n];
+                    w.reduce_scatter_block(&input::<i32>(r, n * p, 7), &mut sum, Sum)?;
+                    let send: Vec<Mat> = (0..p).flat_map(|j| mats(r + j, n)).collect();
+                    let mut m = vec![[0u64; 4]; n];
+                    w.reduce_scatter_block(&send, &mut m, UserOp::new(matmul, false))?;
+                    blocks.push((sum, m));
+                }
+                Ok((got, blocks))
             })
             .unwrap_or_else(|e| panic!("p={p} n={n}: {e}"));
             let sum = reference::<i32, _>(p, n, 5, &Sum);
             let max = reference::<f64, _>(p, n, 6, &Max);
-            for (r, got) in out.iter().enumerate() {
+            let rs_sum = reference::<i32, _>(p, n * p, 7, &Sum);
+            for (r, (got, blocks)) in out.iter().enumerate() {
+                // Block r of rank i's send is mats(i + r, n).
+                let mut want = mats(r, n);
+                for i in 1..p {
+                    matmul(&mut want, &mats(i + r, n));
+                }
+                for (i, (s, m)) in blocks.iter().enumerate() {
+                    assert_eq!(
+                        s[..],
+                        rs_sum[r * n..(r + 1) * n],
+                        "rs sum p={p} n={n} rank {r} {i}"
+                    );
+                    assert_eq!(m, &want, "rs matmul p={p} n={n} rank {r} variant {i}");
+                }
                 for (i, (s, f, m)) in got.iter().enumerate() {
                     assert_eq!(s, &sum, "sum p={p} n={n} rank {r} variant {i}");
                     assert_eq!(f, &max, "max p={p} n={n} rank {r} variant {i}");
