@@ -228,11 +228,7 @@ pub struct Thresholds {
     pub reduce_long: usize,
     /// Reductions shorter than this go linear on 3 or 4 ranks (the root holds p − 2 copies).
     pub reduce_linear: usize,
-    /// Allreduces shorter than this use the flat exchange of whole vectors on 3 or 4 ranks
-    /// (any operator).
-    pub allreduce_flat: usize,
-    /// Allreduces shorter than this (and not flat) use reduce + bcast (both linear) on 3 or 4
-    /// ranks.
+    /// Allreduces shorter than this use reduce + bcast (both linear) on 3 or 4 ranks.
     pub allreduce_linear: usize,
     /// Allreduces of at least this many bytes use a reduce-scatter based algorithm.
     pub allreduce_long: usize,
@@ -256,7 +252,6 @@ impl Default for Thresholds {
             reduce_long: 4 << 20,
             reduce_linear: 8 << 20,
             allreduce_long: 64 << 10,
-            allreduce_flat: 4 << 10,
             allreduce_linear: 128 << 10,
             allgather_long: 64 << 10,
             gather_long: 16 << 10,
@@ -397,11 +392,9 @@ impl Settings {
     }
 
     /// The barrier algorithm on `p` ranks placed as `at`.
-    pub fn pick_barrier(&self, p: usize, at: Placement) -> BarrierAlgo {
+    pub fn pick_barrier(&self, at: Placement) -> BarrierAlgo {
         match self.barrier {
             BarrierAlgo::Auto | BarrierAlgo::Hier if at.two_level() => BarrierAlgo::Hier,
-            // Up to 4 ranks one round of p − 1 signals each: every rank waits once.
-            BarrierAlgo::Auto | BarrierAlgo::Hier if p <= 4 => BarrierAlgo::Flat,
             BarrierAlgo::Auto | BarrierAlgo::Hier | BarrierAlgo::Dissemination => {
                 BarrierAlgo::Dissemination
             }
@@ -493,10 +486,7 @@ impl Settings {
     }
 
     fn auto_allreduce(&self, bytes: usize, p: usize, commutative: bool) -> AllreduceAlgo {
-        if (3..=4).contains(&p) && bytes < self.thresholds.allreduce_flat {
-            // One hop: every rank waits once, where any tree makes some rank wait twice.
-            AllreduceAlgo::Flat
-        } else if !commutative {
+        if !commutative {
             AllreduceAlgo::RecursiveDoubling
         } else if (3..=4).contains(&p) && bytes < self.thresholds.allreduce_linear {
             // Up to 4 ranks: linear reduce + linear bcast, two hops, until the ring's spread of
@@ -523,9 +513,8 @@ impl Settings {
     }
 
     fn auto_allgather(&self, bytes: usize, p: usize) -> AllgatherAlgo {
-        if (3..=4).contains(&p) {
-            // Up to 4 ranks one round of p − 1 messages each way beats p − 1 ring steps (long)
-            // and Bruck's two rounds (short: each round is a wait).
+        if (3..=4).contains(&p) && bytes >= self.thresholds.allgather_long {
+            // Up to 4 ranks one round of p − 1 messages each way beats p − 1 ring steps.
             AllgatherAlgo::Linear
         } else if p == 2 || bytes >= self.thresholds.allgather_long {
             AllgatherAlgo::Ring
@@ -576,8 +565,6 @@ impl Settings {
         commutative: bool,
     ) -> ReduceScatterAlgo {
         match self.reduce_scatter {
-            // Up to 4 ranks one hop, with the ring's volume and any operator.
-            ReduceScatterAlgo::Auto if (3..=4).contains(&p) => ReduceScatterAlgo::Direct,
             ReduceScatterAlgo::Auto
             | ReduceScatterAlgo::Ring
             | ReduceScatterAlgo::ReduceThenScatter
@@ -691,12 +678,11 @@ mod tests {
         assert_eq!(s.pick_allreduce(1 << 20, 4, false, ONE), AllreduceAlgo::RecursiveDoubling);
         assert_eq!(s.pick_allreduce(1 << 20, 4, true, ONE), AllreduceAlgo::Ring);
         let d = Settings::default();
-        // Short vectors on 3-4 ranks go flat for any operator (rank order is kept).
-        assert_eq!(d.pick_allreduce(8, 4, true, ONE), AllreduceAlgo::Flat);
-        assert_eq!(d.pick_allreduce(8, 3, false, ONE), AllreduceAlgo::Flat);
-        assert_eq!(d.pick_allreduce(8, 2, true, ONE), AllreduceAlgo::RecursiveDoubling);
-        assert_eq!(d.pick_allreduce(64 << 10, 4, true, ONE), AllreduceAlgo::ReduceBcast);
-        assert_eq!(d.pick_allreduce(64 << 10, 4, false, ONE), AllreduceAlgo::RecursiveDoubling);
+        assert_eq!(d.pick_allreduce(8, 4, true, ONE), AllreduceAlgo::ReduceBcast);
+        assert_eq!(d.pick_allreduce(8, 4, false, ONE), AllreduceAlgo::RecursiveDoubling);
+        // The flat allreduce runs on request only, for any operator.
+        let flat = Settings { allreduce: AllreduceAlgo::Flat, ..d };
+        assert_eq!(flat.pick_allreduce(8, 4, false, ONE), AllreduceAlgo::Flat);
         assert_eq!(d.pick_allreduce(8, 8, true, ONE), AllreduceAlgo::RecursiveDoubling);
         assert_eq!(d.pick_allreduce(1 << 20, 4, true, ONE), AllreduceAlgo::Ring);
     }
@@ -720,12 +706,12 @@ mod tests {
         let slot = Placement { hosts: 8, widest: 4, contiguous: true };
         let node = Placement { contiguous: false, ..slot };
         let single = Placement { hosts: 8, widest: 1, contiguous: true };
-        assert_eq!(d.pick_barrier(24, slot), BarrierAlgo::Hier);
-        assert_eq!(d.pick_barrier(8, single), BarrierAlgo::Dissemination);
-        assert_eq!(d.pick_barrier(4, single), BarrierAlgo::Flat);
-        assert_eq!(d.pick_barrier(4, ONE), BarrierAlgo::Flat);
-        let forced = Settings { barrier: BarrierAlgo::Dissemination, ..d };
-        assert_eq!(forced.pick_barrier(4, ONE), BarrierAlgo::Dissemination);
+        assert_eq!(d.pick_barrier(slot), BarrierAlgo::Hier);
+        assert_eq!(d.pick_barrier(single), BarrierAlgo::Dissemination);
+        assert_eq!(d.pick_barrier(ONE), BarrierAlgo::Dissemination);
+        let forced = Settings { barrier: BarrierAlgo::Flat, ..d };
+        assert_eq!(forced.pick_barrier(ONE), BarrierAlgo::Flat);
+        assert_eq!(forced.pick_barrier(slot), BarrierAlgo::Flat);
         assert_eq!(d.pick_bcast(8, 32, node), BcastAlgo::Hier);
         assert_eq!(d.pick_bcast(8, 8, single), BcastAlgo::Binomial);
         assert_eq!(d.pick_allreduce(8, 32, true, node), AllreduceAlgo::Hier);
@@ -735,7 +721,7 @@ mod tests {
         assert_eq!(d.pick_reduce(8, 32, false, node), ReduceAlgo::Binomial);
         // Forced two levels on one host is the flat choice; forced flat stays flat.
         let hier = Settings { allreduce: AllreduceAlgo::Hier, ..d };
-        assert_eq!(hier.pick_allreduce(8, 4, true, ONE), AllreduceAlgo::Flat);
+        assert_eq!(hier.pick_allreduce(8, 4, true, ONE), AllreduceAlgo::ReduceBcast);
         let flat = Settings { allreduce: AllreduceAlgo::Ring, ..d };
         assert_eq!(flat.pick_allreduce(8, 32, true, slot), AllreduceAlgo::Ring);
         assert_eq!(BcastAlgo::parse("two-level"), Some(BcastAlgo::Hier));
@@ -746,12 +732,10 @@ mod tests {
     #[test]
     fn few_ranks_post_everything_at_once() {
         let d = Settings::default();
-        assert_eq!(d.pick_allgather(8, 4, ONE), AllgatherAlgo::Linear);
-        assert_eq!(d.pick_allgather(8 * 5, 5, ONE), AllgatherAlgo::Bruck);
-        assert_eq!(d.pick_reduce_scatter(8, 4, false), ReduceScatterAlgo::Direct);
-        assert_eq!(d.pick_reduce_scatter(1 << 20, 3, true), ReduceScatterAlgo::Direct);
-        assert_eq!(d.pick_reduce_scatter(8, 2, false), ReduceScatterAlgo::ReduceThenScatter);
-        assert_eq!(d.pick_reduce_scatter(8, 8, true), ReduceScatterAlgo::ReduceThenScatter);
+        assert_eq!(d.pick_allgather(8, 4, ONE), AllgatherAlgo::Bruck);
+        assert_eq!(d.pick_reduce_scatter(8, 4, false), ReduceScatterAlgo::ReduceThenScatter);
+        let direct = Settings { reduce_scatter: ReduceScatterAlgo::Direct, ..d };
+        assert_eq!(direct.pick_reduce_scatter(8, 4, false), ReduceScatterAlgo::Direct);
         assert_eq!(d.pick_allgather(1 << 20, 4, ONE), AllgatherAlgo::Linear);
         assert_eq!(d.pick_allgather(1 << 20, 8, ONE), AllgatherAlgo::Ring);
         assert_eq!(d.pick_alltoall(1 << 20, 4), AlltoallAlgo::Scattered);

@@ -25,7 +25,7 @@ fn placement(lay: Option<&Layout>) -> Placement {
 
 /// Barrier.
 pub(crate) fn barrier(c: &Call, s: &Settings, lay: Option<&Layout>) -> Result<()> {
-    match (s.pick_barrier(c.size, placement(lay)), lay) {
+    match (s.pick_barrier(placement(lay)), lay) {
         (BarrierAlgo::Hier, Some(l)) => hier::barrier(c, s, l),
         (BarrierAlgo::Linear, _) => barrier::linear(c),
         (BarrierAlgo::Flat, _) => barrier::flat(c),
