@@ -73,6 +73,11 @@ algo_enum!(
     BarrierAlgo, "RMPI_ALGO_BARRIER", {
         /// Dissemination: ⌈log2 p⌉ rounds of one empty message each way per rank.
         Dissemination => "dissemination",
+        /// Every rank reports to rank 0, which then releases all at once: two hops, one
+        /// message and one wait for every rank but rank 0.
+        Linear => "linear",
+        /// Every rank signals every other rank at once and waits for all of them: one hop.
+        Flat => "flat",
         /// Two levels: every host's ranks report to its leader, the leaders run a dissemination
         /// barrier, each leader releases its host.
         Hier => "hier" | "two_level",
@@ -105,6 +110,9 @@ algo_enum!(
         Rabenseifner => "rabenseifner",
         /// Reduce to rank 0 then broadcast.
         ReduceBcast => "reduce_bcast",
+        /// Every rank sends its whole vector to every other rank and combines all of them in
+        /// rank order itself: one hop (any operator).
+        Flat => "flat",
         /// Direct reduce-scatter (each chunk's owner combines it in rank order) then direct
         /// allgather, every message of a round posted at once.
         Direct => "direct",
@@ -166,6 +174,9 @@ algo_enum!(
         Ring => "ring",
         /// Reduce to rank 0 then scatter (also spelled `reduce_scatter` in the variable).
         ReduceThenScatter => "reduce_then_scatter" | "reduce_scatter",
+        /// Every rank sends each block straight to its owner, which combines the pieces in
+        /// rank order: one hop (any operator).
+        Direct => "direct",
     }
 );
 
@@ -387,6 +398,7 @@ impl Settings {
             BarrierAlgo::Auto | BarrierAlgo::Hier | BarrierAlgo::Dissemination => {
                 BarrierAlgo::Dissemination
             }
+            BarrierAlgo::Linear | BarrierAlgo::Flat => self.barrier,
         }
     }
 
@@ -468,7 +480,8 @@ impl Settings {
             | AllreduceAlgo::Rabenseifner
             | AllreduceAlgo::RecursiveDoubling
             | AllreduceAlgo::ReduceBcast
-            | AllreduceAlgo::Direct => self.allreduce,
+            | AllreduceAlgo::Direct
+            | AllreduceAlgo::Flat => self.allreduce,
         }
     }
 
@@ -563,7 +576,9 @@ impl Settings {
                 ReduceScatterAlgo::Ring
             }
             ReduceScatterAlgo::Auto => ReduceScatterAlgo::ReduceThenScatter,
-            ReduceScatterAlgo::Ring | ReduceScatterAlgo::ReduceThenScatter => self.reduce_scatter,
+            ReduceScatterAlgo::Ring
+            | ReduceScatterAlgo::ReduceThenScatter
+            | ReduceScatterAlgo::Direct => self.reduce_scatter,
         }
     }
 
@@ -665,6 +680,9 @@ mod tests {
         let d = Settings::default();
         assert_eq!(d.pick_allreduce(8, 4, true, ONE), AllreduceAlgo::ReduceBcast);
         assert_eq!(d.pick_allreduce(8, 4, false, ONE), AllreduceAlgo::RecursiveDoubling);
+        // The flat allreduce runs on request only, for any operator.
+        let flat = Settings { allreduce: AllreduceAlgo::Flat, ..d };
+        assert_eq!(flat.pick_allreduce(8, 4, false, ONE), AllreduceAlgo::Flat);
         assert_eq!(d.pick_allreduce(8, 8, true, ONE), AllreduceAlgo::RecursiveDoubling);
         assert_eq!(d.pick_allreduce(1 << 20, 4, true, ONE), AllreduceAlgo::Ring);
     }
@@ -690,6 +708,10 @@ mod tests {
         let single = Placement { hosts: 8, widest: 1, contiguous: true };
         assert_eq!(d.pick_barrier(slot), BarrierAlgo::Hier);
         assert_eq!(d.pick_barrier(single), BarrierAlgo::Dissemination);
+        assert_eq!(d.pick_barrier(ONE), BarrierAlgo::Dissemination);
+        let forced = Settings { barrier: BarrierAlgo::Flat, ..d };
+        assert_eq!(forced.pick_barrier(ONE), BarrierAlgo::Flat);
+        assert_eq!(forced.pick_barrier(slot), BarrierAlgo::Flat);
         assert_eq!(d.pick_bcast(8, 32, node), BcastAlgo::Hier);
         assert_eq!(d.pick_bcast(8, 8, single), BcastAlgo::Binomial);
         assert_eq!(d.pick_allreduce(8, 32, true, node), AllreduceAlgo::Hier);
@@ -711,6 +733,9 @@ mod tests {
     fn few_ranks_post_everything_at_once() {
         let d = Settings::default();
         assert_eq!(d.pick_allgather(8, 4, ONE), AllgatherAlgo::Bruck);
+        assert_eq!(d.pick_reduce_scatter(8, 4, false), ReduceScatterAlgo::ReduceThenScatter);
+        let direct = Settings { reduce_scatter: ReduceScatterAlgo::Direct, ..d };
+        assert_eq!(direct.pick_reduce_scatter(8, 4, false), ReduceScatterAlgo::Direct);
         assert_eq!(d.pick_allgather(1 << 20, 4, ONE), AllgatherAlgo::Linear);
         assert_eq!(d.pick_allgather(1 << 20, 8, ONE), AllgatherAlgo::Ring);
         assert_eq!(d.pick_alltoall(1 << 20, 4), AlltoallAlgo::Scattered);

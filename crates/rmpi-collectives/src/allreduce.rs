@@ -1,6 +1,7 @@
 //! Allreduce: recursive doubling for short vectors and non-commutative operators; ring or
-//! Rabenseifner (reduce-scatter + allgather) for long ones; on a few ranks, reduce + bcast or a
-//! direct reduce-scatter + allgather with every message posted at once.
+//! Rabenseifner (reduce-scatter + allgather) for long ones; on a few ranks, a flat exchange of
+//! whole vectors (short ones), reduce + bcast, or a direct reduce-scatter + allgather with
+//! every message posted at once.
 //!
 //! Every algorithm here gives every rank the same bits: a pair that exchanges whole vectors
 //! computes `(lower ranks) ∘ (higher ranks)` on both sides with the same operands in the same
@@ -12,6 +13,7 @@ use rmpi_transport::Result;
 
 use crate::call::Call;
 use crate::ops::Op;
+use crate::scratch;
 use crate::shape::{part, pieces_mut, ring_reduce_step, span, split_pair, Fold};
 
 /// The steps before and after the power-of-two part of recursive doubling and halving.
@@ -28,9 +30,11 @@ impl FoldSteps for Fold {
             if r % 2 == 0 {
                 c.send(buf, r + 1)?;
             } else {
-                let mut tmp: Vec<T> = bytemuck::zeroed_vec(buf.len());
-                c.recv_into(&mut tmp, r - 1)?;
-                op.combine_rev(&tmp, buf);
+                scratch::with(buf.len(), |tmp: &mut [T]| {
+                    c.recv_into(tmp, r - 1)?;
+                    op.combine_rev(tmp, buf);
+                    Ok::<_, rmpi_transport::Error>(())
+                })?;
             }
         }
         Ok(())
@@ -57,18 +61,20 @@ pub(crate) fn recursive_doubling<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: 
     let f = Fold::new(c.size);
     f.fold_in(c, buf, op)?;
     if let Some(nr) = f.new_rank(r) {
-        let mut tmp: Vec<T> = bytemuck::zeroed_vec(buf.len());
-        let mut mask = 1;
-        while mask < f.pof2 {
-            let partner = f.real_rank(nr ^ mask);
-            c.sendrecv(buf, partner, &mut tmp, partner)?;
-            if partner < r {
-                op.combine_rev(&tmp, buf);
-            } else {
-                op.combine(buf, &tmp);
+        scratch::with(buf.len(), |tmp: &mut [T]| {
+            let mut mask = 1;
+            while mask < f.pof2 {
+                let partner = f.real_rank(nr ^ mask);
+                c.sendrecv(buf, partner, tmp, partner)?;
+                if partner < r {
+                    op.combine_rev(tmp, buf);
+                } else {
+                    op.combine(buf, tmp);
+                }
+                mask <<= 1;
             }
-            mask <<= 1;
-        }
+            Ok::<_, rmpi_transport::Error>(())
+        })?;
     }
     f.fold_out(c, buf)
 }
@@ -175,19 +181,7 @@ pub(crate) fn direct<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Resul
     let sends: Vec<(&[T], usize)> =
         (1..p).map(|i| (r + i) % p).map(|d| (&buf[part(n, p, d)], d)).collect();
     c.exchange_many(recvs, &sends)?;
-    // Combine in rank order: the lower ranks' pieces fold into the first slot, which then goes
-    // in front of our own piece; the higher ranks' pieces follow.
-    let slot = |j: usize| j * k..(j + 1) * k;
-    if r > 0 {
-        let (head, tail) = slots.split_at_mut(k);
-        for j in 1..r {
-            op.combine(head, &tail[slot(j - 1)]);
-        }
-        op.combine_rev(head, &mut buf[mine.clone()]);
-    }
-    for j in r..p - 1 {
-        op.combine(&mut buf[mine.clone()], &slots[slot(j)]);
-    }
+    combine_in_rank_order(&mut slots, k, r, &mut buf[mine], op);
     // Round 2: our reduced chunk to every rank, every other chunk from its owner.
     let lens: Vec<usize> = (0..p).map(|i| part(n, p, i).len()).collect();
     let mut pieces: Vec<Option<&mut [T]>> = pieces_mut(buf, &lens).into_iter().map(Some).collect();
@@ -196,4 +190,55 @@ pub(crate) fn direct<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Resul
         (1..p).map(|i| (r + p - i) % p).filter_map(|s| pieces[s].take().map(|b| (b, s))).collect();
     let sends: Vec<(&[T], usize)> = (1..p).map(|i| (own, (r + i) % p)).collect();
     c.exchange_many(recvs, &sends)
+}
+
+/// Flat: every rank sends its whole vector to every other rank at once, receives theirs, and
+/// combines the p vectors itself in rank order (`x0 ∘ x1 ∘ … ∘ x(p−1)`: the same operands in the
+/// same order on every rank, so the same bits, for any operator). One hop, and one wait per
+/// rank, where the tree and reduce + bcast need two hops; the price is p − 1 messages each way
+/// per rank, p − 1 copies of the vector in scratch space and p − 1 combines on every rank: a fit
+/// for short vectors on few ranks, where a hop (a wake-up or a turn on a shared core) costs
+/// more than a message.
+pub(crate) fn flat<T: Pod, O: Op<T>>(c: &Call, buf: &mut [T], op: &O) -> Result<()> {
+    let (p, r, n) = (c.size, c.rank, buf.len());
+    if p == 1 {
+        return Ok(());
+    }
+    scratch::with(n * (p - 1), |slots: &mut [T]| {
+        {
+            // Slot j holds the vector of the j-th other rank in rank order.
+            let others = (0..p).filter(|&i| i != r);
+            let recvs: Vec<(&mut [T], usize)> =
+                pieces_mut(slots, &vec![n; p - 1]).into_iter().zip(others).collect();
+            let own: &[T] = buf;
+            let sends: Vec<(&[T], usize)> = (1..p).map(|i| (own, (r + i) % p)).collect();
+            c.exchange_many(recvs, &sends)?;
+        }
+        combine_in_rank_order(slots, n, r, buf, op);
+        Ok(())
+    })
+}
+
+/// `buf = x0 ∘ x1 ∘ … ∘ x(p−1)`, folded from the left, where `buf` holds `x_r` and `slots`
+/// (slot j: elements `j*n..(j+1)*n`) the other ranks' vectors in rank order. The lower ranks'
+/// vectors fold into the first slot, which then goes in front of `buf`; the higher ones follow.
+pub(crate) fn combine_in_rank_order<T: Pod, O: Op<T>>(
+    slots: &mut [T],
+    n: usize,
+    r: usize,
+    buf: &mut [T],
+    op: &O,
+) {
+    let others = slots.len().checked_div(n).unwrap_or(0);
+    let slot = |j: usize| j * n..(j + 1) * n;
+    if r > 0 && n > 0 {
+        let (head, tail) = slots.split_at_mut(n);
+        for j in 1..r {
+            op.combine(head, &tail[slot(j - 1)]);
+        }
+        op.combine_rev(head, buf);
+    }
+    for j in r..others {
+        op.combine(buf, &slots[slot(j)]);
+    }
 }

@@ -16,6 +16,38 @@ pub(crate) fn barrier(c: &Call) -> Result<()> {
     Ok(())
 }
 
+/// Linear (fan-in, fan-out): every rank tells rank 0 it has arrived and waits for rank 0's
+/// release; rank 0 waits for all arrivals (posted at once), then releases everybody at once.
+/// Two hops like dissemination on 3-4 ranks, but every rank other than 0 sends one message and
+/// waits once, which suits ranks that share cores or sleep while they wait.
+pub(crate) fn linear(c: &Call) -> Result<()> {
+    let (p, r) = (c.size, c.rank);
+    if p == 1 {
+        return Ok(());
+    }
+    if r == 0 {
+        let others: Vec<usize> = (1..p).collect();
+        let recvs: Vec<(&mut [u8], usize)> = others.iter().map(|&s| (&mut [][..], s)).collect();
+        c.exchange_many::<u8>(recvs, &[])?;
+        c.send_all::<u8>(&[], &others)
+    } else {
+        c.sendrecv::<u8>(&[], 0, &mut [], 0)
+    }
+}
+
+/// Flat: every rank signals every other rank at once and waits for the p − 1 signals, posted
+/// at once. One hop and one wait per rank (dissemination needs ⌈log2 p⌉ of each), for
+/// p(p − 1) empty messages in all: a fit for few ranks.
+pub(crate) fn flat(c: &Call) -> Result<()> {
+    let (p, r) = (c.size, c.rank);
+    if p == 1 {
+        return Ok(());
+    }
+    let recvs: Vec<(&mut [u8], usize)> = (1..p).map(|i| (&mut [][..], (r + p - i) % p)).collect();
+    let sends: Vec<(&[u8], usize)> = (1..p).map(|i| (&[][..], (r + i) % p)).collect();
+    c.exchange_many::<u8>(recvs, &sends)
+}
+
 const SIG_WORDS: usize = 4;
 /// A check message: the sender's signature, then whether a disagreement is known (1) and, if
 /// so, the two ranks and their signatures.

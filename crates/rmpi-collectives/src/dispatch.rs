@@ -14,6 +14,7 @@ use crate::algo::{
 use crate::call::Call;
 use crate::layout::Layout;
 use crate::ops::Op;
+use crate::scratch;
 use crate::{
     allreduce, alltoall, barrier, bcast, gather, hier, reduce, reduce_scatter, scan, scatter,
 };
@@ -26,6 +27,8 @@ fn placement(lay: Option<&Layout>) -> Placement {
 pub(crate) fn barrier(c: &Call, s: &Settings, lay: Option<&Layout>) -> Result<()> {
     match (s.pick_barrier(placement(lay)), lay) {
         (BarrierAlgo::Hier, Some(l)) => hier::barrier(c, s, l),
+        (BarrierAlgo::Linear, _) => barrier::linear(c),
+        (BarrierAlgo::Flat, _) => barrier::flat(c),
         // `Auto` is never picked, nor two levels without a layout.
         (BarrierAlgo::Auto | BarrierAlgo::Dissemination | BarrierAlgo::Hier, _) => {
             barrier::barrier(c)
@@ -104,6 +107,7 @@ pub(crate) fn allreduce<T: Pod, O: Op<T>>(
         (AllreduceAlgo::Rabenseifner, _) => allreduce::rabenseifner(c, buf, op),
         (AllreduceAlgo::ReduceBcast, _) => reduce_bcast(c, s, buf, op),
         (AllreduceAlgo::Direct, _) => allreduce::direct(c, buf, op),
+        (AllreduceAlgo::Flat, _) => allreduce::flat(c, buf, op),
         (AllreduceAlgo::Auto | AllreduceAlgo::RecursiveDoubling | AllreduceAlgo::Hier, _) => {
             allreduce::recursive_doubling(c, buf, op)
         }
@@ -114,11 +118,13 @@ pub(crate) fn allreduce<T: Pod, O: Op<T>>(
 /// chosen as that call on its own would be.
 fn reduce_bcast<T: Pod, O: Op<T>>(c: &Call, s: &Settings, buf: &mut [T], op: &O) -> Result<()> {
     let root = c.rank == 0;
-    let mut out: Vec<T> = if root { bytemuck::zeroed_vec(buf.len()) } else { Vec::new() };
-    reduce(c, s, None, buf, root.then_some(&mut out[..]), op, 0)?;
-    if root {
-        buf.copy_from_slice(&out);
-    }
+    scratch::with(if root { buf.len() } else { 0 }, |out: &mut [T]| {
+        reduce(c, s, None, buf, root.then_some(out), op, 0)?;
+        if root {
+            buf.copy_from_slice(out);
+        }
+        Ok::<_, rmpi_transport::Error>(())
+    })?;
     bcast(c, s, None, buf, 0)
 }
 
@@ -198,6 +204,7 @@ pub(crate) fn reduce_scatter<T: Pod, O: Op<T>>(
 ) -> Result<()> {
     match s.pick_reduce_scatter(std::mem::size_of_val(send), c.size, op.commutative()) {
         ReduceScatterAlgo::Ring => reduce_scatter::ring(c, send, recv, op),
+        ReduceScatterAlgo::Direct => reduce_scatter::direct(c, send, recv, op),
         ReduceScatterAlgo::Auto | ReduceScatterAlgo::ReduceThenScatter => {
             reduce_scatter::reduce_then_scatter(c, send, recv, op)
         }

@@ -4,6 +4,7 @@ use bytemuck::Pod;
 use rmpi_transport::Result;
 
 use crate::call::Call;
+use crate::scratch;
 use crate::shape::{children, pieces_mut, split_pair, tree_pos};
 
 /// Binomial gather: each rank collects its subtree's blocks (relative rank order) in a buffer
@@ -105,17 +106,18 @@ pub(crate) fn allgather_linear<T: Pod>(c: &Call, send: &[T], out: &mut [T]) -> R
 pub(crate) fn bruck<T: Pod>(c: &Call, send: &[T], out: &mut [T]) -> Result<()> {
     let (p, r) = (c.size, c.rank);
     let k = send.len();
-    let mut tmp: Vec<T> = bytemuck::zeroed_vec(p * k);
-    tmp[..k].copy_from_slice(send);
-    let mut dist = 1;
-    while dist < p {
-        let cnt = dist.min(p - dist);
-        let (sb, rb) = split_pair(&mut tmp, 0..cnt * k, dist * k..(dist + cnt) * k);
-        c.sendrecv(sb, (r + p - dist) % p, rb, (r + dist) % p)?;
-        dist *= 2;
-    }
-    let split = (p - r) * k;
-    out[r * k..].copy_from_slice(&tmp[..split]);
-    out[..r * k].copy_from_slice(&tmp[split..]);
-    Ok(())
+    scratch::with(p * k, |tmp: &mut [T]| {
+        tmp[..k].copy_from_slice(send);
+        let mut dist = 1;
+        while dist < p {
+            let cnt = dist.min(p - dist);
+            let (sb, rb) = split_pair(tmp, 0..cnt * k, dist * k..(dist + cnt) * k);
+            c.sendrecv(sb, (r + p - dist) % p, rb, (r + dist) % p)?;
+            dist *= 2;
+        }
+        let split = (p - r) * k;
+        out[r * k..].copy_from_slice(&tmp[..split]);
+        out[..r * k].copy_from_slice(&tmp[split..]);
+        Ok(())
+    })
 }

@@ -30,7 +30,8 @@
 //!   check), `bcast`, `reduce`, `allreduce`, `reduce_scatter`, `gather` (gather, gatherv,
 //!   allgather, allgatherv), `scatter`, `alltoall`, `scan`, `object` (serde values).
 //! * `shape`: the shapes the algorithms share (chunk spans, binomial tree positions, ring steps,
-//!   the fold to a power of two, segment sizes).
+//!   the fold to a power of two, segment sizes); `scratch`: a call's scratch space, on the
+//!   stack for short vectors.
 //! * `dispatch`: where a picked algorithm becomes a call, for every family (the choice itself
 //!   is [`Settings`]' `pick_*`, one exhaustive match per family).
 //! * `layout` and `hier`: the hosts of a communicator (grouped by `host_of`, cached in the
@@ -64,6 +65,7 @@ mod reduce;
 mod reduce_scatter;
 mod scan;
 mod scatter;
+mod scratch;
 mod shape;
 
 use bytemuck::Pod;

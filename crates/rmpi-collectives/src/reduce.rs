@@ -6,6 +6,7 @@ use rmpi_transport::Result;
 
 use crate::call::Call;
 use crate::ops::Op;
+use crate::scratch;
 use crate::shape::{children, part, pieces_mut, seg_elems, tree_pos, REDUCE_SEGMENT};
 
 /// Binomial tree reduction. For a commutative operator the tree is rooted at `root`; otherwise
@@ -135,25 +136,27 @@ pub(crate) fn linear<T: Pod, O: Op<T>>(
     // or second after the root's own when the root is rank 0); the rest get a slot each.
     let first = usize::from(root == 0);
     let others: Vec<usize> = (0..p).filter(|&i| i != root && i != first).collect();
-    let mut slots: Vec<T> = bytemuck::zeroed_vec(n * others.len());
-    let mut bufs: Vec<(&mut [T], usize)> = vec![(&mut *out, first)];
-    bufs.extend(pieces_mut(&mut slots, &vec![n; others.len()]).into_iter().zip(others));
-    c.exchange_many(bufs, &[])?;
-    if root == 0 {
-        op.combine_rev(send, out);
-    }
-    // `others` is in rank order, so the slots are taken in turn.
-    let mut slot = 0;
-    for i in first + 1..p {
-        let x = if i == root {
-            send
-        } else {
-            slot += 1;
-            &slots[(slot - 1) * n..slot * n]
-        };
-        op.combine(out, x);
-    }
-    Ok(())
+    scratch::with(n * others.len(), |slots: &mut [T]| {
+        let lens = vec![n; others.len()];
+        let mut bufs: Vec<(&mut [T], usize)> = vec![(&mut *out, first)];
+        bufs.extend(pieces_mut(slots, &lens).into_iter().zip(others));
+        c.exchange_many(bufs, &[])?;
+        if root == 0 {
+            op.combine_rev(send, out);
+        }
+        // `others` is in rank order, so the slots are taken in turn.
+        let mut slot = 0;
+        for i in first + 1..p {
+            let x = if i == root {
+                send
+            } else {
+                slot += 1;
+                &slots[(slot - 1) * n..slot * n]
+            };
+            op.combine(out, x);
+        }
+        Ok(())
+    })
 }
 
 /// Ring reduce-scatter over a copy of `send`, then every rank sends its reduced chunk straight

@@ -1,5 +1,6 @@
-//! Reduce-scatter: the ring (also the first half of ring allreduce and long reduce), or reduce
-//! then scatter for short messages and non-commutative operators.
+//! Reduce-scatter: the ring (also the first half of ring allreduce and long reduce), reduce
+//! then scatter for short messages and non-commutative operators, or on few ranks the direct
+//! exchange of every block with its owner.
 
 use std::ops::Range;
 
@@ -8,7 +9,8 @@ use rmpi_transport::Result;
 
 use crate::call::Call;
 use crate::ops::Op;
-use crate::shape::ring_reduce_step;
+use crate::scratch;
+use crate::shape::{pieces_mut, ring_reduce_step};
 
 /// Ring reduce-scatter in place: `work` holds this rank's contribution, split into p chunks
 /// (`chunk(i)` is the range of chunk i). After p-1 steps chunk `r` of `work` on rank r holds
@@ -62,4 +64,28 @@ pub(crate) fn reduce_then_scatter<T: Pod, O: Op<T>>(
     crate::reduce::binomial(c, send, out, op, 0)?;
     let src = if c.rank == 0 { Some(&full[..]) } else { None };
     crate::scatter::binomial(c, src, recv, 0)
+}
+
+/// Direct: every rank sends block d of `send` to rank d at once and receives block r from every
+/// other rank, then combines the p pieces in rank order (`x0 ∘ x1 ∘ … ∘ x(p−1)`, so any operator
+/// works). One hop and the ring's volume, at the price of p − 1 messages in flight each way and
+/// p − 1 blocks of scratch space: a fit for few ranks.
+pub(crate) fn direct<T: Pod, O: Op<T>>(c: &Call, send: &[T], recv: &mut [T], op: &O) -> Result<()> {
+    let (p, r, n) = (c.size, c.rank, recv.len());
+    recv.copy_from_slice(&send[r * n..(r + 1) * n]);
+    if p == 1 {
+        return Ok(());
+    }
+    scratch::with(n * (p - 1), |slots: &mut [T]| {
+        {
+            let others = (0..p).filter(|&i| i != r);
+            let recvs: Vec<(&mut [T], usize)> =
+                pieces_mut(slots, &vec![n; p - 1]).into_iter().zip(others).collect();
+            let sends: Vec<(&[T], usize)> =
+                (1..p).map(|i| (r + i) % p).map(|d| (&send[d * n..(d + 1) * n], d)).collect();
+            c.exchange_many(recvs, &sends)?;
+        }
+        crate::allreduce::combine_in_rank_order(slots, n, r, recv, op);
+        Ok(())
+    })
 }

@@ -9,6 +9,7 @@ use rmpi_transport::Result;
 
 use crate::call::Call;
 use crate::ops::Op;
+use crate::scratch;
 use crate::shape::{seg_elems, SCAN_SEGMENT};
 
 /// Recursive doubling scan. Inclusive: `recv` on rank r gets `x0 ∘ ... ∘ xr`. Exclusive: rank
@@ -26,28 +27,31 @@ pub(crate) fn recursive_doubling<T: Pod, O: Op<T>>(
     if have {
         recv.copy_from_slice(send);
     }
-    let mut partial = send.to_vec();
-    let mut tmp: Vec<T> = bytemuck::zeroed_vec(send.len());
-    let mut mask = 1;
-    while mask < p {
-        let dst = r ^ mask;
-        if dst < p {
-            c.sendrecv(&partial, dst, &mut tmp, dst)?;
-            if dst < r {
-                op.combine_rev(&tmp, &mut partial);
-                if have {
-                    op.combine_rev(&tmp, recv);
+    let n = send.len();
+    scratch::with(2 * n, |space: &mut [T]| {
+        let (partial, tmp) = space.split_at_mut(n);
+        partial.copy_from_slice(send);
+        let mut mask = 1;
+        while mask < p {
+            let dst = r ^ mask;
+            if dst < p {
+                c.sendrecv(partial, dst, tmp, dst)?;
+                if dst < r {
+                    op.combine_rev(tmp, partial);
+                    if have {
+                        op.combine_rev(tmp, recv);
+                    } else {
+                        recv.copy_from_slice(tmp);
+                        have = true;
+                    }
                 } else {
-                    recv.copy_from_slice(&tmp);
-                    have = true;
+                    op.combine(partial, tmp);
                 }
-            } else {
-                op.combine(&mut partial, &tmp);
             }
+            mask <<= 1;
         }
-        mask <<= 1;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Pipelined chain: rank r receives the prefix of ranks `0..r` from r - 1 segment by segment,

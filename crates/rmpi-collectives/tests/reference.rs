@@ -53,6 +53,17 @@ fn variants() -> Vec<(&'static str, Settings)> {
             },
         ),
         ("direct", Settings { allreduce: AllreduceAlgo::Direct, ..long }),
+        (
+            "flat",
+            Settings {
+                allreduce: AllreduceAlgo::Flat,
+                barrier: BarrierAlgo::Flat,
+                reduce_scatter: ReduceScatterAlgo::Direct,
+                allgather: AllgatherAlgo::Linear,
+                ..short
+            },
+        ),
+        ("linear barrier", Settings { barrier: BarrierAlgo::Linear, ..short }),
     ]
 }
 
@@ -276,7 +287,7 @@ const BIG: usize = 393_219;
 #[test]
 fn p1_to_p4_with_large_counts() {
     for p in 1..=4 {
-        run_p(p, Plan { counts: &[0, 1, 13], all_types: true, variants: 6, big: Some(BIG) });
+        run_p(p, Plan { counts: &[0, 1, 13], all_types: true, variants: 8, big: Some(BIG) });
     }
 }
 
@@ -284,7 +295,7 @@ fn p1_to_p4_with_large_counts() {
 fn p5_to_p9() {
     for p in 5..=9 {
         let big = (p == 5).then_some(BIG);
-        run_p(p, Plan { counts: &[0, 1, 13], all_types: true, variants: 6, big });
+        run_p(p, Plan { counts: &[0, 1, 13], all_types: true, variants: 8, big });
     }
 }
 

@@ -9,13 +9,14 @@ use rmpi_transport::{local, Result};
 
 type Mat = [u64; 4];
 
-const ALL_ALLREDUCE: [AllreduceAlgo; 6] = [
+const ALL_ALLREDUCE: [AllreduceAlgo; 7] = [
     AllreduceAlgo::Auto,
     AllreduceAlgo::RecursiveDoubling,
     AllreduceAlgo::Ring,
     AllreduceAlgo::Rabenseifner,
     AllreduceAlgo::ReduceBcast,
     AllreduceAlgo::Direct,
+    AllreduceAlgo::Flat,
 ];
 
 /// 2x2 matrix product with wrapping arithmetic: associative, not commutative.
