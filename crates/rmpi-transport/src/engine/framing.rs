@@ -454,6 +454,11 @@ impl State {
                                     self.reported_lost(r, b, &why);
                                 }
                             }
+                            // Its own abort (a notice passing on another rank's loss
+                            // only quotes one).
+                            if hdr.tag == 0 && why.starts_with(super::ABORTED) {
+                                return Err(why);
+                            }
                             return Err(format!("it failed ({why})"));
                         }
                     }
