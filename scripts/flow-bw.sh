@@ -12,6 +12,7 @@
 #   --before REV   the build before flow control (default 286e38f)
 #   --main REV     the main branch's build (default main)
 #   --sizes A:B    message sizes (default 65536:4194304)
+#   --no-build     run the binaries an earlier run left (the revisions are not checked)
 # Environment: CARGO_TARGET_DIR (default target/ of this checkout); the work goes under
 # $CARGO_TARGET_DIR/flow-bw.
 set -euo pipefail
@@ -23,6 +24,7 @@ ROUNDS=8
 BEFORE=286e38f
 MAIN=main
 SIZES=65536:4194304
+BUILD=1
 
 log() { printf '[flow-bw %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -33,7 +35,8 @@ while [ $# -gt 0 ]; do
     --before) [ $# -ge 2 ] || die "--before needs a revision"; BEFORE=$2; shift ;;
     --main) [ $# -ge 2 ] || die "--main needs a revision"; MAIN=$2; shift ;;
     --sizes) [ $# -ge 2 ] || die "--sizes needs MIN:MAX"; SIZES=$2; shift ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-build) BUILD=0 ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
     esac
     shift
@@ -49,6 +52,10 @@ mkdir -p "$WORK/raw"
 rm -f "$WORK"/raw/*
 
 for n in "${NAMES[@]}"; do
+    if [ "$BUILD" = 0 ]; then
+        [ -x "$WORK/bin-$n/osu_bw" ] || die "no earlier build of $n in $WORK/bin-$n"
+        continue
+    fi
     src=$WORK/src-$n
     if [ -d "$src" ]; then
         git -C "$src" checkout --quiet --detach "${REV[$n]}"
