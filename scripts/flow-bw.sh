@@ -12,7 +12,7 @@
 #   --before REV   the build before flow control (default 286e38f)
 #   --main REV     the main branch's build (default main)
 #   --sizes A:B    message sizes (default 65536:4194304)
-#   --no-build     run the binaries an earlier run left (the revisions are not checked)
+#   --no-build     run the binaries an earlier run left (and report their revisions)
 # Environment: CARGO_TARGET_DIR (default target/ of this checkout); the work goes under
 # $CARGO_TARGET_DIR/flow-bw.
 set -euo pipefail
@@ -54,6 +54,7 @@ rm -f "$WORK"/raw/*
 for n in "${NAMES[@]}"; do
     if [ "$BUILD" = 0 ]; then
         [ -x "$WORK/bin-$n/osu_bw" ] || die "no earlier build of $n in $WORK/bin-$n"
+        REV[$n]=$(cat "$WORK/bin-$n/REV" 2>/dev/null || echo unknown)
         continue
     fi
     src=$WORK/src-$n
@@ -67,6 +68,7 @@ for n in "${NAMES[@]}"; do
         -p rmpi-benches -p rmpirun --bins) || die "building $n failed"
     mkdir -p "$WORK/bin-$n"
     cp "$WORK/target/release/osu_bw" "$WORK/target/release/rmpirun" "$WORK/bin-$n/"
+    echo "${REV[$n]}" >"$WORK/bin-$n/REV"
 done
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
