@@ -121,6 +121,10 @@ pub(crate) struct CommInner {
 /// The slot behind [`Communicator::collective_state`].
 type CollState = std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>;
 
+/// How long an aborting rank tries to get its notices out before it exits (under the
+/// launcher's grace between SIGTERM and SIGKILL).
+const ABORT_NOTICE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How long a collective that lost a finished member keeps looking for a member that failed.
 const REFINE_WINDOW: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -903,10 +907,23 @@ impl Communicator {
     }
 
     /// Ends the whole job at once: this process exits with `code`, and the launcher ends the
-    /// other ranks (their connections to this one fail, too).
+    /// other ranks. Before it exits, every peer it is connected to is told (a failure notice
+    /// behind what was already queued for it, waited for at most a second), so their pending
+    /// and later operations fail with "rank R on HOST aborted (code C)"; under rmpirun the
+    /// job's exit status is `code`.
     pub fn abort(&self, code: i32) -> ! {
         tracing::error!(rank = self.rank(), "abort({code})");
+        // The launcher ends the job once it hears of this (or of a peer failing on the notice)
+        // with SIGTERM: ignored from here on, so that this process still ends with `code`. It
+        // ends within ABORT_NOTICE_WAIT, well before the launcher's SIGKILL would come.
+        // SAFETY: installs the predefined "ignore" disposition; no handler code runs.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        // The launcher hears first, so that it takes this rank for the cause and the peers
+        // that fail on the notice for its effects.
         crate::agent_note::failed(&format!("abort({code})"));
+        self.inner.shared.finalized.store(true, Ordering::SeqCst);
+        let why = crate::engine::aborted(code);
+        self.inner.shared.engine.fail_within(&why, None, ABORT_NOTICE_WAIT);
         std::process::exit(code)
     }
 

@@ -34,9 +34,11 @@ pub const BOOT_TIMEOUT: &str = "RMPI_BOOT_TIMEOUT";
 pub const SPIN_US: &str = "RMPI_SPIN_US";
 /// Largest accepted message, in bytes.
 pub const MAX_MESSAGE: &str = "RMPI_MAX_MESSAGE";
-/// Largest message, in bytes, sent before its receive is posted (default 65536); longer ones
-/// wait at the sender until the receiver asks for them.
+/// Largest message, in bytes, sent to a peer over TCP before its receive is posted (default
+/// 262144); longer ones wait at the sender until the receiver asks for them.
 pub const EAGER_LIMIT: &str = "RMPI_EAGER_LIMIT";
+/// Like [`EAGER_LIMIT`], for peers reached through shared memory (default 1048576).
+pub const SHM_EAGER_LIMIT: &str = "RMPI_SHM_EAGER_LIMIT";
 /// Bytes of eager messages a rank buffers for receives not posted yet, shared among its peers
 /// (default 67108864); senders of more wait.
 pub const UNEXPECTED_LIMIT: &str = "RMPI_UNEXPECTED_LIMIT";

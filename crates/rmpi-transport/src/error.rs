@@ -26,8 +26,9 @@ pub enum Error {
         /// Why.
         msg: String,
     },
-    /// A peer is gone: its connection closed without a goodbye or failed.
-    #[error("rank {rank} on {host} is unreachable: {cause}")]
+    /// A peer is gone: its connection closed without a goodbye or failed, or it aborted (then
+    /// the message says so: "rank 2 on h aborted (code 7)").
+    #[error("rank {rank} on {host} {}", peer_lost_text(cause))]
     PeerLost {
         /// World rank of the lost peer.
         rank: usize,
@@ -128,6 +129,16 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+}
+
+/// What [`Error::PeerLost`] says of its cause: an abort as what the peer did, anything else as
+/// why it is unreachable.
+fn peer_lost_text(cause: &str) -> std::borrow::Cow<'_, str> {
+    if cause.starts_with(crate::engine::ABORTED) {
+        cause.into()
+    } else {
+        format!("is unreachable: {cause}").into()
+    }
 }
 
 impl Error {

@@ -525,12 +525,15 @@ fn a_rendezvous_that_drips_its_reply_cannot_stretch_the_boot_deadline() {
 #[test]
 fn a_header_claiming_more_memory_than_there_is_fails_that_peer_not_the_process() {
     // The limit allows it (none is set), no machine can have it: the lying peer is lost, this
-    // process (the test binary itself) lives on and says why.
+    // process (the test binary itself) lives on and says why. An eager frame that long is far
+    // beyond the credit, so the receiver refuses it before allocating anything (a bulk frame
+    // of such a length is the announced-60-GiB test's case).
     let (h, mut s) = unlimited_rank0_with_fake_rank1(|w| w.recv::<u8>(1, 0).unwrap_err());
-    let lie = FrameHeader { kind: FrameKind::Data, context: 0, tag: 0, len: (1 << 63) + 8 };
+    // The longest length there is: its cost (length plus header) must not wrap.
+    let lie = FrameHeader { kind: FrameKind::Data, context: 0, tag: 0, len: u64::MAX };
     s.write_all(&lie.encode()).unwrap();
     let e = h.join().unwrap();
-    expect_lost(e, "cannot be buffered here");
+    expect_lost(e, "flow control violated");
     drop(s);
 }
 

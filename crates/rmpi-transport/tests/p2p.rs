@@ -523,8 +523,9 @@ fn a_probed_message_already_staged_is_received() {
     .unwrap();
 }
 
-/// Above the default eager limit (64 KiB): sent by rendezvous.
-const ANNOUNCED: usize = 1 << 20;
+/// Above the default eager limits (256 KiB over TCP, 1 MiB over shared memory): sent by
+/// rendezvous.
+const ANNOUNCED: usize = 4 << 20;
 
 #[test]
 fn an_announced_message_is_probed_with_its_size_and_matched_by_any_source_and_tag() {

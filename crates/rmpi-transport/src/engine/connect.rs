@@ -507,9 +507,10 @@ fn connect_error(e: &io::Error) -> String {
 impl State {
     /// A connection opened after start, with the eager credit every connection starts with
     /// (without it, every message on it would wait for its receive).
-    fn lazy_conn(credit: u64, stream: Box<dyn Stream>) -> Conn {
+    fn lazy_conn(flow: &super::flow::FlowConfig, stream: Box<dyn Stream>) -> Conn {
         let mut conn = Conn::new(stream);
-        conn.flow = super::flow::ConnFlow::new(credit);
+        // On demand means over TCP.
+        conn.flow = flow.conn(false);
         conn
     }
 
@@ -520,7 +521,7 @@ impl State {
         }
         let Some(c) = &mut self.connect else { return };
         let Some(addr) = c.dials_to(r) else { return };
-        let mut conn = State::lazy_conn(self.flow.credit, Box::new(Opening));
+        let mut conn = State::lazy_conn(&self.flow, Box::new(Opening));
         conn.readable = false;
         conn.writable = false;
         self.conns[r] = Some(conn);
@@ -535,7 +536,7 @@ impl State {
         if !matches!(self.conns.get(r), Some(None)) {
             return;
         }
-        let mut conn = State::lazy_conn(self.flow.credit, Box::new(Opening));
+        let mut conn = State::lazy_conn(&self.flow, Box::new(Opening));
         conn.readable = false;
         conn.writable = false;
         self.conns[r] = Some(conn);
@@ -561,14 +562,14 @@ impl State {
                             continue;
                         }
                     };
-                    let credit = self.flow.credit;
+                    let flow = self.flow;
                     match &mut self.conns[r] {
                         Some(conn) => {
                             conn.stream = Box::new(sock);
                             conn.readable = true;
                             conn.writable = true;
                         }
-                        slot => *slot = Some(State::lazy_conn(credit, Box::new(sock))),
+                        slot => *slot = Some(State::lazy_conn(&flow, Box::new(sock))),
                     }
                 }
                 Outcome::Failed(r, cause) => self.kill(r, cause),

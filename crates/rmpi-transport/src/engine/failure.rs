@@ -9,6 +9,15 @@ use crate::error::Error;
 /// The cause given for a peer that said goodbye.
 pub(crate) const FINISHED: &str = "it has finalized";
 
+/// The failure notice of a rank that called `abort(code)`, and the cause its peers give.
+pub(crate) fn aborted(code: i32) -> String {
+    format!("{ABORTED}{code})")
+}
+
+/// How an abort's notice starts: [`crate::Error::PeerLost`] shows such a cause as what the
+/// peer did ("rank 2 on h aborted (code 7)") rather than as why it is unreachable.
+pub(crate) const ABORTED: &str = "aborted (code ";
+
 impl State {
     pub(super) fn peer_error(&self, r: usize) -> Option<Error> {
         // A peer that failed because it lost another rank: the error names that rank, the cause.
@@ -75,7 +84,12 @@ impl State {
             return;
         }
         self.passed_on.insert(by, blamed);
-        let cause = format!("lost, as rank {by} reported ({why})");
+        // A rank that aborted is said to have aborted, whoever passes it on (its own notice
+        // and a peer's can reach this rank in either order).
+        let cause = match why.find(ABORTED) {
+            Some(at) => why[at..].to_string(),
+            None => format!("lost, as rank {by} reported ({why})"),
+        };
         match self.conns.get(blamed) {
             Some(Some(c)) if !matches!(c.link, Link::Dead(_)) => self.kill(blamed, cause),
             Some(None) => self.lost_unconnected(blamed, cause),

@@ -31,42 +31,64 @@ use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
 use crate::wire::{FrameHeader, FrameKind, HEADER_LEN};
 
-/// Default largest eager message, in bytes (`RMPI_EAGER_LIMIT`).
-pub(crate) const DEFAULT_EAGER_LIMIT: usize = 64 * 1024;
+/// Default largest eager message over TCP, in bytes (`RMPI_EAGER_LIMIT`).
+pub(crate) const DEFAULT_EAGER_LIMIT: usize = 256 * 1024;
+/// Default largest eager message over shared memory, in bytes (`RMPI_SHM_EAGER_LIMIT`).
+pub(crate) const DEFAULT_SHM_EAGER_LIMIT: usize = 1024 * 1024;
 /// Default bound on the eager bytes a rank buffers for receives not yet posted, over all its
 /// peers (`RMPI_UNEXPECTED_LIMIT`).
 pub(crate) const DEFAULT_UNEXPECTED_LIMIT: u64 = 64 << 20;
+/// The eager bytes every peer may have unreceived whatever the job's size (its share of the
+/// unexpected limit, when larger, is granted instead).
+const MIN_CREDIT: u64 = 64 * 1024 + HEADER_LEN as u64;
 
 /// The flow-control settings of one engine.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FlowConfig {
-    /// Messages up to this many bytes may go eagerly.
+    /// Messages up to this many bytes may go eagerly to a peer reached over TCP...
     pub(crate) eager_limit: usize,
-    /// Eager bytes (payload plus header) each peer may have unreceived here.
+    /// ... and to one reached through shared memory.
+    pub(crate) shm_eager_limit: usize,
+    /// Eager bytes (payload plus header) each peer may have unreceived here. The receiver
+    /// counts it the same way and fails a peer that sends beyond it.
     pub(crate) credit: u64,
 }
 
 impl FlowConfig {
-    /// The settings for a job of `size` ranks: `RMPI_EAGER_LIMIT` and `RMPI_UNEXPECTED_LIMIT`
-    /// from the environment, or the defaults. The unexpected limit is shared among the peers,
-    /// each getting at least room for one eager message.
+    /// The settings for a job of `size` ranks: `RMPI_EAGER_LIMIT`, `RMPI_SHM_EAGER_LIMIT` and
+    /// `RMPI_UNEXPECTED_LIMIT` from the environment, or the defaults. The unexpected limit is
+    /// shared among the peers, each getting at least [`MIN_CREDIT`].
     pub(crate) fn from_env(size: usize) -> Result<FlowConfig> {
         let get = |var: &'static str| std::env::var(var).ok().filter(|s| !s.trim().is_empty());
         let eager_limit = match get(crate::env::EAGER_LIMIT) {
             Some(s) => crate::env::parse(crate::env::EAGER_LIMIT, s.trim())?,
             None => DEFAULT_EAGER_LIMIT,
         };
+        let shm_eager_limit = match get(crate::env::SHM_EAGER_LIMIT) {
+            Some(s) => crate::env::parse(crate::env::SHM_EAGER_LIMIT, s.trim())?,
+            None => DEFAULT_SHM_EAGER_LIMIT,
+        };
         let unexpected: u64 = match get(crate::env::UNEXPECTED_LIMIT) {
             Some(s) => crate::env::parse(crate::env::UNEXPECTED_LIMIT, s.trim())?,
             None => DEFAULT_UNEXPECTED_LIMIT,
         };
-        Ok(FlowConfig::new(eager_limit, unexpected, size))
+        Ok(FlowConfig::new((eager_limit, shm_eager_limit), unexpected, size))
     }
 
-    fn new(eager_limit: usize, unexpected: u64, size: usize) -> FlowConfig {
+    fn new(
+        (eager_limit, shm_eager_limit): (usize, usize),
+        unexpected: u64,
+        size: usize,
+    ) -> FlowConfig {
         let peers = size.saturating_sub(1).max(1) as u64;
-        let one = (eager_limit + HEADER_LEN) as u64;
-        FlowConfig { eager_limit, credit: (unexpected / peers).max(one) }
+        FlowConfig { eager_limit, shm_eager_limit, credit: (unexpected / peers).max(MIN_CREDIT) }
+    }
+
+    /// The flow state a new connection to a peer starts with (`shm`: reached through shared
+    /// memory).
+    pub(super) fn conn(&self, shm: bool) -> ConnFlow {
+        let eager_limit = if shm { self.shm_eager_limit } else { self.eager_limit };
+        ConnFlow { credit: self.credit, eager_limit, ..ConnFlow::default() }
     }
 
     /// Freed credit is returned once it reaches this much.
@@ -91,6 +113,11 @@ pub(super) struct Expected {
 pub(super) struct ConnFlow {
     /// Eager bytes this side may still send to the peer.
     credit: u64,
+    /// Messages up to this many bytes go eagerly (when the credit allows).
+    eager_limit: usize,
+    /// Eager bytes received from the peer whose credit has not been given back yet: never more
+    /// than the credit granted to it.
+    owed: u64,
     /// RTS frames this side has queued.
     announced: u64,
     /// This side's announced messages not cleared yet, by number: the bulk frame to send.
@@ -102,10 +129,6 @@ pub(super) struct ConnFlow {
 }
 
 impl ConnFlow {
-    pub(super) fn new(credit: u64) -> ConnFlow {
-        ConnFlow { credit, ..ConnFlow::default() }
-    }
-
     /// The sends held here (announced, not cleared yet).
     pub(super) fn held_mut(&mut self) -> impl Iterator<Item = &mut TxOp> {
         self.waiting.values_mut()
@@ -131,11 +154,12 @@ impl State {
         req: Option<ReqId>,
         watch: Option<Watch>,
     ) {
-        let flow = self.flow;
         let Some(Some(c)) = self.conns.get_mut(dest) else { return };
         let len = payload.bytes().len();
         let cost = (len + HEADER_LEN) as u64;
-        if len <= flow.eager_limit && c.flow.credit >= cost {
+        // Above the credit held, a message goes rendezvous even under the eager limit: the
+        // receiver's bound on unexpected bytes holds whatever the limits.
+        if len <= c.flow.eager_limit && c.flow.credit >= cost {
             c.flow.credit -= cost;
             let hdr = FrameHeader { kind: FrameKind::Data, context: ctx, tag, len: len as u64 };
             c.tx.push_back(TxOp::new(hdr, payload, req, watch));
@@ -147,6 +171,28 @@ impl State {
         c.tx.push_back(TxOp::new(rts, Payload::Owned(bytes::Bytes::new()), None, None));
         let bulk = FrameHeader { kind: FrameKind::Bulk, context: 0, tag: n, len: len as u64 };
         c.flow.waiting.insert(n, TxOp::new(bulk, payload, req, watch));
+    }
+
+    /// A data frame of `cost` bytes (payload plus header) from `r` is arriving: it is charged
+    /// to the credit granted to `r`, or, beyond that credit, fails `r` before any of it is
+    /// taken. A peer can only get there with other flow settings than this rank's (or by
+    /// not following the protocol).
+    pub(super) fn charge(&mut self, r: usize, cost: u64) -> std::result::Result<(), String> {
+        let granted = self.flow.credit;
+        let Some(Some(c)) = self.conns.get_mut(r) else { return Ok(()) };
+        match c.flow.owed.checked_add(cost).filter(|&owed| owed <= granted) {
+            Some(owed) => {
+                c.flow.owed = owed;
+                Ok(())
+            }
+            None => Err(format!(
+                "flow control violated: it sent {cost} eager bytes with {} of the {granted} \
+                 bytes of credit granted to it left (its {} and the job's size must be the \
+                 same on every rank)",
+                granted.saturating_sub(c.flow.owed),
+                crate::env::UNEXPECTED_LIMIT,
+            )),
+        }
     }
 
     /// A control frame (RTS, CTS, credit) from `r`, whole: acts on it.
@@ -287,6 +333,7 @@ impl State {
             if c.link != Link::Open {
                 continue;
             }
+            c.flow.owed = c.flow.owed.saturating_sub(bytes);
             c.tx.push_back(control(FrameKind::Credit, bytes));
             if c.writable && c.tx.len() == 1 {
                 self.flush(src);
@@ -333,12 +380,16 @@ mod tests {
 
     #[test]
     fn the_unexpected_limit_is_shared_among_peers_with_room_for_one_message_each() {
-        let f = FlowConfig::new(64 << 10, 64 << 20, 65);
+        let limits = (DEFAULT_EAGER_LIMIT, DEFAULT_SHM_EAGER_LIMIT);
+        let f = FlowConfig::new(limits, 64 << 20, 65);
         assert_eq!(f.credit, 1 << 20);
-        let f = FlowConfig::new(64 << 10, 64 << 20, 100_000);
-        assert_eq!(f.credit, (64 << 10) + HEADER_LEN as u64);
-        let f = FlowConfig::new(0, 0, 1);
-        assert_eq!(f.credit, HEADER_LEN as u64);
-        assert_eq!(f.return_at(), 8);
+        // The guaranteed credit does not grow with the eager limits: a message above the
+        // credit held goes rendezvous, so the unexpected limit still bounds memory.
+        let f = FlowConfig::new(limits, 64 << 20, 100_000);
+        assert_eq!(f.credit, MIN_CREDIT);
+        assert_eq!(f.conn(false).eager_limit, 256 << 10);
+        assert_eq!(f.conn(true).eager_limit, 1 << 20);
+        let f = FlowConfig::new((0, 0), 0, 1);
+        assert_eq!(f.credit, MIN_CREDIT);
     }
 }

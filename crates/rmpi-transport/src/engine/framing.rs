@@ -454,6 +454,11 @@ impl State {
                                     self.reported_lost(r, b, &why);
                                 }
                             }
+                            // Its own abort (a notice passing on another rank's loss
+                            // only quotes one).
+                            if hdr.tag == 0 && why.starts_with(super::ABORTED) {
+                                return Err(why);
+                            }
                             return Err(format!("it failed ({why})"));
                         }
                     }
@@ -486,11 +491,12 @@ impl State {
         hdr: &FrameHeader,
         len: usize,
     ) -> std::result::Result<(Dest, u64), String> {
+        let cost = (len as u64).saturating_add(HEADER_LEN as u64);
+        self.charge(r, cost)?;
         // Before any receive is matched to it (a failure here fails them all).
         if len >= ALLOC_CHECK_MIN {
             drop(buffer(len)?);
         }
-        let cost = (len + HEADER_LEN) as u64;
         let dest = match self.m.take_posted(hdr.context, r, hdr.tag) {
             Some(Posted { req, sink: Sink::User(buf), .. }) if len <= buf.len => {
                 Dest::User { req, buf }

@@ -43,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::wire::{FrameHeader, FrameKind};
 
 pub(crate) use connect::Lazy;
-pub(crate) use failure::FINISHED;
+pub(crate) use failure::{aborted, ABORTED, FINISHED};
 pub(crate) use framing::Payload;
 pub(crate) use matching::{Completion, MsgInfo, Posted, ReqId, Sink, Watch};
 pub(crate) use state::State;
@@ -265,6 +265,11 @@ impl Engine {
     /// peer that receives the notice learns of that loss first, so that every survivor names
     /// the rank that failed, not the one that passed its failure on.
     pub(crate) fn fail_because(&self, why: &str, blame: Option<usize>) {
+        self.fail_within(why, blame, NOTICE_WAIT)
+    }
+
+    /// [`Engine::fail_because`], waiting at most `wait` for the notices to leave.
+    pub(crate) fn fail_within(&self, why: &str, blame: Option<usize>, wait: Duration) {
         {
             let mut st = lock(&self.state);
             let text = &why.as_bytes()[..why.len().min(crate::wire::MAX_NOTICE as usize)];
@@ -278,7 +283,7 @@ impl Engine {
                 }
             }
         }
-        let deadline = std::time::Instant::now() + NOTICE_WAIT;
+        let deadline = std::time::Instant::now() + wait;
         let _ = self.wait_with(
             Some(deadline),
             Duration::from_millis(1),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::connect::Connector;
 use super::failure::FINISHED;
-use super::flow::{ConnFlow, FlowConfig};
+use super::flow::FlowConfig;
 use super::framing::{Conn, Dest, Link, Payload, Rx};
 use super::matching::{Completion, Matching, MsgInfo, Posted, ReqId, Sink, Take, Watch};
 use super::shm::Group;
@@ -53,8 +53,10 @@ impl State {
         (max_message, flow): (u64, FlowConfig),
     ) -> State {
         let mut conns = conns;
-        for c in conns.iter_mut().flatten() {
-            c.flow = ConnFlow::new(flow.credit);
+        for (r, c) in conns.iter_mut().enumerate() {
+            if let Some(c) = c {
+                c.flow = flow.conn(shm.as_ref().is_some_and(|g| g.members().contains(&r)));
+            }
         }
         State {
             me,
