@@ -25,8 +25,9 @@ const SHM_PASSES_PER_POLL: u32 = 16;
 /// pass (and per clock read) when nothing changes.
 const BUSY_LOOKS: u32 = 128;
 
-/// The same while yielding the core after every look (each look then costs a system call).
-const YIELDING_LOOKS: u32 = 4;
+/// The same while yielding the core after every look: one (a yield costs more than a pass, and
+/// with more ranks than cores the pass after each yield is what the policy was measured with).
+const YIELDING_LOOKS: u32 = 1;
 
 /// While busily spinning, the most one stretch between two clock reads counts against the spin:
 /// a longer one means the thread was not running (another task had the core) or was moving
