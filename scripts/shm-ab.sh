@@ -11,24 +11,26 @@
 #   --load K  run K busy loops beside every measurement (default 0: only what else runs)
 #   --np P    ranks (default 2)
 #   --sizes   the programs' -m argument (default 8:8)
+#   --iters N the programs' -i argument (default: theirs)
 #   --no-vader  skip Open MPI
 # Environment: RMPI_* variables pass through to the rmpi sides; OMPI_BENCH (default
 # /tmp/shm-ab/ompi_bench, built from benches/compare/ompi_bench.c when missing).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ROUNDS=7 LOAD=0 NP=2 SIZES=8:8 VADER=1
+ROUNDS=7 LOAD=0 NP=2 SIZES=8:8 VADER=1 ITERS=()
 while [ $# -gt 0 ]; do
     case $1 in
     --rounds) ROUNDS=$2; shift ;;
     --load) LOAD=$2; shift ;;
     --np) NP=$2; shift ;;
     --sizes) SIZES=$2; shift ;;
+    --iters) ITERS=(-i "$2"); shift ;;
     --no-vader) VADER=0 ;;
     *) break ;;
     esac
     shift
 done
-[ $# -ge 2 ] || { sed -n '2,18p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,19p' "$0"; exit 2; }
 TEST=$1; shift
 SIDES=("$@")
 WORK=/tmp/shm-ab
@@ -49,10 +51,10 @@ run_side() { # NAME=BINDIR ROUND
     if [ "$name" = vader ]; then
         timeout 120 mpirun.openmpi --allow-run-as-root --oversubscribe --mca pml ob1 \
             --mca btl vader,self --mca coll '^sm' --mca btl_base_warn_component_unused 0 \
-            -n "$NP" "$OMPI_BENCH" "$TEST" -m "$SIZES" >"$f" 2>&1 || echo "# failed" >>"$f"
+            -n "$NP" "$OMPI_BENCH" "$TEST" -m "$SIZES" "${ITERS[@]}" >"$f" 2>&1 || echo "# failed" >>"$f"
     else
         timeout 120 "$dir/rmpirun" --oversubscribe -n "$NP" "$dir/osu_$TEST" -m "$SIZES" \
-            >"$f" 2>&1 || echo "# failed" >>"$f"
+            "${ITERS[@]}" >"$f" 2>&1 || echo "# failed" >>"$f"
     fi
 }
 for r in $(seq 1 "$ROUNDS"); do
