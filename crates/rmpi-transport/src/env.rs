@@ -32,6 +32,9 @@ pub const PORT_RANGE: &str = "RMPI_PORT_RANGE";
 pub const BOOT_TIMEOUT: &str = "RMPI_BOOT_TIMEOUT";
 /// Microseconds a waiting call polls before it sleeps.
 pub const SPIN_US: &str = "RMPI_SPIN_US";
+/// How a waiting call polls before it sleeps: `auto` (the default: following the host's load),
+/// `busy`, `yield` or `none`.
+pub const POLLING: &str = "RMPI_POLLING";
 /// Largest accepted message, in bytes.
 pub const MAX_MESSAGE: &str = "RMPI_MAX_MESSAGE";
 /// Largest message, in bytes, sent to a peer over TCP before its receive is posted (default

@@ -8,10 +8,11 @@
 //! the sender's credit. The rules are MPI's: a receive matches the earliest arrived message with its
 //! context, source and tag; an arriving message matches the earliest posted receive.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 
+use super::idhash::IdMap;
 use crate::buf::{AlignedBuf, RawBuf};
 use crate::error::{Error, Result};
 
@@ -145,10 +146,10 @@ pub(crate) enum Take {
 pub(crate) struct Matching {
     posted: VecDeque<Posted>,
     unexpected: VecDeque<Unexpected>,
-    slots: HashMap<ReqId, Slot>,
+    slots: IdMap<ReqId, Slot>,
     next_req: ReqId,
     /// Per sender: eager bytes receives have taken and the sender has not been told of.
-    freed: HashMap<usize, u64>,
+    freed: IdMap<usize, u64>,
 }
 
 impl Matching {

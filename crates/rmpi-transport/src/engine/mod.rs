@@ -25,6 +25,7 @@ mod connect;
 mod failure;
 mod flow;
 mod framing;
+mod idhash;
 mod matching;
 mod polling;
 pub(crate) mod shm;
@@ -78,6 +79,10 @@ pub(crate) struct Engine {
     pub(crate) next_ctx: std::sync::atomic::AtomicU32,
     /// This rank's wake-me flag, when it shares memory with local peers.
     bell: Option<shm::Bell>,
+    /// What a polling rank watches of its local peers (with `bell`).
+    lookout: Option<shm::Lookout>,
+    /// The polling policy asked for (`RMPI_POLLING`).
+    polling: polling::Mode,
     /// World ranks reached through shared memory (this one included), in rank order.
     pub(crate) shm_members: Vec<usize>,
 }
@@ -113,6 +118,8 @@ impl Engine {
             }
         }
         let bell = shm.as_ref().map(shm::Group::bell);
+        let lookout = shm.as_ref().map(shm::Group::lookout);
+        let polling = polling::Mode::from_env()?;
         let shm_members = shm.as_ref().map(|g| g.members().to_vec()).unwrap_or_default();
         let hosts: Arc<[String]> = hosts.into();
         let flow = flow::FlowConfig::from_env(size)?;
@@ -134,6 +141,8 @@ impl Engine {
             ranks_on_host,
             next_ctx: std::sync::atomic::AtomicU32::new(4),
             bell,
+            lookout,
+            polling,
             shm_members,
         })
     }

@@ -1,7 +1,78 @@
 //! The host-load polling policy: how a waiting call polls before it sleeps.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// How long a rank with local peers still polls when other load keeps the cores busy (at most
+/// its `spin`): a message through shared memory needs no system call, and a wake-up waits for
+/// the scheduler, which under load can take a time slice; a bounded poll catches the replies of
+/// a peer that is running right now and gives the core up soon after.
+pub(super) const LOADED_SPIN: Duration = Duration::from_micros(20);
+
+/// The policy a user asks for (`RMPI_POLLING`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Follow the host's load ([`Polling::for_host`]); the default.
+    Auto,
+    /// Always [`Polling::Busy`].
+    Busy,
+    /// Always [`Polling::Yielding`].
+    Yield,
+    /// Never poll: sleep at once.
+    Off,
+}
+
+impl Mode {
+    /// The mode the process environment asks for (`RMPI_POLLING`, default `auto`).
+    pub(super) fn from_env() -> Result<Mode> {
+        match std::env::var(crate::env::POLLING) {
+            Ok(s) => Mode::parse(&s),
+            Err(_) => Ok(Mode::Auto),
+        }
+    }
+
+    fn parse(s: &str) -> Result<Mode> {
+        match s.trim() {
+            "" | "auto" => Ok(Mode::Auto),
+            "busy" => Ok(Mode::Busy),
+            "yield" => Ok(Mode::Yield),
+            "none" => Ok(Mode::Off),
+            _ => Err(Error::Env {
+                var: crate::env::POLLING,
+                msg: format!("{s:?} is none of auto, busy, yield, none"),
+            }),
+        }
+    }
+
+    /// The policy for a wait now, and how long it polls at most, for a rank with
+    /// `ranks_on_host` ranks of its job here whose configured poll is `spin`; `local_peers`
+    /// says whether it shares memory with some of them.
+    pub(super) fn policy(
+        self,
+        spin: Duration,
+        ranks_on_host: usize,
+        local_peers: bool,
+    ) -> (Polling, Duration) {
+        if spin.is_zero() {
+            return (Polling::None, Duration::ZERO);
+        }
+        let polling = match self {
+            Mode::Auto => Polling::for_host(ranks_on_host),
+            Mode::Busy => return (Polling::Busy, spin),
+            Mode::Yield => return (Polling::Yielding, spin),
+            Mode::Off => return (Polling::None, Duration::ZERO),
+        };
+        match polling {
+            // Over TCP a poll under load only burns the credit the peer needs (the wake-up goes
+            // through the kernel anyway); through shared memory a short one pays off.
+            Polling::None if local_peers => (Polling::Busy, spin.min(LOADED_SPIN)),
+            Polling::None => (Polling::None, Duration::ZERO),
+            p => (p, spin),
+        }
+    }
+}
 
 /// How a waiting call polls before it sleeps, chosen from the host's load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +180,7 @@ mod tests {
         assert_eq!(super::running_tasks("garbage"), None);
         // Whatever the host's state, the check answers without panicking.
         let _ = super::Polling::for_host(4);
+        let _ = super::Mode::Auto.policy(std::time::Duration::from_micros(50), 2, true);
         // The host's CPUs, never fewer than this process may use.
         let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert!(super::host_cpus() >= usable);
@@ -126,5 +198,38 @@ mod tests {
         // 4 ranks on 2 cores crowd the cores by themselves: always yielding.
         assert_eq!(Polling::choose(4, 2, 4), Polling::Yielding);
         assert_eq!(Polling::choose(9, 2, 4), Polling::Yielding);
+    }
+
+    #[test]
+    fn the_mode_is_parsed_and_bounds_every_poll() {
+        use super::{Mode, Polling, LOADED_SPIN};
+        use std::time::Duration;
+        assert_eq!(Mode::parse("auto").unwrap(), Mode::Auto);
+        assert_eq!(Mode::parse(" busy ").unwrap(), Mode::Busy);
+        assert_eq!(Mode::parse("yield").unwrap(), Mode::Yield);
+        assert_eq!(Mode::parse("none").unwrap(), Mode::Off);
+        assert_eq!(Mode::parse("").unwrap(), Mode::Auto);
+        let err = Mode::parse("fast").unwrap_err().to_string();
+        assert!(err.contains("RMPI_POLLING") && err.contains("fast"), "{err}");
+        let spin = Duration::from_micros(50);
+        assert_eq!(Mode::Busy.policy(spin, 2, false), (Polling::Busy, spin));
+        assert_eq!(Mode::Yield.policy(spin, 2, true), (Polling::Yielding, spin));
+        assert_eq!(Mode::Off.policy(spin, 2, true), (Polling::None, Duration::ZERO));
+        // No spin configured: no poll, whatever the mode.
+        for m in [Mode::Auto, Mode::Busy, Mode::Yield, Mode::Off] {
+            assert_eq!(m.policy(Duration::ZERO, 2, true), (Polling::None, Duration::ZERO));
+        }
+        // Whatever the load, auto never polls longer than asked, and a rank with local peers
+        // polls under load for at most the loaded bound.
+        for local in [false, true] {
+            let (p, d) = Mode::Auto.policy(spin, 2, local);
+            assert!(d <= spin);
+            if !local {
+                assert!(p != Polling::None || d.is_zero());
+            }
+        }
+        let short = Duration::from_micros(5);
+        assert!(Mode::Auto.policy(short, 2, true).1 <= short);
+        assert!(LOADED_SPIN <= spin);
     }
 }

@@ -87,6 +87,12 @@ impl State {
         })
     }
 
+    /// Whether sends to a local peer are queued (then room in its ring is news).
+    pub(super) fn shm_sending(&self) -> bool {
+        let Some(g) = &self.shm else { return false };
+        g.members().iter().filter_map(|r| self.conns.get(*r)?.as_ref()).any(|c| !c.tx.is_empty())
+    }
+
     /// A fresh request id with a pending slot.
     pub(crate) fn new_req(&mut self) -> ReqId {
         self.m.new_req()

@@ -1,6 +1,7 @@
 //! The wait loop: a waiting thread makes progress itself, polls for a while as the host's load
 //! allows (see [`Polling`]), then sleeps in the poller, or on a condition variable while another
-//! thread holds the poller. What the poller reports is recorded here too: socket readiness, a
+//! thread holds the poller. With local peers, it polls by watching their cache lines between
+//! progress passes (see [`shm::Lookout`]). What the poller reports is recorded here too: socket readiness, a
 //! local peer's exit (its pidfd) and wake-ups from local peers.
 
 use std::io;
@@ -17,8 +18,22 @@ use super::state::State;
 use super::{lock, Engine, MAX_SLEEP};
 use crate::error::{Error, Result};
 
-/// While spinning with local peers, how many looks at the shared memory per poller call.
-const SHM_LOOKS_PER_POLL: u32 = 16;
+/// While spinning with local peers, how many progress passes per poller call.
+const SHM_PASSES_PER_POLL: u32 = 16;
+
+/// While busily spinning with local peers, how many looks at their cache lines per progress
+/// pass (and per clock read) when nothing changes.
+const BUSY_LOOKS: u32 = 128;
+
+/// The same while yielding the core after every look: one (a yield costs more than a pass, and
+/// with more ranks than cores the pass after each yield is what the policy was measured with).
+const YIELDING_LOOKS: u32 = 1;
+
+/// While busily spinning, the most one stretch between two clock reads counts against the spin:
+/// a longer one means the thread was not running (another task had the core) or was moving
+/// bytes, and neither is polling. So a preempted rank still polls for its whole spin once it
+/// runs again, instead of going to sleep just as its peer is about to answer.
+const MAX_STRETCH: Duration = Duration::from_micros(10);
 
 impl Engine {
     /// Makes progress until `check` yields a value or `deadline` passes.
@@ -41,21 +56,25 @@ impl Engine {
         mut check: impl FnMut(&mut State) -> Option<Result<R>>,
     ) -> Result<R> {
         let start = Instant::now();
-        let polling =
-            if self.spin.is_zero() { Polling::None } else { Polling::for_host(self.ranks_on_host) };
-        // Busy polling still yields now and then; yielding polling after every look.
-        let (spin, yield_every) = match polling {
-            Polling::Busy => (self.spin, 64),
-            Polling::Yielding => (self.spin, 1),
-            Polling::None => (Duration::ZERO, 1),
+        let (polling, spin) =
+            self.polling.policy(self.spin, self.ranks_on_host, self.lookout.is_some());
+        // Busy polling still yields now and then (every so many passes, never while watching
+        // the peers' lines); yielding polling after every look.
+        let (yield_every, looks, watch_yield) = match polling {
+            Polling::Busy => (64, BUSY_LOOKS, u32::MAX),
+            Polling::Yielding => (1, YIELDING_LOOKS, 1),
+            Polling::None => (1, 1, 1),
         };
-        let spin_end = start + spin;
+        // Time spent polling so far (see MAX_STRETCH), and when it was last counted.
+        let (mut polled_for, mut counted) = (Duration::ZERO, start);
         let mut polls = 0u32;
         // Whether the poller just made a pass (then the condition is checked before another one,
         // so an unclaimed message is offered to this caller first).
         let mut fresh = false;
         loop {
-            let backlog = {
+            // What the local peers' words say before this pass: a change after it is news.
+            let seen = self.lookout.as_ref().map(shm::Lookout::sight);
+            let (backlog, sending) = {
                 let mut st = lock(&self.state);
                 if !std::mem::take(&mut fresh) {
                     st.progress();
@@ -63,7 +82,7 @@ impl Engine {
                 if let Some(r) = check(&mut st) {
                     return r;
                 }
-                st.conns.iter().flatten().any(Conn::has_backlog)
+                (st.conns.iter().flatten().any(Conn::has_backlog), st.shm_sending())
             };
             let now = Instant::now();
             // Input left behind by the last pass (a read budget used up, a payload held back
@@ -75,16 +94,26 @@ impl Engine {
                 }
                 sleep = sleep.min(d - now);
             }
-            let spinning = now < spin_end;
+            let stretch = now - counted;
+            counted = now;
+            polled_for += match polling {
+                Polling::Busy => stretch.min(MAX_STRETCH),
+                // Yielding hands the core on by design: the time away counts.
+                Polling::Yielding | Polling::None => stretch,
+            };
+            let spinning = polled_for < spin;
             if spinning {
                 sleep = Duration::ZERO;
             }
-            if spinning && self.bell.is_some() {
-                // Shared memory needs no system call to look at: ask the kernel about sockets,
-                // pidfds and wake-ups only every few looks.
+            if let (true, Some(l), Some(seen)) = (spinning, &self.lookout, seen) {
+                // Shared memory needs no system call to look at: watch the peers' cache lines
+                // until they change (or a while passes), and ask the kernel about sockets,
+                // pidfds and wake-ups only every few passes.
                 polls += 1;
-                if polls % SHM_LOOKS_PER_POLL != 0 {
-                    if polls % yield_every == 0 {
+                if polls % SHM_PASSES_PER_POLL != 0 {
+                    if !backlog {
+                        l.watch(seen, sending, looks, watch_yield);
+                    } else if polls % yield_every == 0 {
                         std::thread::yield_now();
                     }
                     continue;

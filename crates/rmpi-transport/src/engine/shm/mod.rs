@@ -107,6 +107,89 @@ impl Group {
     pub(crate) fn bell(&self) -> Bell {
         Bell { seg: self.seg.clone(), me: self.me }
     }
+
+    /// What a polling rank watches between progress passes.
+    pub(crate) fn lookout(&self) -> Lookout {
+        let peers = (0..self.members.len()).filter(|i| *i != self.me).collect();
+        Lookout { seg: self.seg.clone(), me: self.me, peers }
+    }
+}
+
+/// The words of the segment that change when a local peer gives this rank something to do: per
+/// peer, the writer's cache line of the inbound ring (its tail, loan and closing flag) and,
+/// when this rank has sends queued, the reader's line of the outbound one (room and lent bytes
+/// taken). A polling rank compares a digest of them with one taken before its last progress
+/// pass, which reads one cache line per peer (two with sends queued) and no clock, instead of
+/// making a whole pass under the state lock.
+///
+/// Anything else that can change (a goodbye through a control block, a socket, another thread of
+/// this process) is seen by the next progress pass, which the caller makes after a bounded
+/// number of looks at the latest.
+#[derive(Debug)]
+pub(crate) struct Lookout {
+    seg: Arc<Segment>,
+    me: usize,
+    /// Group indices of the other members.
+    peers: Vec<usize>,
+}
+
+/// A digest of the words a [`Lookout`] watches: (inbound, outbound).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sighting(u64, u64);
+
+/// Folds `v` into the digest `h` (each step a multiplication by an odd constant, so a change of
+/// any one word changes the digest).
+fn fold(h: u64, v: u64) -> u64 {
+    (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
+}
+
+impl Lookout {
+    /// The digest of the watched words now.
+    pub(crate) fn sight(&self) -> Sighting {
+        Sighting(self.inbound(), self.outbound())
+    }
+
+    fn inbound(&self) -> u64 {
+        self.peers.iter().fold(0, |h, &i| {
+            let w = &self.seg.pair(i, self.me).w;
+            let h = fold(h, w.tail.load(Ordering::Acquire));
+            let h = fold(h, w.lent_total.load(Ordering::Acquire));
+            let h = fold(h, w.lent_addr.load(Ordering::Acquire));
+            fold(h, u64::from(w.closed.load(Ordering::Acquire)))
+        })
+    }
+
+    fn outbound(&self) -> u64 {
+        self.peers.iter().fold(0, |h, &i| {
+            let r = &self.seg.pair(self.me, i).r;
+            let h = fold(h, r.head.load(Ordering::Acquire));
+            let h = fold(h, r.taken.load(Ordering::Acquire));
+            fold(h, u64::from(r.closed.load(Ordering::Acquire)))
+        })
+    }
+
+    /// Looks at the watched words up to `looks` times, yielding the core after every
+    /// `yield_every` looks, and says whether they changed since `since` (then a progress pass
+    /// has something to find; the outbound words count only when `sending`).
+    pub(crate) fn watch(
+        &self,
+        since: Sighting,
+        sending: bool,
+        looks: u32,
+        yield_every: u32,
+    ) -> bool {
+        for n in 1..=looks {
+            if self.inbound() != since.0 || (sending && self.outbound() != since.1) {
+                return true;
+            }
+            if n % yield_every.max(1) == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        false
+    }
 }
 
 /// This rank's "wake me" flag in the segment.
