@@ -22,6 +22,7 @@
 //! [`stream::Stream`] interface: [`tcp`] between hosts and [`shm`] between the ranks of one host.
 
 mod connect;
+mod hosts;
 mod failure;
 mod flow;
 mod framing;
