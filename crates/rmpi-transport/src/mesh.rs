@@ -53,12 +53,13 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
     }
     let offer = if cfg.shm { shm::Offer::new() } else { None };
     let shm_offer = offer.as_ref().map(|o| o.wire);
-    let (token, endpoints, remote) = crate::launch::exchange::endpoints(cfg, deadline, |route_ip| {
-        let ip = advertise
-            .resolve(route_ip)
-            .map_err(|e| Error::Env { var: crate::env::IFACE, msg: e })?;
-        Ok(Endpoint { addr: SocketAddr::new(ip, port), host: host.clone(), shm: shm_offer })
-    })?;
+    let (token, endpoints, remote) =
+        crate::launch::exchange::endpoints(cfg, deadline, |route_ip| {
+            let ip = advertise
+                .resolve(route_ip)
+                .map_err(|e| Error::Env { var: crate::env::IFACE, msg: e })?;
+            Ok(Endpoint { addr: SocketAddr::new(ip, port), host: host.clone(), shm: shm_offer })
+        })?;
 
     // Ranks on this host are reached through shared memory, the others through TCP.
     let local = shm::members(rank, &endpoints);

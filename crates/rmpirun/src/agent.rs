@@ -104,7 +104,8 @@ where
                         Err(error) => {
                             for &rank in &spec.ranks {
                                 let error = error.clone();
-                                let _ = tx.send(Event::SpawnFailed { rank, error, not_found: false });
+                                let _ =
+                                    tx.send(Event::SpawnFailed { rank, error, not_found: false });
                             }
                             continue;
                         }

@@ -22,9 +22,12 @@ use crate::rendezvous::list;
 use crate::token::JobToken;
 use crate::wire::Endpoint;
 
-/// How long a connection may take to send its first whole frame.
+/// How long a connection may take to send its first whole frame (while ranks may still
+/// register: until the registration deadline, if that is later).
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the gatherer looks at its deadline and retries unflushed output.
+const TICK: Duration = Duration::from_millis(250);
 const LISTENER: Token = Token(0);
 const WAKE: Token = Token(1);
 
@@ -169,9 +172,9 @@ impl State {
         loop {
             let now = Instant::now();
             let until = if self.phase == PhaseOf::Gathering {
-                self.cfg.deadline.saturating_duration_since(now).min(Duration::from_secs(1))
+                self.cfg.deadline.saturating_duration_since(now).min(TICK)
             } else {
-                Duration::from_secs(1)
+                TICK
             };
             if let Err(e) = poll.poll(&mut events, Some(until)) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -189,7 +192,7 @@ impl State {
             }
             loop {
                 match rx.try_recv() {
-                    Ok(Control::Deliver(frame)) => self.from_launcher(&frame),
+                    Ok(Control::Deliver(frame)) => self.on_launcher_frame(&frame),
                     Ok(Control::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
                     Err(mpsc::TryRecvError::Empty) => break,
                 }
@@ -320,10 +323,8 @@ impl State {
                     );
                 }
                 let Some(&slot) = self.index.get(&rank) else {
-                    return self.refuse(
-                        i,
-                        format!("rank {rank} does not run on {}", self.cfg.name),
-                    );
+                    return self
+                        .refuse(i, format!("rank {rank} does not run on {}", self.cfg.name));
                 };
                 if self.entries[slot].is_some() {
                     return self.refuse(i, format!("rank {rank} has already registered"));
@@ -396,7 +397,7 @@ impl State {
         (self.report)(Msg::Report(report).encode());
     }
 
-    fn from_launcher(&mut self, frame: &[u8]) {
+    fn on_launcher_frame(&mut self, frame: &[u8]) {
         let msg = match frame_len(frame, MAX_FRAME) {
             Ok(Some(n)) if n == frame.len() => Msg::decode(&frame[4..]),
             Ok(_) => Err(crate::wire::WireError::Truncated { need: 4, have: frame.len() }),
@@ -422,16 +423,16 @@ impl State {
             .collect();
         let frame = Msg::Go(Go { host: self.cfg.host, placement, local }).encode();
         self.phase = PhaseOf::Went;
-        self.to_ranks(&frame);
+        self.tell_ranks(&frame);
     }
 
     fn fail(&mut self, why: String) {
         self.phase = PhaseOf::Failed;
-        self.to_ranks(&Msg::Failed(why).encode());
+        self.tell_ranks(&Msg::Failed(why).encode());
     }
 
     /// Sends `frame` to every registered rank and closes their connections after it.
-    fn to_ranks(&mut self, frame: &[u8]) {
+    fn tell_ranks(&mut self, frame: &[u8]) {
         for i in 0..self.conns.len() {
             let is_rank = matches!(&self.conns[i], Some(c) if matches!(c.role, Role::Rank(_)));
             if is_rank {
@@ -479,7 +480,13 @@ impl State {
                 self.flush(i);
             }
             let Some(c) = &mut self.conns[i] else { continue };
-            let silent = c.role == Role::New && now.duration_since(c.since) > FIRST_FRAME_TIMEOUT;
+            let patience = match self.phase {
+                PhaseOf::Gathering => {
+                    FIRST_FRAME_TIMEOUT.max(self.cfg.deadline - c.since.min(self.cfg.deadline))
+                }
+                _ => FIRST_FRAME_TIMEOUT,
+            };
+            let silent = c.role == Role::New && now.duration_since(c.since) > patience;
             if c.dead || silent {
                 if let Role::Rank(r) = c.role {
                     if self.phase == PhaseOf::Gathering || self.phase == PhaseOf::Reported {

@@ -22,6 +22,9 @@ pub(super) enum Reach {
     Failed(String),
 }
 
+/// What arrived: every rank learned, and each waiting rank with how it is now reached.
+pub(super) type Answers = (Vec<(usize, SocketAddr)>, Vec<(usize, Reach)>);
+
 /// The directory side of a connector.
 #[derive(Debug)]
 pub(super) struct Hosts {
@@ -49,7 +52,14 @@ impl Hosts {
         let mut ear = mio::net::UnixStream::from_std(ear);
         registry.register(&mut ear, token, Interest::READABLE)?;
         let n = remote.hosts.len();
-        Ok(Hosts { remote, resolver, ear, asked: vec![false; n], failed: vec![None; n], pending: Vec::new() })
+        Ok(Hosts {
+            remote,
+            resolver,
+            ear,
+            asked: vec![false; n],
+            failed: vec![None; n],
+            pending: Vec::new(),
+        })
     }
 
     /// Whether `r` is on another host (its endpoint comes from the directory).
@@ -91,7 +101,7 @@ impl Hosts {
 
     /// The answers that arrived: every rank learned (to record), and the waiting ranks now
     /// reachable at an address or failed.
-    pub(super) fn answers(&mut self) -> (Vec<(usize, SocketAddr)>, Vec<(usize, Reach)>) {
+    pub(super) fn answers(&mut self) -> Answers {
         let mut learned = Vec::new();
         let mut ready = Vec::new();
         let mut b = [0u8; 64];
@@ -117,7 +127,8 @@ impl Hosts {
                 match (&self.failed[hi], learned.iter().find(|(x, _)| *x == r)) {
                     (Some(why), _) => ready.push((r, Reach::Failed(why.clone()))),
                     (None, Some((_, a))) => ready.push((r, Reach::At(*a))),
-                    (None, None) => ready.push((r, Reach::Failed("its host's directory did not list it".into()))),
+                    (None, None) => ready
+                        .push((r, Reach::Failed("its host's directory did not list it".into()))),
                 }
             }
         }

@@ -22,10 +22,10 @@
 //! [`stream::Stream`] interface: [`tcp`] between hosts and [`shm`] between the ranks of one host.
 
 mod connect;
-mod hosts;
 mod failure;
 mod flow;
 mod framing;
+mod hosts;
 mod matching;
 mod polling;
 pub(crate) mod shm;

@@ -58,13 +58,14 @@ fn directory(
     }
     // The whole mesh now: every host's entries, one look-up per host.
     for (h, info) in remote.hosts.iter().enumerate().filter(|(h, _)| *h != go.host as usize) {
-        let got = client::lookup(info.directory, cfg.token, rank, h as u16, &remote.host_of, deadline)
-            .map_err(|e| {
-                fail(format!(
-                    "looking up the ranks of {} at its directory {}: {e}",
-                    info.label, info.directory
-                ))
-            })?;
+        let got =
+            client::lookup(info.directory, cfg.token, rank, h as u16, &remote.host_of, deadline)
+                .map_err(|e| {
+                    fail(format!(
+                        "looking up the ranks of {} at its directory {}: {e}",
+                        info.label, info.directory
+                    ))
+                })?;
         for (r, e) in got {
             table[r as usize] = e;
         }
@@ -124,7 +125,9 @@ fn table(
             let me = make_endpoint(ip)?;
             crate::pmi::exchange(session, rank, size, &me, deadline)
         }
-        Peers::Directory(_) => Err(Error::Bootstrap { rank, msg: "directory bootstrap in the table path".into() }),
+        Peers::Directory(_) => {
+            Err(Error::Bootstrap { rank, msg: "directory bootstrap in the table path".into() })
+        }
     }
 }
 
