@@ -185,11 +185,13 @@ impl State {
             let mut touched = Vec::new();
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept(&listener, &poll),
-                    WAKE => {}
+                    LISTENER | WAKE => {}
                     Token(t) => touched.push(t - 2),
                 }
             }
+            // Every pass, not only on the listener's event: an accept that failed (out of
+            // descriptors) leaves connections queued that raise no new event.
+            self.accept(&listener, &poll);
             loop {
                 match rx.try_recv() {
                     Ok(Control::Deliver(frame)) => self.on_launcher_frame(&frame),

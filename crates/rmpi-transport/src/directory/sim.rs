@@ -357,7 +357,8 @@ fn simulated_agent() {
     let size = env_usize("SIM_RANKS", 16384);
     let per_host = env_usize("SIM_PER_HOST", 16);
     let hosts = size.div_ceil(per_host);
-    let procs = env_usize("SIM_PROCS", 2).clamp(1, hosts);
+    // A process of each kind per 4 096 ranks keeps each under the descriptor limit.
+    let procs = env_usize("SIM_PROCS", size.div_ceil(4096)).clamp(1, hosts);
     let host_of: Vec<u16> = (0..size).map(|r| (r / per_host) as u16).collect();
     let token = JobToken::generate();
     let exe = std::env::current_exe().unwrap();
