@@ -24,7 +24,7 @@ use crate::wire::Endpoint;
 
 /// How long a connection may take to send its first whole frame (while ranks may still
 /// register: until the registration deadline, if that is later).
-const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often the gatherer looks at its deadline and retries unflushed output.
 const TICK: Duration = Duration::from_millis(250);

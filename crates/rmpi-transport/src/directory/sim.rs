@@ -90,8 +90,8 @@ fn launcher(
     Ok(LauncherStats { bytes_in, bytes_out, go_sent: Instant::now() })
 }
 
-/// The thread that relays the launcher's frames to a process's gatherers.
-type Relay = thread::JoinHandle<Result<(), String>>;
+/// The thread that relays the launcher's frames to a process's gatherers; it returns them.
+type Relay = thread::JoinHandle<Result<Vec<(TcpStream, gatherer::Gatherer)>, String>>;
 
 /// Starts the gatherers of hosts `range`, each linked to the launcher at `at`; returns their
 /// addresses (by host) and the thread that relays the launcher's frames to them.
@@ -128,15 +128,13 @@ fn agents(
         addrs.push(g.addr);
         links.push((s, g));
     }
+    // The gatherers keep answering look-ups until the caller drops what the relay returns.
     let relay = thread::spawn(move || {
         for (s, g) in &links {
             let f = read_frame(s, by + Duration::from_secs(5))?;
             g.handle.deliver(f);
         }
-        // The gatherers keep answering look-ups until this process is told to end.
-        thread::park_timeout(by.saturating_duration_since(Instant::now()));
-        drop(links);
-        Ok(())
+        Ok(links)
     });
     Ok((addrs, relay))
 }
@@ -244,8 +242,7 @@ fn simulated_agent_small() {
     // One report in per host; the same placement out to each.
     assert!(stats.bytes_in < hosts * 64, "{stats:?}");
     assert_eq!(stats.bytes_out % hosts, 0);
-    relay.thread().unpark();
-    relay.join().unwrap().unwrap();
+    drop(relay.join().unwrap().unwrap());
 }
 
 #[test]
@@ -334,8 +331,7 @@ fn sim_role() {
             // Until the parent closes our stdin.
             let mut sink = Vec::new();
             let _ = std::io::stdin().read_to_end(&mut sink);
-            relay.thread().unpark();
-            let _ = relay.join();
+            drop(relay.join());
         }
         "ranks" => {
             let gatherers: Vec<SocketAddr> = std::env::var("SIM_GATHERERS")
