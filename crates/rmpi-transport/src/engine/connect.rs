@@ -14,6 +14,12 @@
 //! which is already on its way. Nothing but the hellos ever travels on a losing connection, so the
 //! one stream per pair keeps every sender's order.
 //!
+//! Under the directory bootstrap a rank does not know other hosts' addresses at start: the first
+//! dial to one of their ranks asks that host's directory on a thread of its own
+//! (`engine/hosts.rs`), and the dial follows the answer, which rings the poller; the answer holds
+//! the whole host and is kept. While the look-up runs, the rank counts as being dialed, so the
+//! lower-rank rule above holds.
+//!
 //! Failure: a dial refused (nobody listens: the peer exited or finished), or closed unanswered by a
 //! higher rank, fails the peer like a lost connection. Receives naming a source dial it, so a
 //! receive from a peer that dies before ever sending fails. An any-source receive dials nobody:
