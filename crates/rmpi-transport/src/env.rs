@@ -192,6 +192,13 @@ impl BootConfig {
         cfg.ranks_on_host = local_size.unwrap_or(1).max(cfg.local_rank + 1);
         let host = get(HOST).or_else(|| if srun { get("SLURMD_NODENAME") } else { None });
         cfg.host_label = host.filter(|s| !s.is_empty());
+        if let Some(d) = get(crate::directory::DIRECTORY).filter(|s| !s.is_empty()) {
+            let at = d.parse().map_err(|e| Error::Env {
+                var: crate::directory::DIRECTORY,
+                msg: format!("{d:?} is not an address: {e}"),
+            })?;
+            cfg.peers = crate::launch::Peers::Directory(at);
+        }
         Ok(Some(cfg))
     }
 

@@ -33,6 +33,7 @@ mod buf;
 mod clock;
 mod comm;
 mod deadline;
+pub mod directory;
 mod engine;
 pub mod env;
 mod error;

@@ -53,24 +53,30 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
     }
     let offer = if cfg.shm { shm::Offer::new() } else { None };
     let shm_offer = offer.as_ref().map(|o| o.wire);
-    let (token, endpoints) = crate::launch::exchange::endpoints(cfg, deadline, |route_ip| {
-        let ip = advertise
-            .resolve(route_ip)
-            .map_err(|e| Error::Env { var: crate::env::IFACE, msg: e })?;
-        Ok(Endpoint { addr: SocketAddr::new(ip, port), host: host.clone(), shm: shm_offer })
-    })?;
+    let (token, endpoints, remote) =
+        crate::launch::exchange::endpoints(cfg, deadline, |route_ip| {
+            let ip = advertise
+                .resolve(route_ip)
+                .map_err(|e| Error::Env { var: crate::env::IFACE, msg: e })?;
+            Ok(Endpoint { addr: SocketAddr::new(ip, port), host: host.clone(), shm: shm_offer })
+        })?;
 
     // Ranks on this host are reached through shared memory, the others through TCP.
     let local = shm::members(rank, &endpoints);
     let tcp = |j: &usize| !local.contains(j);
     if cfg.connect == Connect::Lazy {
-        let addrs = (0..size).map(|j| (j != rank && tcp(&j)).then(|| endpoints[j].addr)).collect();
+        // Ranks of other hosts under the directory have no address yet: looked up at first dial.
+        let known = |j: &usize| remote.as_ref().is_none_or(|d| d.host_of[*j] == d.mine);
+        let addrs = (0..size)
+            .map(|j| (j != rank && tcp(&j) && known(&j)).then(|| endpoints[j].addr))
+            .collect();
         let lazy = Lazy {
             listener,
             token,
             addrs,
             peer_timeout: cfg.peer_timeout,
             cross_timeout: cfg.boot_timeout,
+            remote,
         };
         let shm = match offer {
             Some(o) => shm::join(o, token, rank, &endpoints, deadline)?,

@@ -95,6 +95,9 @@ pub enum WireError {
         /// World size.
         expected: u32,
     },
+    /// Bytes left over after a message that should have ended.
+    #[error("{0} bytes after the end of the message")]
+    Trailing(usize),
 }
 
 /// The greeting that opens every connection.

@@ -83,6 +83,7 @@ where
 
     let mut ranks = Ranks::default();
     let mut stdin_tx: Option<mpsc::UnboundedSender<Vec<u8>>> = None;
+    let mut gatherer: Option<rmpi_transport::directory::gatherer::Gatherer> = None;
     let result = loop {
         let next = read_frame::<_, Command>(&mut input);
         let frame = match watchdog {
@@ -94,8 +95,29 @@ where
         };
         match frame {
             Ok(Some(Command::Ping)) => {}
-            Ok(Some(Command::Start(spec))) => {
+            Ok(Some(Command::Start(mut spec))) => {
+                if let Some(host) = spec.directory {
+                    match crate::directory::start_gatherer(&spec, host, &tx) {
+                        Ok((g, var)) => {
+                            spec.env.push(var);
+                            gatherer = Some(g);
+                        }
+                        Err(error) => {
+                            for &rank in &spec.ranks {
+                                let error = error.clone();
+                                let _ =
+                                    tx.send(Event::SpawnFailed { rank, error, not_found: false });
+                            }
+                            continue;
+                        }
+                    }
+                }
                 stdin_tx = ranks.start(&spec, &tx).await;
+            }
+            Ok(Some(Command::Directory(frame))) => {
+                if let Some(g) = &gatherer {
+                    g.handle.deliver(frame);
+                }
             }
             Ok(Some(Command::Stdin(data))) => {
                 if let Some(s) = &stdin_tx {
@@ -112,6 +134,9 @@ where
         k.abort();
     }
     ranks.end_all().await;
+    if let Some(g) = gatherer {
+        g.handle.stop();
+    }
     let _ = tx.send(Event::Done);
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
@@ -611,6 +636,7 @@ mod tests {
             forward_stdin_to: None,
             bind: BindTo::None,
             report_bindings: false,
+            directory: None,
         }
     }
 

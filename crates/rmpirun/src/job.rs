@@ -126,7 +126,21 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
         (true, true) => Ipv6Addr::UNSPECIFIED.into(),
     };
 
-    let (token, rendezvous_port) = start_rendezvous(bind_ip, size, cfg.boot_timeout)?;
+    // The directory (node agents gather their ranks) needs no server here: the launcher hears
+    // one report per host on the control streams. `RMPI_RENDEZVOUS` then only picks the route.
+    let bootstrap = rmpi_transport::directory::Bootstrap::from_lookup(|k| std::env::var(k).ok())
+        .map_err(|e| e.to_string())?;
+    let mut directory = match bootstrap {
+        rmpi_transport::directory::Bootstrap::Directory => {
+            let names = cfg.hosts.iter().map(|h| h.display_name()).collect();
+            Some(crate::directory::Directory::new(&used, &cfg.placement, names)?)
+        }
+        rmpi_transport::directory::Bootstrap::Table => None,
+    };
+    let (token, rendezvous_port) = match directory {
+        Some(_) => (rmpi_transport::token::JobToken::generate(), 0),
+        None => start_rendezvous(bind_ip, size, cfg.boot_timeout)?,
+    };
 
     let binary: SharedBinary = Arc::new(tokio::sync::OnceCell::new());
     let ssh = Arc::new(cfg.ssh.clone());
@@ -144,13 +158,18 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
 
     if cfg.verbose {
         progress(&format!(
-            "starting {size} rank(s) on {} host(s); rendezvous on port {rendezvous_port}",
-            used.len()
+            "starting {size} rank(s) on {} host(s); {}",
+            used.len(),
+            match rendezvous_port {
+                0 => "their node agents gather them".to_string(),
+                p => format!("rendezvous on port {p}"),
+            }
         ));
     }
 
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(usize, LinkEvent)>();
     let mut sup = Supervisor::new(&cfg);
+    sup.directory = directory.take();
     let mut specs = Vec::with_capacity(used.len());
     for &h in &used {
         let host = &cfg.hosts[h];
@@ -164,6 +183,7 @@ async fn run_job_inner(cfg: JobConfig) -> Result<i32, String> {
             forward_stdin_to: (sup.rank0_host == Some(h)).then_some(0),
             bind: cfg.bind,
             report_bindings: cfg.report_bindings,
+            directory: sup.directory.as_ref().and_then(|d| d.index(h)),
         };
         let remote = if host.is_local() { None } else { Some((ssh.clone(), binary.clone())) };
         let spec = LinkSpec {
@@ -266,6 +286,8 @@ struct Supervisor<'a> {
     /// After a failure: when to stop waiting for the agents.
     end_deadline: Option<tokio::time::Instant>,
     rank0_host: Option<usize>,
+    /// The directory bootstrap's collector of host reports (`None` under the table).
+    directory: Option<crate::directory::Directory>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -282,6 +304,7 @@ impl<'a> Supervisor<'a> {
             stdin_in_flight: 0,
             end_deadline: None,
             rank0_host: cfg.placement.first().copied(),
+            directory: None,
         }
     }
 
@@ -383,6 +406,21 @@ impl<'a> Supervisor<'a> {
             }
             Event::StdinAck { bytes } => {
                 self.stdin_in_flight = self.stdin_in_flight.saturating_sub(bytes);
+            }
+            Event::Directory(frame) => {
+                let Some(d) = &mut self.directory else { return None };
+                match d.on_frame(h, &frame) {
+                    Ok(Some(placement)) => {
+                        for link in self.links.values() {
+                            let _ = link.commands.send(Command::Directory(placement.clone()));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(text) => {
+                        let kind = Kind::Cause { at_ms: now_ms() };
+                        return Some(Failure { text, code: EXIT_LAUNCH, kind });
+                    }
+                }
             }
             Event::Hello { .. } | Event::Alive => {}
         }

@@ -16,6 +16,7 @@
 //! * [`binding`]: which CPUs each rank of a host is bound to (`--bind-to`);
 //! * [`link`]: the launcher's side of one agent (over SSH, or a local child process);
 //! * [`output`]: forwarding of output lines, tags, per-rank files;
+//! * `directory`: the launcher's and the agent's ends of the directory bootstrap;
 //! * [`job`]: supervision, failure propagation, exit status;
 //! * [`procs`]: small `/proc` and signal helpers;
 //! * [`slurm`]: inside a Slurm allocation, one `srun` step starts the ranks instead of ssh;
@@ -26,6 +27,7 @@ pub mod agent;
 pub mod binding;
 pub mod blame;
 pub mod cli;
+mod directory;
 pub mod hostfile;
 pub mod job;
 pub mod launcher;

@@ -11,7 +11,7 @@ use crate::binding::BindTo;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Version of this protocol; the agent reports it in [`Event::Hello`].
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest frame accepted (an output line is split well below this).
 pub const MAX_FRAME: usize = 16 << 20;
@@ -37,6 +37,9 @@ pub struct JobSpec {
     pub bind: BindTo,
     /// Whether the agent reports each rank's binding on the rank's stderr.
     pub report_bindings: bool,
+    /// Under the directory bootstrap, this host's index in the job's placement: the agent
+    /// gathers its ranks (`None`: the ranks join the launcher's rendezvous).
+    pub directory: Option<u16>,
 }
 
 /// Launcher → agent.
@@ -53,6 +56,8 @@ pub enum Command {
     /// Keep-alive, sent every [`PING_INTERVAL`]: an agent that hears nothing for
     /// [`AGENT_WATCHDOG`] takes the launcher for lost and ends its ranks.
     Ping,
+    /// A directory frame for the agent's gatherer (the placement, once every host reported).
+    Directory(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// How often the launcher pings each remote agent.
@@ -124,6 +129,8 @@ pub enum Event {
     /// This many bytes of [`Command::Stdin`] were written to the rank (or dropped because it
     /// closed its stdin): the launcher keeps at most [`STDIN_WINDOW`] bytes unacknowledged.
     StdinAck { bytes: u64 },
+    /// A directory frame from the agent's gatherer: its host's report, or why it failed.
+    Directory(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// Why a rank ended, as far as its agent can tell: what lets the launcher name the first

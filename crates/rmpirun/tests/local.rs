@@ -308,21 +308,25 @@ fn ranks_get_a_core_each_when_they_fit_and_none_otherwise() {
 #[test]
 fn refused_connections_are_logged_on_stderr() {
     // Each rank knocks on the job's rendezvous with garbage before joining: rmpirun (which serves
-    // the rendezvous) must say so, with the address, and the job must still run.
+    // the rendezvous, under the table bootstrap) must say so, with the address, and the job must
+    // still run.
     let mesh = mesh_check();
     let script = format!(
         "printf 'not a hello at all, 48 bytes of it, and more....' > \
          /dev/tcp/${{RMPI_RENDEZVOUS%:*}}/${{RMPI_RENDEZVOUS##*:}}; exec {}",
         mesh.display()
     );
-    let out = run(rmpirun_cmd(&["-n", "2", "bash", "-c", &script]), LIMIT);
+    let out =
+        run(rmpirun_env(&["-n", "2", "bash", "-c", &script], "RMPI_BOOTSTRAP", "table"), LIMIT);
     assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
     let refusals: Vec<&str> =
         out.stderr.lines().filter(|l| l.contains("rendezvous: refused connection")).collect();
     assert_eq!(refusals.len(), 2, "stderr: {}", out.stderr);
     assert!(refusals.iter().all(|l| l.contains("127.0.0.1:")), "{refusals:?}");
     // RMPI_LOG=off silences them.
-    let out = run(rmpirun_env(&["-n", "2", "bash", "-c", &script], "RMPI_LOG", "off"), LIMIT);
+    let mut quiet = rmpirun_env(&["-n", "2", "bash", "-c", &script], "RMPI_LOG", "off");
+    quiet.env("RMPI_BOOTSTRAP", "table");
+    let out = run(quiet, LIMIT);
     assert_eq!(out.code(), 0, "stderr: {}", out.stderr);
     assert!(!out.stderr.contains("refused"), "stderr: {}", out.stderr);
 }

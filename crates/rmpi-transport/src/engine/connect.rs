@@ -14,6 +14,12 @@
 //! which is already on its way. Nothing but the hellos ever travels on a losing connection, so the
 //! one stream per pair keeps every sender's order.
 //!
+//! Under the directory bootstrap a rank does not know other hosts' addresses at start: the first
+//! dial to one of their ranks asks that host's directory on a thread of its own
+//! (`engine/hosts.rs`), and the dial follows the answer, which rings the poller; the answer holds
+//! the whole host and is kept. While the look-up runs, the rank counts as being dialed, so the
+//! lower-rank rule above holds.
+//!
 //! Failure: a dial refused (nobody listens: the peer exited or finished), or closed unanswered by a
 //! higher rank, fails the peer like a lost connection. Receives naming a source dial it, so a
 //! receive from a peer that dies before ever sending fails. An any-source receive dials nobody:
@@ -29,6 +35,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
 use super::framing::Conn;
+use super::hosts::{Hosts, Reach};
 use super::state::State;
 use super::stream::Stream;
 use crate::token::JobToken;
@@ -47,8 +54,12 @@ pub(crate) struct Lazy {
     pub(crate) addrs: Vec<Option<SocketAddr>>,
     /// Keep-alive timeout armed on every connection (`RMPI_PEER_TIMEOUT`).
     pub(crate) peer_timeout: Option<Duration>,
-    /// How long a higher rank waits for the lower rank's connection after its own lost.
+    /// How long a higher rank waits for the lower rank's connection after its own lost (and
+    /// how long a directory look-up may take).
     pub(crate) cross_timeout: Duration,
+    /// Under the directory bootstrap: the hosts whose ranks' addresses are looked up at first
+    /// dial (their `addrs` are `None` until then).
+    pub(crate) remote: Option<crate::directory::Remote>,
 }
 
 /// The stream of a connection that is still opening: it takes and gives nothing.
@@ -124,6 +135,8 @@ pub(super) struct Connector {
     poked: bool,
     dials: Vec<Dial>,
     greetings: Vec<Greeting>,
+    /// Directory look-ups (the directory bootstrap only).
+    hosts: Option<Hosts>,
 }
 
 /// What the handshakes produced in one pass, for the state to apply.
@@ -147,6 +160,13 @@ impl Connector {
         let mut listener = TcpListener::from_std(lazy.listener);
         let registry = registry.try_clone()?;
         registry.register(&mut listener, Self::token(size), Interest::READABLE)?;
+        let hosts = match lazy.remote {
+            Some(remote) => {
+                let t = Self::token(size);
+                Some(Hosts::new(&registry, t, lazy.token, me, remote, lazy.cross_timeout)?)
+            }
+            None => None,
+        };
         Ok(Connector {
             registry,
             listener,
@@ -160,6 +180,7 @@ impl Connector {
             poked: true,
             dials: Vec::new(),
             greetings: Vec::new(),
+            hosts,
         })
     }
 
@@ -173,9 +194,16 @@ impl Connector {
         self.poked = true;
     }
 
-    /// Whether a connection to `r` would be made by dialing (a TCP peer).
-    fn dials_to(&self, r: usize) -> Option<SocketAddr> {
-        self.addrs.get(r).copied().flatten()
+    /// How a connection to `r` is made: by dialing an address, after asking its host's
+    /// directory, or not at all.
+    fn reach(&mut self, r: usize) -> Reach {
+        if let Some(a) = self.addrs.get(r).copied().flatten() {
+            return Reach::At(a);
+        }
+        match &mut self.hosts {
+            Some(h) if r != self.me && h.is_remote(r) => h.ask(r),
+            _ => Reach::No,
+        }
     }
 
     fn hello(&self) -> [u8; HELLO_LEN] {
@@ -201,7 +229,9 @@ impl Connector {
             return Err(format!("world size {} differs from ours ({})", h.size, self.size));
         }
         let r = h.rank as usize;
-        if r >= self.size || r == self.me || self.dials_to(r).is_none() {
+        let known = self.addrs.get(r).copied().flatten().is_some();
+        let remote = self.hosts.as_ref().is_some_and(|h| h.is_remote(r));
+        if r >= self.size || r == self.me || !(known || remote) {
             return Err(format!("rank {r} is not a TCP peer of rank {}", self.me));
         }
         Ok(r)
@@ -221,7 +251,7 @@ impl Connector {
     }
 
     fn dialing(&self, r: usize) -> bool {
-        self.dials.iter().any(|d| d.rank == r)
+        self.dials.iter().any(|d| d.rank == r) || self.hosts.as_ref().is_some_and(|h| h.waiting(r))
     }
 
     /// Drops our dial to `r` (the peer's own connection won).
@@ -232,6 +262,9 @@ impl Connector {
             }
         }
         self.dials.retain(|d| d.rank != r);
+        if let Some(h) = &mut self.hosts {
+            h.forget(r);
+        }
     }
 
     /// Moves every handshake forward; `open` says whether we hold a connection to a rank (one
@@ -240,6 +273,7 @@ impl Connector {
         let mut out = Vec::new();
         let now = Instant::now();
         if std::mem::take(&mut self.poked) {
+            self.learn(&mut out);
             self.accept_all(now);
             self.step_greetings(open, &mut out);
             self.step_dials(&mut out);
@@ -270,6 +304,32 @@ impl Connector {
             ));
         }
         out
+    }
+
+    /// Takes in the directory's answers: records the addresses, dials the ranks that waited.
+    fn learn(&mut self, out: &mut Vec<Outcome>) {
+        let Some(h) = &mut self.hosts else { return };
+        let (learned, ready) = h.answers();
+        let labels: Vec<(usize, String)> =
+            ready.iter().map(|(r, _)| (*r, h.label(*r).to_string())).collect();
+        for (r, a) in learned {
+            if let Some(slot) = self.addrs.get_mut(r) {
+                if r != self.me {
+                    *slot = Some(a);
+                }
+            }
+        }
+        for ((r, reach), (_, label)) in ready.into_iter().zip(labels) {
+            match reach {
+                Reach::At(a) => {
+                    if let Err(why) = self.dial(r, a) {
+                        out.push(Outcome::Failed(r, format!("dialing rank {r} on {label}: {why}")));
+                    }
+                }
+                Reach::Failed(why) => out.push(Outcome::Failed(r, format!("rank {r} {why}"))),
+                Reach::No | Reach::Asked => {}
+            }
+        }
     }
 
     fn accept_all(&mut self, now: Instant) {
@@ -520,13 +580,23 @@ impl State {
             return;
         }
         let Some(c) = &mut self.connect else { return };
-        let Some(addr) = c.dials_to(r) else { return };
+        let reach = c.reach(r);
+        if matches!(reach, Reach::No) {
+            return;
+        }
         let mut conn = State::lazy_conn(&self.flow, Box::new(Opening));
         conn.readable = false;
         conn.writable = false;
         self.conns[r] = Some(conn);
-        if let Err(cause) = c.dial(r, addr) {
-            self.kill(r, cause);
+        match reach {
+            Reach::At(addr) => {
+                if let Err(cause) = c.dial(r, addr) {
+                    self.kill(r, cause);
+                }
+            }
+            // The dial follows the directory's answer (see `learn`).
+            Reach::Asked | Reach::No => {}
+            Reach::Failed(why) => self.kill(r, format!("rank {r} {why}")),
         }
     }
 

@@ -25,6 +25,7 @@ mod connect;
 mod failure;
 mod flow;
 mod framing;
+mod hosts;
 mod idhash;
 mod matching;
 mod polling;

@@ -2,18 +2,78 @@
 //! our own) or through the PMI key-value store.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::Peers;
-use crate::env::BootConfig;
+use crate::directory::{client, Remote};
+use crate::env::{BootConfig, Connect};
 use crate::error::{Error, Result};
 use crate::rendezvous::{self, RendezvousServer};
 use crate::token::JobToken;
 use crate::wire::Endpoint;
 
 /// Publishes this rank's endpoint (made by `make_endpoint` from the local address of the route
-/// towards the launcher) and returns the job token and every rank's endpoint.
+/// towards the launcher) and returns the job token and every rank's endpoint. Under the
+/// directory with connections on demand, the endpoints of other hosts' ranks are placeholders
+/// (their host name only) and the [`Remote`] says where to look them up.
 pub(crate) fn endpoints(
+    cfg: &BootConfig,
+    deadline: Instant,
+    make_endpoint: impl FnOnce(IpAddr) -> Result<Endpoint>,
+) -> Result<(JobToken, Vec<Endpoint>, Option<Remote>)> {
+    if let Peers::Directory(at) = &cfg.peers {
+        return directory(cfg, *at, deadline, make_endpoint);
+    }
+    let (token, table) = table(cfg, deadline, make_endpoint)?;
+    Ok((token, table, None))
+}
+
+fn directory(
+    cfg: &BootConfig,
+    at: SocketAddr,
+    deadline: Instant,
+    make_endpoint: impl FnOnce(IpAddr) -> Result<Endpoint>,
+) -> Result<(JobToken, Vec<Endpoint>, Option<Remote>)> {
+    let (rank, size) = (cfg.rank, cfg.size);
+    let fail = |msg: String| Error::Bootstrap { rank, msg };
+    let ip = route_local(cfg.rendezvous.ip())
+        .map_err(|e| fail(format!("finding the address to advertise (set RMPI_IFACE): {e}")))?;
+    let me = make_endpoint(ip)?;
+    let go = client::register(at, cfg.token, rank, size, &me, deadline)
+        .map_err(|e| fail(format!("registering with this host's agent at {at}: {e}")))?;
+    let host_of: Arc<[u16]> = go.placement.host_of().into();
+    let hosts = go.placement.hosts;
+    let nowhere = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0);
+    let mut table: Vec<Endpoint> = host_of
+        .iter()
+        .map(|h| Endpoint { addr: nowhere, host: hosts[*h as usize].label.clone(), shm: None })
+        .collect();
+    for (r, e) in go.local {
+        table[r as usize] = e;
+    }
+    let remote = Remote { host_of, hosts, mine: go.host };
+    if cfg.connect == Connect::Lazy {
+        return Ok((cfg.token, table, Some(remote)));
+    }
+    // The whole mesh now: every host's entries, one look-up per host.
+    for (h, info) in remote.hosts.iter().enumerate().filter(|(h, _)| *h != go.host as usize) {
+        let got =
+            client::lookup(info.directory, cfg.token, rank, h as u16, &remote.host_of, deadline)
+                .map_err(|e| {
+                    fail(format!(
+                        "looking up the ranks of {} at its directory {}: {e}",
+                        info.label, info.directory
+                    ))
+                })?;
+        for (r, e) in got {
+            table[r as usize] = e;
+        }
+    }
+    Ok((cfg.token, table, None))
+}
+
+fn table(
     cfg: &BootConfig,
     deadline: Instant,
     make_endpoint: impl FnOnce(IpAddr) -> Result<Endpoint>,
@@ -64,6 +124,9 @@ pub(crate) fn endpoints(
             })?;
             let me = make_endpoint(ip)?;
             crate::pmi::exchange(session, rank, size, &me, deadline)
+        }
+        Peers::Directory(_) => {
+            Err(Error::Bootstrap { rank, msg: "directory bootstrap in the table path".into() })
         }
     }
 }

@@ -54,6 +54,11 @@ pub enum Peers {
     /// The PMI key-value store. [`BootConfig::rendezvous`] holds only an address whose route
     /// picks the advertised address; the token comes from the store.
     Pmi(crate::pmi::Session),
+    /// Register with this host's node agent at this address and receive the job's placement
+    /// and this host's endpoints; other hosts' endpoints are looked up at first dial
+    /// (`RMPI_DIRECTORY`, see [`directory`](crate::directory)). [`BootConfig::rendezvous`]
+    /// holds only an address whose route picks the advertised address.
+    Directory(std::net::SocketAddr),
 }
 
 /// Selects `PMI-1` or `PMI-2` when the launcher speaks both (Hydra): `1` or `2`.
