@@ -48,6 +48,14 @@ impl State {
 
     /// The first dead peer among `watch`, as an error.
     pub(crate) fn watch_error(&self, watch: &Watch) -> Option<Error> {
+        self.watch_error_on(watch, None)
+    }
+
+    /// The error of an operation with `peer` (its source or destination, `None` for any source)
+    /// that watches `watch`: a member of the group that failed fails it, and so does `peer`
+    /// itself finishing; another member that merely finalized does not (it did its part of the
+    /// collective before it said goodbye, and owes this operation nothing).
+    pub(crate) fn watch_error_on(&self, watch: &Watch, peer: Option<usize>) -> Option<Error> {
         match watch {
             Watch::One(r) => self.peer_error(*r),
             // The member lost first, and one that failed before one that merely finalized: that
@@ -55,11 +63,12 @@ impl State {
             Watch::Group(g) => {
                 let in_group = |r: &&usize| g.contains(r);
                 let failed = |r: &&usize| !self.finished_normally(**r);
+                let matters = |r: &&usize| peer.is_none_or(|p| **r == p);
                 self.lost
                     .iter()
                     .filter(in_group)
                     .find(failed)
-                    .or_else(|| self.lost.iter().find(in_group))
+                    .or_else(|| self.lost.iter().filter(in_group).find(matters))
                     .and_then(|r| self.peer_error(*r))
             }
         }
@@ -177,7 +186,7 @@ impl State {
             }
         }
         let mut m = std::mem::take(&mut self.m);
-        m.fail_posted(|p| self.watch_error(&p.watch));
+        m.fail_posted(|p| self.watch_error_on(&p.watch, p.src));
         self.m = m;
         // A frame already on its way cannot be taken back without corrupting that stream, so a
         // failed collective send is finished from a copy; the caller's buffer is released.
@@ -191,7 +200,7 @@ impl State {
             }
         }
         for (q, id, w) in sends {
-            let Some(e) = self.watch_error(&w) else { continue };
+            let Some(e) = self.watch_error_on(&w, Some(q)) else { continue };
             if let Some(Some(c)) = self.conns.get_mut(q) {
                 if c.tx.front().is_some_and(|op| op.req == Some(id)) {
                     c.stream.payload_moving();

@@ -156,7 +156,7 @@ impl State {
         if let Some(e) = self.peer_error(dest) {
             return Err(e);
         }
-        if let Some(e) = watch.as_ref().and_then(|w| self.watch_error(w)) {
+        if let Some(e) = watch.as_ref().and_then(|w| self.watch_error_on(w, Some(dest))) {
             return Err(e);
         }
         let Some(Some(c)) = self.conns.get_mut(dest) else {
@@ -238,7 +238,8 @@ impl State {
         let err = if self.finalized {
             Some(self.after_finalize())
         } else {
-            self.watch_error(&p.watch).or_else(|| finished_source.map(|s| self.lost(s, FINISHED)))
+            self.watch_error_on(&p.watch, p.src)
+                .or_else(|| finished_source.map(|s| self.lost(s, FINISHED)))
         };
         if let Some(e) = err {
             self.m.complete(p.req, Err(e));
