@@ -377,7 +377,10 @@ impl<'c> Call<'c> {
     /// agree, and stale or early ones, are dropped (a waiting sender repeats its query).
     fn stalled(&self, peer: usize) -> Result<()> {
         if peer != self.rank {
-            self.ctl.send(&self.query.words(self.me()), self.at(peer), QUERY_TAG)?;
+            // Best effort: a peer that can take no query any more (it finished its part and
+            // finalized, or failed) is no error here. If the wait needs it, the wait itself
+            // fails naming the right rank; if its message is already in, the wait completes.
+            let _ = self.ctl.send(&self.query.words(self.me()), self.at(peer), QUERY_TAG);
         }
         if let Some(e) = self.noticed()? {
             return Err(e);

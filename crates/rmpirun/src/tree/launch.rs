@@ -85,7 +85,9 @@ fn spawn_root(root: Node<LinkSpec>, events: &EventSender, links: &mut HashMap<us
             while let Some(cmd) = rx.recv().await {
                 let frame = match cmd {
                     Command::Kill => Down::Kill,
-                    c @ (Command::Stdin(_) | Command::StdinEof) => Down::To { host: h, command: c },
+                    c @ (Command::Stdin(_) | Command::StdinEof | Command::Directory(_)) => {
+                        Down::To { host: h, command: c }
+                    }
                     // Each hop pings its own relay; the job is sent with the plan.
                     Command::Ping | Command::Start(_) => continue,
                 };

@@ -265,6 +265,7 @@ mod tests {
                 forward_stdin_to: Some(3),
                 bind: BindTo::None,
                 report_bindings: false,
+                directory: None,
             },
             children: Vec::new(),
         }

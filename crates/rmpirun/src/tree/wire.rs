@@ -105,7 +105,8 @@ impl Ssh {
 pub enum Down {
     /// First frame: this relay's branch and how to reach its children.
     Plan { branch: Branch, ssh: Ssh },
-    /// A command for one host of the subtree ([`Command::Stdin`], [`Command::StdinEof`]).
+    /// A command for one host of the subtree ([`Command::Stdin`], [`Command::StdinEof`],
+    /// [`Command::Directory`]).
     To { host: u32, command: Command },
     /// End every rank of the subtree.
     Kill,
