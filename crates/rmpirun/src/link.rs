@@ -246,33 +246,12 @@ async fn run_remote(
             }
         }
     };
-    let mut reason = match reason {
+    let reason = match reason {
         Some(r) => r,
         None => drive(spec, reader, stdin, ctl_rx, events).await,
     };
     // The agent's stdout is closed: ssh is ending (or must be made to).
-    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
-        Ok(Ok(st)) if !st.success() => {
-            use std::os::unix::process::ExitStatusExt;
-            let how = match (st.code(), st.signal()) {
-                (Some(c), _) => format!("ssh exited with status {c}"),
-                (None, Some(s)) => {
-                    format!("ssh killed by signal {s} ({})", crate::procs::signal_name(s))
-                }
-                (None, None) => format!("ssh ended: {st}"),
-            };
-            reason = format!("{reason}; {how}");
-        }
-        Ok(_) => {}
-        Err(_) => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-        }
-    }
-    if let Some(t) = stderr_task {
-        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
-    }
-    reason
+    crate::ssh::finish_session(child, stderr_task, reason).await
 }
 
 /// Reads the remote shell's stdout up to the bootstrap marker; other lines (printed by login

@@ -118,6 +118,37 @@ impl SshSettings {
     }
 }
 
+/// Waits briefly for ssh to exit (killing it otherwise) and adds how it ended to `reason`.
+pub async fn finish_session(
+    mut child: tokio::process::Child,
+    stderr: Option<tokio::task::JoinHandle<()>>,
+    mut reason: String,
+) -> String {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), child.wait()).await {
+        Ok(Ok(st)) if !st.success() => {
+            use std::os::unix::process::ExitStatusExt;
+            let how = match (st.code(), st.signal()) {
+                (Some(c), _) => format!("ssh exited with status {c}"),
+                (None, Some(s)) => {
+                    format!("ssh killed by signal {s} ({})", crate::procs::signal_name(s))
+                }
+                (None, None) => format!("ssh ended: {st}"),
+            };
+            reason = format!("{reason}; {how}");
+        }
+        Ok(_) => {}
+        Err(_) => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+    // ssh's last words reach the caller before the reason does.
+    if let Some(t) = stderr {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), t).await;
+    }
+    reason
+}
+
 /// Quotes one word for a POSIX shell.
 pub fn quote(s: &str) -> Result<String, SshError> {
     shlex::try_quote(s).map(|c| c.into_owned()).map_err(|_| SshError::Unquotable(s.to_string()))

@@ -120,33 +120,4 @@ async fn marker(
     }
 }
 
-/// Waits briefly for ssh to exit (killing it otherwise) and adds how it ended to `reason`.
-pub async fn finish(
-    mut child: Child,
-    stderr: Option<tokio::task::JoinHandle<()>>,
-    mut reason: String,
-) -> String {
-    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
-        Ok(Ok(st)) if !st.success() => {
-            use std::os::unix::process::ExitStatusExt;
-            let how = match (st.code(), st.signal()) {
-                (Some(c), _) => format!("ssh exited with status {c}"),
-                (None, Some(s)) => {
-                    format!("ssh killed by signal {s} ({})", crate::procs::signal_name(s))
-                }
-                (None, None) => format!("ssh ended: {st}"),
-            };
-            reason = format!("{reason}; {how}");
-        }
-        Ok(_) => {}
-        Err(_) => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-        }
-    }
-    // ssh's last words reach the caller before the reason does.
-    if let Some(t) = stderr {
-        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
-    }
-    reason
-}
+pub use crate::ssh::finish_session as finish;
