@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -84,6 +85,15 @@ pub struct Gatherer {
     pub handle: Handle,
     /// Its thread, which ends after [`Handle::stop`] (or when every handle is dropped).
     pub thread: thread::JoinHandle<()>,
+    passes: Arc<AtomicU64>,
+}
+
+impl Gatherer {
+    /// How many times its poller has woken so far (an idle gatherer wakes a few times a
+    /// second).
+    pub fn wakeups(&self) -> u64 {
+        self.passes.load(Ordering::Relaxed)
+    }
 }
 
 /// Binds `bind` and starts the gatherer. `report` receives each frame for the launcher (one
@@ -115,10 +125,12 @@ pub fn start(
         entries_frame: None,
         waiting_lookups: Vec::new(),
     };
+    let passes = Arc::new(AtomicU64::new(0));
+    let counter = passes.clone();
     let thread = thread::Builder::new()
         .name("rmpi-gatherer".into())
-        .spawn(move || state.run(poll, listener, rx))?;
-    Ok(Gatherer { addr, handle: Handle { tx, waker }, thread })
+        .spawn(move || state.run(poll, listener, rx, &counter))?;
+    Ok(Gatherer { addr, handle: Handle { tx, waker }, thread, passes })
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -148,6 +160,9 @@ struct Conn {
     since: Instant,
     /// Shut our side once `out` is flushed.
     finish: bool,
+    /// Our side is shut. Shutting it again would wake this poller (a shutdown always signals a
+    /// state change), which would read, flush and shut again: a busy loop until the peer closes.
+    shut: bool,
     dead: bool,
 }
 
@@ -166,10 +181,17 @@ struct State {
 }
 
 impl State {
-    fn run(mut self, mut poll: Poll, listener: TcpListener, rx: mpsc::Receiver<Control>) {
+    fn run(
+        mut self,
+        mut poll: Poll,
+        listener: TcpListener,
+        rx: mpsc::Receiver<Control>,
+        passes: &AtomicU64,
+    ) {
         let mut events = Events::with_capacity(1024);
         let host = self.cfg.name.clone();
         loop {
+            passes.fetch_add(1, Ordering::Relaxed);
             let now = Instant::now();
             let until = if self.phase == PhaseOf::Gathering {
                 self.cfg.deadline.saturating_duration_since(now).min(TICK)
@@ -226,6 +248,7 @@ impl State {
                         role: Role::New,
                         since: Instant::now(),
                         finish: false,
+                        shut: false,
                         dead: false,
                     };
                     if i == self.conns.len() {
@@ -467,8 +490,9 @@ impl State {
         if c.out_at == c.out.len() {
             c.out.clear();
             c.out_at = 0;
-            if c.finish {
+            if c.finish && !c.shut {
                 let _ = c.sock.shutdown(std::net::Shutdown::Write);
+                c.shut = true;
             }
         }
     }

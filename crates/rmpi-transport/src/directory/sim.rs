@@ -150,7 +150,8 @@ fn rank(
     let size = host_of.len();
     let h = host_of[r];
     let me = endpoint(r, h);
-    let go = client::register(gatherer, token, r, size, &me, by)?;
+    let go = client::register(gatherer, token, r, size, &me, by)
+        .map_err(|e| format!("rank {r}: registering: {e}"))?;
     let want = |host: u16| -> Vec<(u32, Endpoint)> {
         (0..size).filter(|j| host_of[*j] == host).map(|j| (j as u32, endpoint(j, host))).collect()
     };
@@ -166,7 +167,8 @@ fn rank(
     if info.label != format!("sim-host-{next}") {
         return Err(format!("rank {r}: host {next} is labelled {}", info.label));
     }
-    let got = client::lookup(info.directory, token, r, next, host_of, by)?;
+    let got = client::lookup(info.directory, token, r, next, host_of, by)
+        .map_err(|e| format!("rank {r}: look-up of host {next}: {e}"))?;
     if got != want(next) {
         return Err(format!("rank {r}: wrong entries from host {next}"));
     }
@@ -304,6 +306,54 @@ fn malformed_and_foreign_frames_are_refused_with_a_reason() {
     assert!(e.contains("refused"), "{e}");
 }
 
+#[test]
+fn a_gatherer_rests_while_ranks_that_have_their_go_keep_their_connections() {
+    // Ranks busy starting up may close their registration late; until they do, the gatherer
+    // must sleep in its poller, not spin.
+    let token = JobToken::generate();
+    let by = Instant::now() + Duration::from_secs(20);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let report = Box::new(move |f: Vec<u8>| {
+        let _ = tx.send(f);
+    });
+    let cfg = GathererConfig {
+        token,
+        size: 2,
+        host: 0,
+        name: "h0".into(),
+        ranks: vec![0, 1],
+        deadline: by,
+    };
+    let g = gatherer::start(SocketAddr::from(([127, 0, 0, 1], 0)), cfg, report).unwrap();
+    let ranks: Vec<TcpStream> = (0..2)
+        .map(|r| {
+            let mut s = TcpStream::connect(g.addr).unwrap();
+            let reg = Msg::Register {
+                token: *token.as_bytes(),
+                size: 2,
+                rank: r,
+                endpoint: endpoint(r as usize, 0),
+            };
+            s.write_all(&reg.encode()).unwrap();
+            s
+        })
+        .collect();
+    let f = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut c = Collector::new(vec![0, 0], vec!["h0".into()]).unwrap();
+    g.handle.deliver(c.on_frame(0, &f).unwrap().expect("one host: the placement"));
+    for s in &ranks {
+        assert!(matches!(Msg::decode(&read_frame(s, by).unwrap()[4..]), Ok(Msg::Go(_))));
+    }
+    let before = g.wakeups();
+    thread::sleep(Duration::from_secs(1));
+    let woke = g.wakeups() - before;
+    // Its tick is a quarter of a second: a few wake-ups, not thousands.
+    assert!(woke < 40, "the gatherer woke {woke} times in a second while idle");
+    drop(ranks);
+    g.handle.stop();
+    g.thread.join().unwrap();
+}
+
 /// A child process of [`simulated_agent`]: `SIM_ROLE=agents` or `ranks`.
 #[test]
 #[ignore = "run by simulated_agent"]
@@ -382,9 +432,12 @@ fn simulated_agent() {
     let mut agents: Vec<_> =
         (0..procs).map(|k| child("agents", k, &[("SIM_LAUNCHER", at.to_string())])).collect();
     let mut rank_procs = Vec::new();
+    // Kept open to the end: a child whose harness writes into a closed pipe exits early.
+    let mut outputs = Vec::new();
     for (k, a) in agents.iter_mut().enumerate() {
         let mut line = String::new();
-        let mut r = BufReader::new(a.stdout.take().unwrap());
+        outputs.push(BufReader::new(a.stdout.take().unwrap()));
+        let r = outputs.last_mut().unwrap();
         while !line.starts_with("GATHERERS ") {
             line.clear();
             assert!(r.read_line(&mut line).unwrap() > 0, "agents child ended early");
