@@ -393,3 +393,35 @@ fn running_out_of_descriptors_names_the_limit() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "child said: {stdout}");
 }
+
+#[test]
+fn a_dial_that_a_finalizing_rank_never_answered_is_reset_not_closed() {
+    // A closed-unanswered dial means "my own dial wins" between crossing dials; a rank that
+    // finalizes with our dial accepted but not yet greeted must not say that, or a higher rank
+    // would wait for a dial that never comes.
+    let token = JobToken::generate();
+    let rv = server(2, token);
+    let cfg = lazy(0, 2, token, rv);
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let h = thread::spawn(move || {
+        let w = Communicator::join(&cfg)?;
+        // Progress passes (each accepts what is queued) until the fake rank has dialed.
+        let _ = rx.recv_timeout(T);
+        for _ in 0..50 {
+            assert!(w.iprobe(1usize, None::<u64>)?.is_none());
+            thread::sleep(Duration::from_millis(2));
+        }
+        w.finalize()
+    });
+    let gone = TcpListener::bind("127.0.0.1:0").unwrap();
+    let table = join_by_hand(rv, token, 2, 1, gone.local_addr().unwrap().port());
+    let mut s = TcpStream::connect(table[0].addr).unwrap();
+    tx.send(()).unwrap();
+    h.join().unwrap().unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut b = [0u8; 1];
+    match s.read(&mut b) {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => panic!("the finalized rank closed the dial quietly ({n} bytes)"),
+    }
+}

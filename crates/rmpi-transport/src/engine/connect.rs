@@ -461,6 +461,22 @@ impl Connector {
     }
 }
 
+/// A connector goes when its rank finalizes or fails, and it will answer no greeting after that.
+/// Closing an accepted connection quietly would look, to a higher rank that dialed us, like
+/// the lower rank's side of crossing dials (closed unanswered because its own dial wins), and
+/// it would wait for a dial that never comes. So each pending greeting is reset instead, which
+/// its dialer takes as "it has exited or finalized", as it does for a dial still in the queue
+/// of a closed listener.
+impl Drop for Connector {
+    fn drop(&mut self) {
+        for g in &self.greetings {
+            if let Err(e) = socket2::SockRef::from(&g.sock).set_linger(Some(Duration::ZERO)) {
+                tracing::debug!(peer = %g.peer, "rank {}: cannot reset a greeting: {e}", self.me);
+            }
+        }
+    }
+}
+
 /// How a dial ended without an answer.
 enum Closed {
     /// The peer closed it.
