@@ -411,6 +411,8 @@ impl<'a> Supervisor<'a> {
                 let Some(d) = &mut self.directory else { return None };
                 match d.on_frame(h, &frame) {
                     Ok(Some(placement)) => {
+                        // The same frame for every host: a launch tree sends it once per
+                        // branch (tree/launch.rs).
                         for link in self.links.values() {
                             let _ = link.commands.send(Command::Directory(placement.clone()));
                         }

@@ -81,13 +81,16 @@ fn spawn_root(root: Node<LinkSpec>, events: &EventSender, links: &mut HashMap<us
     for h in hosts {
         let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
         let down = down_tx.clone();
+        let root = h as usize == root_index;
         let relay = tokio::spawn(async move {
             while let Some(cmd) = rx.recv().await {
                 let frame = match cmd {
                     Command::Kill => Down::Kill,
-                    c @ (Command::Stdin(_) | Command::StdinEof | Command::Directory(_)) => {
-                        Down::To { host: h, command: c }
-                    }
+                    c @ (Command::Stdin(_) | Command::StdinEof) => Down::To { host: h, command: c },
+                    // rmpirun sends every host the same placement; the branch's root host
+                    // sends it down once, and each relay passes one copy to each child.
+                    c @ Command::Directory(_) if root => Down::ToBranch { command: c },
+                    Command::Directory(_) => continue,
                     // Each hop pings its own relay; the job is sent with the plan.
                     Command::Ping | Command::Start(_) => continue,
                 };

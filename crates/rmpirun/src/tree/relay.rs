@@ -98,6 +98,12 @@ where
                     let _ = children[i].0.send(Down::To { host, command });
                 }
             }
+            Ok(Some(Down::ToBranch { command })) => {
+                for (tx, _) in &children {
+                    let _ = tx.send(Down::ToBranch { command: command.clone() });
+                }
+                let _ = own.commands.send(command);
+            }
             Ok(Some(Down::Kill)) | Ok(None) => break Ok(()),
             Err(e) => break Err(RelayError::Frame(e)),
         }

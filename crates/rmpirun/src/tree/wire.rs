@@ -9,7 +9,7 @@ use crate::protocol::{Command, Event, JobSpec};
 use crate::ssh::SshSettings;
 
 /// Version of these frames; a relay reports it in [`Up::Hello`].
-pub const TREE_VERSION: u32 = 1;
+pub const TREE_VERSION: u32 = 2;
 
 /// How to reach a host over SSH.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +108,9 @@ pub enum Down {
     /// A command for one host of the subtree ([`Command::Stdin`], [`Command::StdinEof`],
     /// [`Command::Directory`]).
     To { host: u32, command: Command },
+    /// A command for every host of the subtree, sent once per branch and passed down once per
+    /// child: the job's placement ([`Command::Directory`]), which is the same for every host.
+    ToBranch { command: Command },
     /// End every rank of the subtree.
     Kill,
     /// Keep-alive, every [`crate::protocol::PING_INTERVAL`].
