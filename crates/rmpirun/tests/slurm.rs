@@ -318,9 +318,13 @@ fn measure_pmi_bootstrap() {
         for round in 0..=runs {
             for (i, mode) in ["table", "directory"].iter().enumerate() {
                 let var = format!("RMPI_BOOTSTRAP={mode}");
-                let argv = ["env", &var, "srun", "--mpi=pmi2", "-N", "4", "-n", &ns, h];
+                let argv =
+                    ["env", &var, "RMPI_LOG=info", "srun", "--mpi=pmi2", "-N", "4", "-n", &ns, h];
                 let out = run(c.head(&argv), LIMIT);
                 assert_eq!(out.code(), 0, "{mode} {n}: {}\n{}", out.stdout, out.stderr);
+                // The placement was accepted: no rank fell back to reading the whole table.
+                let fell_back = out.stderr.contains("reading every rank's endpoint at start");
+                assert!(!fell_back, "{mode} {n}: {}", out.stderr);
                 assert_eq!(hellos(&out.stdout).len(), n, "{mode} {n}: {}", out.stdout);
                 // Round 0 warms the caches.
                 if round > 0 {
