@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::IntoRawFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -182,10 +183,42 @@ fn nonsense_and_silence_from_the_server_are_errors_not_hangs() {
 }
 
 /// A small PMI server for `n` ranks over socketpairs: the subset of both protocols rmpi uses.
+/// It counts every rank's key-value gets, serves `mapping` as `PMI_process_mapping` when set,
+/// and answers gets of each `corrupt` key from ranks not spared with a value that is no endpoint.
 struct TestServer {
     store: Mutex<HashMap<String, String>>,
     barrier: Barrier,
     n: usize,
+    mapping: Option<String>,
+    gets: Vec<AtomicUsize>,
+    corrupt: Vec<(String, Vec<usize>)>,
+}
+
+impl TestServer {
+    fn new(n: usize) -> TestServer {
+        TestServer {
+            store: Mutex::new(HashMap::new()),
+            barrier: Barrier::new(n),
+            n,
+            mapping: None,
+            gets: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            corrupt: Vec::new(),
+        }
+    }
+
+    /// The value of `key` as rank `from` gets it.
+    fn get(&self, key: &str, from: usize) -> Option<String> {
+        self.gets[from].fetch_add(1, Ordering::SeqCst);
+        if key == "PMI_process_mapping" {
+            return self.mapping.clone();
+        }
+        for (k, spared) in &self.corrupt {
+            if k == key && !spared.contains(&from) {
+                return Some("not-an-endpoint".into());
+            }
+        }
+        self.store.lock().unwrap().get(key).cloned()
+    }
 }
 
 fn serve(srv: Arc<TestServer>, mut s: UnixStream, rank: usize) {
@@ -236,14 +269,20 @@ fn serve(srv: Arc<TestServer>, mut s: UnixStream, rank: usize) {
                 "kvs-fence" => {
                     srv.barrier.wait();
                 }
-                "kvs-get" => match srv.store.lock().unwrap().get(m.get("key").unwrap()) {
+                "kvs-get" => match srv.get(m.get("key").unwrap(), rank) {
                     Some(v) => {
                         fields.push(("found", "TRUE".into()));
-                        fields.push(("value", v.clone()));
+                        fields.push(("value", v));
                     }
                     None => fields.push(("found", "FALSE".into())),
                 },
-                "info-getjobattr" => fields.push(("found", "FALSE".into())),
+                "info-getjobattr" => match (&srv.mapping, m.get("key")) {
+                    (Some(v), Some("PMI_process_mapping")) => {
+                        fields.push(("found", "TRUE".into()));
+                        fields.push(("value", v.clone()));
+                    }
+                    _ => fields.push(("found", "FALSE".into())),
+                },
                 _ => {}
             }
             let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -267,7 +306,7 @@ fn serve(srv: Arc<TestServer>, mut s: UnixStream, rank: usize) {
                 srv.barrier.wait();
                 "cmd=barrier_out".into()
             }
-            "get" => match srv.store.lock().unwrap().get(m.get("key").unwrap()) {
+            "get" => match srv.get(m.get("key").unwrap(), rank) {
                 Some(v) => format!("cmd=get_result rc=0 msg=success value={v}"),
                 None => "cmd=get_result rc=-1 msg=not_found value=unknown".into(),
             },
@@ -283,8 +322,7 @@ fn serve(srv: Arc<TestServer>, mut s: UnixStream, rank: usize) {
 
 /// Runs `started` of `n` ranks as threads, each joining through `PMI_FD` with `vars`.
 fn job(n: usize, started: usize, vars: &[(&str, &str)]) -> Vec<rmpi_transport::Result<usize>> {
-    let srv =
-        Arc::new(TestServer { store: Mutex::new(HashMap::new()), barrier: Barrier::new(n), n });
+    let srv = Arc::new(TestServer::new(n));
     let handles: Vec<_> = (0..started)
         .map(|rank| {
             let (ours, theirs) = UnixStream::pair().unwrap();
@@ -342,4 +380,158 @@ fn a_rank_that_never_arrives_fails_the_fence_at_the_deadline() {
         assert!(e.contains("fence") && e.contains("3 ranks"), "{e}");
     }
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+}
+
+/// How the ranks of a simulated multi-node job are told where they run.
+#[derive(Clone, Copy, PartialEq)]
+enum Told {
+    /// Slurm: `SLURM_GTIDS`, `SLURM_LOCALID`, `SLURM_STEP_NODELIST`, `SLURMD_NODENAME`.
+    Slurm,
+    /// Hydra: `MPI_LOCALRANKID` and `MPI_LOCALNRANKS` only (node names come from the store).
+    Hydra,
+}
+
+/// `n` ranks in blocks of `per_node` on simulated nodes `n1`, `n2`, ..., joined through the
+/// test server `srv` (which serves the mapping), each sending its rank to the next rank and
+/// receiving from the previous one (a ring: each rank talks to two peers). Returns each rank's
+/// result: the rank it received, and its host label for that peer.
+fn ring_job(
+    srv: Arc<TestServer>,
+    per_node: usize,
+    told: Told,
+    vars: &[(&str, &str)],
+) -> Vec<rmpi_transport::Result<(usize, String)>> {
+    let n = srv.n;
+    let nodes = n.div_ceil(per_node);
+    let handles: Vec<_> = (0..n)
+        .map(|rank| {
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            let s = srv.clone();
+            std::thread::spawn(move || serve(s, theirs, rank));
+            let mut env: HashMap<String, String> =
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            env.insert("PMI_FD".into(), ours.into_raw_fd().to_string());
+            env.insert("PMI_RANK".into(), rank.to_string());
+            env.insert("PMI_SIZE".into(), n.to_string());
+            let node = rank / per_node;
+            let here: Vec<String> =
+                (node * per_node..((node + 1) * per_node).min(n)).map(|r| r.to_string()).collect();
+            match told {
+                Told::Slurm => {
+                    env.insert("SLURM_GTIDS".into(), here.join(","));
+                    env.insert("SLURM_LOCALID".into(), (rank % per_node).to_string());
+                    env.insert("SLURM_STEP_NODELIST".into(), format!("n[1-{nodes}]"));
+                    env.insert("SLURMD_NODENAME".into(), format!("n{}", node + 1));
+                }
+                Told::Hydra => {
+                    env.insert("MPI_LOCALRANKID".into(), (rank % per_node).to_string());
+                    env.insert("MPI_LOCALNRANKS".into(), here.len().to_string());
+                }
+            }
+            std::thread::spawn(move || {
+                let cfg = launch::from_lookup(&|k| env.get(k).cloned())?.expect("a PMI config");
+                let world = Communicator::join(&cfg)?;
+                let (next, prev) = ((rank + 1) % n, (rank + n - 1) % n);
+                world.send(&[rank as u64], next, 1)?;
+                let (v, _) = world.recv::<u64>(prev, 1)?;
+                let label = world.host_of(prev)?;
+                world.finalize()?;
+                Ok((v[0] as usize, label))
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+fn gets(srv: &TestServer) -> Vec<usize> {
+    srv.gets.iter().map(|g| g.load(Ordering::SeqCst)).collect()
+}
+
+#[test]
+fn a_rank_reads_its_nodes_endpoints_and_its_peers_not_the_whole_table() {
+    // 24 ranks, 6 nodes of 4, told as Slurm tells them.
+    let (n, per_node) = (24, 4);
+    for (version, mapping_get) in [("2", 0), ("1", 1)] {
+        let mut s = TestServer::new(n);
+        s.mapping = Some("(vector,(0,6,4))".into());
+        let srv = Arc::new(s);
+        let vars = [("RMPI_PMI", version), ("RMPI_BOOT_TIMEOUT", "30")];
+        let out = ring_job(srv.clone(), per_node, Told::Slurm, &vars);
+        for (rank, r) in out.into_iter().enumerate() {
+            let prev = (rank + n - 1) % n;
+            let (v, label) = r.unwrap_or_else(|e| panic!("PMI-{version} rank {rank}: {e}"));
+            assert_eq!(v, prev);
+            assert_eq!(label, format!("n{}", prev / per_node + 1), "rank {rank}");
+        }
+        let counts = gets(&srv);
+        eprintln!("PMI-{version}: key-value gets per rank, connections on demand: {counts:?}");
+        for (rank, g) in counts.iter().enumerate() {
+            // The mapping (PMI-1), the token, the node's 3 other ranks, at most the 2 peers.
+            let at_start = mapping_get + 1 + (per_node - 1);
+            assert!((at_start..=at_start + 2).contains(g), "PMI-{version} rank {rank}: {g} gets");
+        }
+        // The ranks at a node's edge talk to another node: one of them at least read a peer.
+        assert!(counts.iter().any(|g| *g > mapping_get + per_node), "{counts:?}");
+    }
+    // The same job reading the whole table: every rank reads every other rank's key.
+    let mut s = TestServer::new(n);
+    s.mapping = Some("(vector,(0,6,4))".into());
+    let srv = Arc::new(s);
+    let vars = [("RMPI_PMI", "2"), ("RMPI_BOOTSTRAP", "table"), ("RMPI_BOOT_TIMEOUT", "30")];
+    for r in ring_job(srv.clone(), per_node, Told::Slurm, &vars) {
+        r.unwrap();
+    }
+    let counts = gets(&srv);
+    eprintln!("PMI-2: key-value gets per rank, whole table: {counts:?}");
+    assert!(counts.iter().all(|g| *g == n), "{counts:?}");
+}
+
+#[test]
+fn without_node_names_each_node_names_itself_in_the_store() {
+    // Hydra's variables: no node list, so the first rank of each node puts its name.
+    let (n, per_node) = (12, 3);
+    let mut s = TestServer::new(n);
+    s.mapping = Some("(vector,(0,4,3))".into());
+    let srv = Arc::new(s);
+    let vars = [("RMPI_PMI", "1"), ("RMPI_BOOT_TIMEOUT", "30")];
+    let out = ring_job(srv.clone(), per_node, Told::Hydra, &vars);
+    let me = out[0].as_ref().map(|(_, l)| l.clone()).unwrap();
+    for (rank, r) in out.into_iter().enumerate() {
+        let (v, label) = r.unwrap_or_else(|e| panic!("rank {rank}: {e}"));
+        assert_eq!((v, label.as_str()), ((rank + n - 1) % n, me.as_str()));
+    }
+    let keys: Vec<String> = srv.store.lock().unwrap().keys().cloned().collect();
+    for node in 0..4 {
+        assert!(keys.contains(&format!("rmpi-nd-{node}")), "{keys:?}");
+    }
+    let counts = gets(&srv);
+    eprintln!("PMI-1, names from the store: key-value gets per rank: {counts:?}");
+    for (rank, g) in counts.iter().enumerate() {
+        // The mapping, the token, 2 local ranks, the 3 other nodes' names, at most 2 peers.
+        let at_start = 1 + 1 + (per_node - 1) + 3;
+        assert!((at_start..=at_start + 2).contains(g), "rank {rank}: {g} gets");
+    }
+}
+
+#[test]
+fn a_nonsense_endpoint_at_first_dial_names_the_rank_and_the_key() {
+    // 8 ranks on 2 nodes; rank 4's endpoint reads as garbage from node 0 (ranks 0-3) and rank
+    // 3's from node 1, so neither of the two can reach the other, whichever dials first.
+    let mut s = TestServer::new(8);
+    s.mapping = Some("(vector,(0,2,4))".into());
+    s.corrupt =
+        vec![("rmpi-ep-4".into(), vec![4, 5, 6, 7]), ("rmpi-ep-3".into(), vec![0, 1, 2, 3])];
+    let srv = Arc::new(s);
+    let vars = [("RMPI_PMI", "2"), ("RMPI_BOOT_TIMEOUT", "20")];
+    let out = ring_job(srv, 4, Told::Slurm, &vars);
+    // Rank 3 sends to rank 4, rank 4 receives from rank 3: each dial reads the other's key.
+    let e = out[3].as_ref().map(drop).unwrap_err().to_string();
+    assert!(e.contains("rank 4") && e.contains("rmpi-ep-4"), "{e}");
+    let e = out[4].as_ref().map(drop).unwrap_err().to_string();
+    assert!(e.contains("rank 3") && e.contains("rmpi-ep-3"), "{e}");
+    eprintln!("{e}");
+    // The ranks of node 1 read rank 4's real endpoint at start and are not misled.
+    for r in [5, 6] {
+        assert!(out[r].is_ok(), "rank {r}: {:?}", out[r].as_ref().err());
+    }
 }

@@ -123,9 +123,14 @@ fn hydra_over_ssh_hosts() {
     let hello = workspace_example("hello");
     let mesh = support::mesh_check();
     for extra in [&[][..], &["-pmi-port"][..], &["-genv", "RMPI_PMI", "2"][..]] {
-        let out = hydra(extra, &[hello.to_str().unwrap()]);
+        let mut logged = extra.to_vec();
+        logged.extend(["-genv", "RMPI_LOG", "info"]);
+        let out = hydra(&logged, &[hello.to_str().unwrap()]);
         assert_eq!(out.code(), 0, "{extra:?}: {}\n{}", out.stdout, out.stderr);
         world(&out.stdout, 8);
+        // Hydra's mapping placed the ranks: other hosts' endpoints are read on demand.
+        let fell_back = out.stderr.contains("reading every rank's endpoint at start");
+        assert!(!fell_back, "{extra:?}: {}", out.stderr);
         let out = hydra(extra, &[mesh.to_str().unwrap()]);
         assert_eq!(out.code(), 0, "{extra:?}: {}\n{}", out.stdout, out.stderr);
         assert_eq!(out.stdout.matches("sum 28 ok").count(), 8, "{extra:?}: {}", out.stdout);

@@ -294,3 +294,57 @@ fn measure_startup_under_slurm() {
         }
     }
 }
+
+/// The PMI bootstrap before and after reading endpoints on demand: start-up-to-exit of `hello`
+/// under `srun --mpi=pmi2` at 64 and 256 ranks on 4 nodes, `RMPI_BOOTSTRAP=table` (every rank
+/// reads every endpoint at start, as before) and the default (its node's ranks at start, the
+/// others at first dial) alternating in one run. Run with `--ignored --nocapture`; docs/slurm.md
+/// records a run. `PMI_MEASURE_RUNS` rounds (default 7).
+#[test]
+#[ignore]
+fn measure_pmi_bootstrap() {
+    let Some((_g, c)) = cluster(7, 4, 64) else { return };
+    let hello = workspace_example("hello");
+    let h = hello.to_str().unwrap();
+    let runs: usize =
+        std::env::var("PMI_MEASURE_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(7);
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string();
+    println!("load before: {}", load());
+    println!("| ranks | table (before) | on demand (after) | ratio after / before |");
+    println!("| --- | --- | --- | --- |");
+    for n in [64usize, 256] {
+        let ns = n.to_string();
+        let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..=runs {
+            for (i, mode) in ["table", "directory"].iter().enumerate() {
+                let var = format!("RMPI_BOOTSTRAP={mode}");
+                let argv =
+                    ["env", &var, "RMPI_LOG=info", "srun", "--mpi=pmi2", "-N", "4", "-n", &ns, h];
+                let out = run(c.head(&argv), LIMIT);
+                assert_eq!(out.code(), 0, "{mode} {n}: {}\n{}", out.stdout, out.stderr);
+                // The placement was accepted: no rank fell back to reading the whole table.
+                let fell_back = out.stderr.contains("reading every rank's endpoint at start");
+                assert!(!fell_back, "{mode} {n}: {}", out.stderr);
+                assert_eq!(hellos(&out.stdout).len(), n, "{mode} {n}: {}", out.stdout);
+                // Round 0 warms the caches.
+                if round > 0 {
+                    times[i].push(out.elapsed.as_secs_f64());
+                }
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (before, after) = (median(&mut times[0]), median(&mut times[1]));
+        println!(
+            "| {n} | {before:.2} s ({:.2}-{:.2}) | {after:.2} s ({:.2}-{:.2}) | {:.2} |",
+            times[0][0],
+            times[0][runs - 1],
+            times[1][0],
+            times[1][runs - 1],
+            after / before
+        );
+        println!("load: {}", load());
+    }
+}

@@ -59,6 +59,9 @@ pub(crate) struct Remote {
     pub(crate) hosts: Vec<HostInfo>,
     /// This rank's host.
     pub(crate) mine: u16,
+    /// Under PMI: the open session the endpoints are read from, one rank at a time (the hosts'
+    /// `directory` addresses are then unused).
+    pub(crate) pmi: Option<crate::pmi::Session>,
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Endpoints learned at first dial under the directory bootstrap: which host a rank is on, the
-//! look-ups under way, and what they found (kept for the life of the engine).
+//! look-ups under way, and what they found (kept for the life of the engine). Under PMI the same
+//! path reads one rank's endpoint at a time from the launcher's key-value store (`pmi/lazy.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::directory::client::Resolver;
 use crate::directory::Remote;
+use crate::pmi::lazy::Lookups;
 use crate::token::JobToken;
 
 /// How a rank is reached.
@@ -25,11 +27,21 @@ pub(super) enum Reach {
 /// What arrived: every rank learned, and each waiting rank with how it is now reached.
 pub(super) type Answers = (Vec<(usize, SocketAddr)>, Vec<(usize, Reach)>);
 
+/// Where other hosts' endpoints come from.
+#[derive(Debug)]
+enum Source {
+    /// Each host's directory, all of a host's ranks per look-up.
+    Directory(Resolver),
+    /// The PMI key-value store, one rank per look-up; the ranks asked, with the failure of
+    /// those whose look-up failed.
+    Pmi(Lookups, std::collections::HashMap<usize, Option<String>>),
+}
+
 /// The directory side of a connector.
 #[derive(Debug)]
 pub(super) struct Hosts {
     remote: Remote,
-    resolver: Resolver,
+    source: Source,
     ear: mio::net::UnixStream,
     /// Per host: asked already, and the failure if it failed.
     asked: Vec<bool>,
@@ -44,17 +56,27 @@ impl Hosts {
         token: Token,
         job: JobToken,
         me: usize,
-        remote: Remote,
+        mut remote: Remote,
         timeout: Duration,
     ) -> std::io::Result<Hosts> {
-        let mut resolver = Resolver::new(job, me, remote.host_of.clone(), timeout)?;
-        let ear = resolver.take_ear()?;
+        let (source, ear) = match remote.pmi.take() {
+            Some(session) => {
+                let mut l = Lookups::start(session, timeout)?;
+                let ear = l.take_ear()?;
+                (Source::Pmi(l, Default::default()), ear)
+            }
+            None => {
+                let mut resolver = Resolver::new(job, me, remote.host_of.clone(), timeout)?;
+                let ear = resolver.take_ear()?;
+                (Source::Directory(resolver), ear)
+            }
+        };
         let mut ear = mio::net::UnixStream::from_std(ear);
         registry.register(&mut ear, token, Interest::READABLE)?;
         let n = remote.hosts.len();
         Ok(Hosts {
             remote,
-            resolver,
+            source,
             ear,
             asked: vec![false; n],
             failed: vec![None; n],
@@ -77,6 +99,23 @@ impl Hosts {
     pub(super) fn ask(&mut self, r: usize) -> Reach {
         let Some(&h) = self.remote.host_of.get(r) else { return Reach::No };
         let h = h as usize;
+        let resolver = match &mut self.source {
+            Source::Directory(resolver) => &*resolver,
+            Source::Pmi(lookups, asked) => {
+                match asked.get(&r) {
+                    Some(Some(why)) => return Reach::Failed(why.clone()),
+                    Some(None) => {}
+                    None => {
+                        asked.insert(r, None);
+                        lookups.ask(r);
+                    }
+                }
+                if !self.pending.contains(&r) {
+                    self.pending.push(r);
+                }
+                return Reach::Asked;
+            }
+        };
         if let Some(why) = &self.failed[h] {
             return Reach::Failed(why.clone());
         }
@@ -85,7 +124,7 @@ impl Hosts {
         }
         if !self.asked[h] {
             self.asked[h] = true;
-            self.resolver.ask(h as u16, self.remote.hosts[h].directory);
+            resolver.ask(h as u16, self.remote.hosts[h].directory);
         }
         Reach::Asked
     }
@@ -106,7 +145,34 @@ impl Hosts {
         let mut ready = Vec::new();
         let mut b = [0u8; 64];
         while matches!(std::io::Read::read(&mut (&self.ear), &mut b), Ok(n) if n > 0) {}
-        for (h, got) in self.resolver.answers() {
+        let resolver = match &mut self.source {
+            Source::Directory(resolver) => resolver,
+            Source::Pmi(lookups, failed) => {
+                for (r, got) in lookups.answers() {
+                    let waited = self.pending.contains(&r);
+                    self.pending.retain(|p| *p != r);
+                    let label =
+                        self.remote.host_of.get(r).and_then(|h| self.remote.hosts.get(*h as usize));
+                    let label = label.map_or("?", |h| h.label.as_str());
+                    let reach = match got {
+                        Ok(e) => {
+                            learned.push((r, e.addr));
+                            Reach::At(e.addr)
+                        }
+                        Err(why) => {
+                            let why = format!("on {label}: {why}");
+                            failed.insert(r, Some(why.clone()));
+                            Reach::Failed(why)
+                        }
+                    };
+                    if waited {
+                        ready.push((r, reach));
+                    }
+                }
+                return (learned, ready);
+            }
+        };
+        for (h, got) in resolver.answers() {
             let hi = h as usize;
             match got {
                 Ok(entries) => {

@@ -15,15 +15,25 @@ use crate::wire::Endpoint;
 
 /// Publishes this rank's endpoint (made by `make_endpoint` from the local address of the route
 /// towards the launcher) and returns the job token and every rank's endpoint. Under the
-/// directory with connections on demand, the endpoints of other hosts' ranks are placeholders
-/// (their host name only) and the [`Remote`] says where to look them up.
+/// directory or PMI with connections on demand, the endpoints of other hosts' ranks are
+/// placeholders (their host name only) and the [`Remote`] says where to look them up.
 pub(crate) fn endpoints(
     cfg: &BootConfig,
     deadline: Instant,
     make_endpoint: impl FnOnce(IpAddr) -> Result<Endpoint>,
 ) -> Result<(JobToken, Vec<Endpoint>, Option<Remote>)> {
-    if let Peers::Directory(at) = &cfg.peers {
-        return directory(cfg, *at, deadline, make_endpoint);
+    match &cfg.peers {
+        Peers::Directory(at) => return directory(cfg, *at, deadline, make_endpoint),
+        Peers::Pmi(session) => {
+            let ip = route_local(cfg.rendezvous.ip()).map_err(|e| Error::Bootstrap {
+                rank: cfg.rank,
+                msg: format!("finding the address to advertise (set RMPI_IFACE): {e}"),
+            })?;
+            let me = make_endpoint(ip)?;
+            let lazy = cfg.connect == Connect::Lazy;
+            return crate::pmi::exchange(session, cfg.rank, cfg.size, &me, lazy, deadline);
+        }
+        _ => {}
     }
     let (token, table) = table(cfg, deadline, make_endpoint)?;
     Ok((token, table, None))
@@ -52,7 +62,7 @@ fn directory(
     for (r, e) in go.local {
         table[r as usize] = e;
     }
-    let remote = Remote { host_of, hosts, mine: go.host };
+    let remote = Remote { host_of, hosts, mine: go.host, pmi: None };
     if cfg.connect == Connect::Lazy {
         return Ok((cfg.token, table, Some(remote)));
     }
@@ -117,17 +127,10 @@ fn table(
             served?;
             Ok((cfg.token, table))
         }
-        Peers::Pmi(session) => {
-            let ip = route_local(cfg.rendezvous.ip()).map_err(|e| Error::Bootstrap {
-                rank,
-                msg: format!("finding the address to advertise (set RMPI_IFACE): {e}"),
-            })?;
-            let me = make_endpoint(ip)?;
-            crate::pmi::exchange(session, rank, size, &me, deadline)
-        }
-        Peers::Directory(_) => {
-            Err(Error::Bootstrap { rank, msg: "directory bootstrap in the table path".into() })
-        }
+        Peers::Pmi(_) | Peers::Directory(_) => Err(Error::Bootstrap {
+            rank,
+            msg: "directory or PMI bootstrap in the table path".into(),
+        }),
     }
 }
 

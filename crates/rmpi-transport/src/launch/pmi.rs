@@ -8,8 +8,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Instant;
 
 use super::{LauncherKind, Peers, PMI_VERSION};
+use crate::directory::Bootstrap;
 use crate::env::{parse, BootConfig};
 use crate::error::{Error, Result};
+use crate::pmi::layout::Layout;
 use crate::pmi::{conn::Conn, mapping, pmi1, pmi2, Kvs, PmiFail, Session};
 use crate::token::JobToken;
 
@@ -29,14 +31,12 @@ pub(super) fn read(get: Get<'_>) -> Result<BootConfig> {
     };
     let port_mode = get("PMI_PORT").is_some() && get("PMI_FD").is_none();
     let id = if port_mode { get("PMI_ID") } else { get("PMI_RANK") };
+    // The mapping says where every rank runs: PMI-2 as a job attribute, PMI-1 as a key the
+    // server puts before the job starts (Slurm and Hydra both do).
     let (kvs, rank, size, mapping): (Box<dyn Kvs>, usize, usize, Option<String>) = if version == 2 {
         let mut c = pmi2::Client::init(conn, id.as_deref(), get("PMI_JOBID").as_deref(), deadline)
             .map_err(fail)?;
-        let mapping = if local_from_env(get)?.is_none() {
-            c.job_attr("PMI_process_mapping", deadline).map_err(fail)?
-        } else {
-            None
-        };
+        let mapping = c.job_attr("PMI_process_mapping", deadline).map_err(fail)?;
         let (r, s) = (c.rank, c.size);
         (Box::new(c), r, s, mapping)
     } else {
@@ -47,9 +47,10 @@ pub(super) fn read(get: Get<'_>) -> Result<BootConfig> {
             let s: usize = parse("PMI_SIZE", &required(get, "PMI_SIZE")?)?;
             Some((r, s))
         };
-        let c = pmi1::Client::init(conn, id.as_deref(), rank_size, deadline).map_err(fail)?;
+        let mut c = pmi1::Client::init(conn, id.as_deref(), rank_size, deadline).map_err(fail)?;
+        let mapping = c.get("PMI_process_mapping", deadline).map_err(fail)?;
         let (r, s) = (c.rank, c.size);
-        (Box::new(c), r, s, None)
+        (Box::new(c), r, s, mapping)
     };
     if size > 65_535 {
         return Err(Error::Bootstrap { rank, msg: format!("PMI job size {size} exceeds 65535") });
@@ -66,8 +67,22 @@ pub(super) fn read(get: Get<'_>) -> Result<BootConfig> {
     let hydra_host = get("MPIR_CVAR_CH3_INTERFACE_HOSTNAME").filter(|h| !h.is_empty());
     cfg.host_label = get("SLURMD_NODENAME").filter(|h| !h.is_empty()).or(hydra_host.clone());
     cfg.rendezvous = SocketAddr::new(route_hint(get, hydra_host.as_deref()), 0);
-    cfg.peers = Peers::Pmi(Session::new(kvs, origin));
+    let mut session = Session::new(kvs, origin);
+    session.layout = Layout {
+        mapping,
+        local_ranks: get("SLURM_GTIDS").and_then(|g| gtids(&g)),
+        local: local_from_env(get)?,
+        nodelist: get("SLURM_STEP_NODELIST").filter(|l| !l.trim().is_empty()),
+        node_name: get("SLURMD_NODENAME").filter(|h| !h.is_empty()),
+        table: Bootstrap::from_lookup(get)? == Bootstrap::Table,
+    };
+    cfg.peers = Peers::Pmi(session);
     Ok(cfg)
+}
+
+/// The world ranks in Slurm's `SLURM_GTIDS` (`4,5,6,7`), or `None` if it is not such a list.
+fn gtids(list: &str) -> Option<Vec<usize>> {
+    list.split(',').map(|r| r.trim().parse().ok()).collect()
 }
 
 fn required(get: Get<'_>, var: &'static str) -> Result<String> {

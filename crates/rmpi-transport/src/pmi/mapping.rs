@@ -2,8 +2,9 @@
 //!
 //! The value is `(vector,(N,C,R),...)`: each block says "starting at node N, C nodes, R ranks on
 //! each", ranks numbered in order; the list repeats until every rank is placed (a cyclic
-//! distribution is `(vector,(0,4,1))`). Slurm writes it from the step layout; Hydra's is not
-//! reliable (it wrote `(vector,(0,1,1))` for 4 ranks on one host), so its own variables win.
+//! distribution is `(vector,(0,4,1))`). Slurm writes it from the step layout, Hydra from its
+//! hosts; the launcher's own variables for this node win, and the exchange uses a mapping only
+//! when it agrees with them (`layout.rs`).
 
 /// The node of every rank of a job of `size`, or `None` when `text` is no valid mapping.
 ///
