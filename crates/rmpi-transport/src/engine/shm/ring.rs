@@ -525,6 +525,55 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_finds_room_again_once_the_reader_has_read_and_fails_once_it_closed() {
+        let (mut w, mut r) = pair(CMA_NO);
+        let cap = w.cap() as usize;
+        let chunk = pattern(cap / 4 + 7);
+        let mut got = vec![0u8; cap];
+        // Several rounds of filling the ring and draining it: each time the writer's view of
+        // the head is too old to leave room, so it must read the reader's head again.
+        let mut sent_total = 0u64;
+        for round in 0..5 {
+            let mut sent = 0;
+            loop {
+                match w.write_vectored(&[IoSlice::new(&chunk)]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("round {round}: {e}"),
+                }
+            }
+            assert_eq!(sent, cap, "round {round}: the whole ring is used");
+            assert!(!w.ready().unwrap().1, "round {round}: no room while full");
+            let mut filled = 0;
+            while filled < cap {
+                filled += r.read(&mut got[filled..]).unwrap();
+            }
+            for (i, b) in got.iter().enumerate() {
+                let at = (sent_total as usize + i) % chunk.len();
+                assert_eq!(*b, chunk[at], "round {round}: byte {i}");
+            }
+            sent_total += cap as u64;
+            assert!(w.ready().unwrap().1, "round {round}: room again once read");
+            // Keep the stream aligned with the chunk for the check above.
+            let rest = chunk.len() - (sent_total as usize % chunk.len());
+            if rest != chunk.len() {
+                let n = w.write_vectored(&[IoSlice::new(&chunk[chunk.len() - rest..])]).unwrap();
+                assert_eq!(n, rest);
+                let mut tail = vec![0u8; rest];
+                let mut filled = 0;
+                while filled < rest {
+                    filled += r.read(&mut tail[filled..]).unwrap();
+                }
+                sent_total += rest as u64;
+            }
+        }
+        // The reader closes: the writer, which has room by its own count, is refused.
+        r.close();
+        let err = w.write_vectored(&[IoSlice::new(&chunk[..8])]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
     fn a_closing_writer_takes_its_loan_back_and_the_stream_ends() {
         let (mut w, mut r) = pair(CMA_YES);
         let payload = pattern(1 << 20);
