@@ -196,6 +196,12 @@ impl Matching {
         self.slots.remove(&id);
     }
 
+    /// The source a receive still waiting in the posted queue takes its message from (`None`:
+    /// not waiting there, or from any source).
+    pub(crate) fn posted_source(&self, id: ReqId) -> Option<usize> {
+        self.posted.iter().find(|p| p.req == id).and_then(|p| p.src)
+    }
+
     /// Whether `id` is a receive still waiting in the posted queue.
     pub(crate) fn is_posted(&self, id: ReqId) -> bool {
         self.posted.iter().any(|p| p.req == id)

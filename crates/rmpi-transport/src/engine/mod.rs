@@ -197,7 +197,7 @@ impl Engine {
 
     /// Waits for request `id` and takes its completion.
     pub(crate) fn wait_req(&self, id: ReqId, what: impl Fn() -> String) -> Result<Completion> {
-        self.wait(None, what, |st| st.take_done(id))
+        self.wait_focused(None, MAX_SLEEP, Some(id), what, |st| st.take_done(id))
     }
 
     /// Ends this rank's part: writes everything queued, sends a goodbye to every peer, and waits

@@ -46,20 +46,20 @@ impl Mode {
         }
     }
 
-    /// The policy for a wait now, and how long it polls at most, for a rank with
+    /// The policy for a wait beginning `now`, and how long it polls at most, for a rank with
     /// `ranks_on_host` ranks of its job here whose configured poll is `spin`; `local_peers`
     /// says whether it shares memory with some of them.
     pub(super) fn policy(
         self,
         spin: Duration,
-        ranks_on_host: usize,
-        local_peers: bool,
+        (ranks_on_host, local_peers): (usize, bool),
+        now: Instant,
     ) -> (Polling, Duration) {
         if spin.is_zero() {
             return (Polling::None, Duration::ZERO);
         }
         let polling = match self {
-            Mode::Auto => Polling::for_host(ranks_on_host),
+            Mode::Auto => Polling::for_host(ranks_on_host, now),
             Mode::Busy => return (Polling::Busy, spin),
             Mode::Yield => return (Polling::Yielding, spin),
             Mode::Off => return (Polling::None, Duration::ZERO),
@@ -91,11 +91,11 @@ pub(super) enum Polling {
 }
 
 impl Polling {
-    /// The policy for a job with `ranks_on_host` ranks here, from the kernel's count of running
-    /// tasks (see [`host_running_tasks`]).
-    pub(super) fn for_host(ranks_on_host: usize) -> Polling {
+    /// The policy for a job with `ranks_on_host` ranks here at `now`, from the kernel's count of
+    /// running tasks (see [`host_running_tasks`]).
+    pub(super) fn for_host(ranks_on_host: usize, now: Instant) -> Polling {
         let cores = host_cores();
-        match host_running_tasks() {
+        match host_running_tasks(now) {
             None => Polling::Busy,
             Some(running) => Polling::choose(running, cores, ranks_on_host),
         }
@@ -140,19 +140,20 @@ fn host_cpus() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// The number of running tasks on this host, re-read from `/proc/loadavg` at most every 10 ms,
+/// The number of running tasks on this host at `now` (the caller's clock read, so that asking
+/// costs none of its own), re-read from `/proc/loadavg` at most every 10 ms,
 /// or every 1 ms while it says the host is loaded (a read costs a few microseconds; a count from
 /// a passing burst, such as the job starting up, would otherwise stop polling for the whole
 /// interval, which can be all of a short benchmark; see docs/performance.md, "Waiting policy").
-fn host_running_tasks() -> Option<usize> {
+fn host_running_tasks(now: Instant) -> Option<usize> {
     use std::sync::atomic::AtomicU64;
     use std::sync::OnceLock;
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     static CHECKED_MS: AtomicU64 = AtomicU64::new(0);
     // 0: unknown (no /proc); otherwise the count plus one.
     static RUNNING: AtomicUsize = AtomicUsize::new(0);
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    let now_ms = epoch.elapsed().as_millis() as u64 + 1;
+    let epoch = *EPOCH.get_or_init(|| now);
+    let now_ms = now.saturating_duration_since(epoch).as_millis() as u64 + 1;
     let last = CHECKED_MS.load(Ordering::Relaxed);
     let loaded = RUNNING
         .load(Ordering::Relaxed)
@@ -179,8 +180,9 @@ mod tests {
         assert_eq!(super::running_tasks("0.50 0.40 0.30 3/512 12345\n"), Some(3));
         assert_eq!(super::running_tasks("garbage"), None);
         // Whatever the host's state, the check answers without panicking.
-        let _ = super::Polling::for_host(4);
-        let _ = super::Mode::Auto.policy(std::time::Duration::from_micros(50), 2, true);
+        let now = std::time::Instant::now();
+        let _ = super::Polling::for_host(4, now);
+        let _ = super::Mode::Auto.policy(std::time::Duration::from_micros(50), (2, true), now);
         // The host's CPUs, never fewer than this process may use.
         let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert!(super::host_cpus() >= usable);
@@ -212,24 +214,25 @@ mod tests {
         let err = Mode::parse("fast").unwrap_err().to_string();
         assert!(err.contains("RMPI_POLLING") && err.contains("fast"), "{err}");
         let spin = Duration::from_micros(50);
-        assert_eq!(Mode::Busy.policy(spin, 2, false), (Polling::Busy, spin));
-        assert_eq!(Mode::Yield.policy(spin, 2, true), (Polling::Yielding, spin));
-        assert_eq!(Mode::Off.policy(spin, 2, true), (Polling::None, Duration::ZERO));
+        let now = std::time::Instant::now();
+        assert_eq!(Mode::Busy.policy(spin, (2, false), now), (Polling::Busy, spin));
+        assert_eq!(Mode::Yield.policy(spin, (2, true), now), (Polling::Yielding, spin));
+        assert_eq!(Mode::Off.policy(spin, (2, true), now), (Polling::None, Duration::ZERO));
         // No spin configured: no poll, whatever the mode.
         for m in [Mode::Auto, Mode::Busy, Mode::Yield, Mode::Off] {
-            assert_eq!(m.policy(Duration::ZERO, 2, true), (Polling::None, Duration::ZERO));
+            assert_eq!(m.policy(Duration::ZERO, (2, true), now), (Polling::None, Duration::ZERO));
         }
         // Whatever the load, auto never polls longer than asked, and a rank with local peers
         // polls under load for at most the loaded bound.
         for local in [false, true] {
-            let (p, d) = Mode::Auto.policy(spin, 2, local);
+            let (p, d) = Mode::Auto.policy(spin, (2, local), now);
             assert!(d <= spin);
             if !local {
                 assert!(p != Polling::None || d.is_zero());
             }
         }
         let short = Duration::from_micros(5);
-        assert!(Mode::Auto.policy(short, 2, true).1 <= short);
+        assert!(Mode::Auto.policy(short, (2, true), now).1 <= short);
         assert!(LOADED_SPIN <= spin);
     }
 }

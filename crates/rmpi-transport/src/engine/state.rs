@@ -87,6 +87,13 @@ impl State {
         })
     }
 
+    /// The local peer whose stream alone can complete request `id`: a receive posted for a
+    /// message from that one source (its failure, like any other, is seen by the next pass).
+    pub(super) fn shm_source(&self, id: ReqId) -> Option<usize> {
+        let src = self.m.posted_source(id)?;
+        self.shm.as_ref()?.members().contains(&src).then_some(src)
+    }
+
     /// Whether sends to a local peer are queued (then room in its ring is news).
     pub(super) fn shm_sending(&self) -> bool {
         let Some(g) = &self.shm else { return false };

@@ -53,38 +53,71 @@ impl Engine {
         deadline: Option<Instant>,
         max_sleep: Duration,
         what: impl Fn() -> String,
+        check: impl FnMut(&mut State) -> Option<Result<R>>,
+    ) -> Result<R> {
+        self.wait_focused(deadline, max_sleep, None, what, check)
+    }
+
+    /// [`wait_with`](Self::wait_with) for the condition that request `req` completes, when
+    /// given: if it is a receive from one local peer, a polling rank watches only that peer's
+    /// inbound line between passes (the others' news waits for the next pass, at most
+    /// [`BUSY_LOOKS`] looks away).
+    pub(crate) fn wait_focused<R>(
+        &self,
+        deadline: Option<Instant>,
+        max_sleep: Duration,
+        req: Option<super::ReqId>,
+        what: impl Fn() -> String,
         mut check: impl FnMut(&mut State) -> Option<Result<R>>,
     ) -> Result<R> {
-        let start = Instant::now();
-        let (polling, spin) =
-            self.polling.policy(self.spin, self.ranks_on_host, self.lookout.is_some());
-        // Busy polling still yields now and then (every so many passes, never while watching
-        // the peers' lines); yielding polling after every look.
-        let (yield_every, looks, watch_yield) = match polling {
-            Polling::Busy => (64, BUSY_LOOKS, u32::MAX),
-            Polling::Yielding => (1, YIELDING_LOOKS, 1),
-            Polling::None => (1, 1, 1),
-        };
+        // The one local peer to watch (its group index), once the first look found the
+        // condition unmet.
+        let mut focus = None;
+        // Set once the condition did not hold at the first look: when the wait began, and how
+        // it polls (the host's load is read only by a wait that polls).
+        let mut began: Option<(Instant, Polling, Duration)> = None;
         // Time spent polling so far (see MAX_STRETCH), and when it was last counted.
-        let (mut polled_for, mut counted) = (Duration::ZERO, start);
+        let (mut polled_for, mut counted) = (Duration::ZERO, None);
         let mut polls = 0u32;
         // Whether the poller just made a pass (then the condition is checked before another one,
         // so an unclaimed message is offered to this caller first).
         let mut fresh = false;
         loop {
-            // What the local peers' words say before this pass: a change after it is news.
-            let seen = self.lookout.as_ref().map(shm::Lookout::sight);
-            let (backlog, sending) = {
+            let (seen, backlog, sending) = {
                 let mut st = lock(&self.state);
+                // The condition may hold already (a send written at once, a receive that
+                // matched when it was posted): then it is taken without a pass or a clock read.
+                if began.is_none() {
+                    if let Some(r) = check(&mut st) {
+                        return r;
+                    }
+                    if let (Some(id), Some(l)) = (req, &self.lookout) {
+                        focus = st.shm_source(id).and_then(|r| l.index_of(r));
+                    }
+                }
+                // What the local peers' words say before this pass: a change after it is news.
+                let seen = self.lookout.as_ref().map(|l| l.sight(st.shm_sending(), focus));
                 if !std::mem::take(&mut fresh) {
                     st.progress();
                 }
                 if let Some(r) = check(&mut st) {
                     return r;
                 }
-                (st.conns.iter().flatten().any(Conn::has_backlog), st.shm_sending())
+                (seen, st.conns.iter().flatten().any(Conn::has_backlog), st.shm_sending())
             };
             let now = Instant::now();
+            let (start, polling, spin) = *began.get_or_insert_with(|| {
+                let local = (self.ranks_on_host, self.lookout.is_some());
+                let (p, s) = self.polling.policy(self.spin, local, now);
+                (now, p, s)
+            });
+            // Busy polling still yields now and then (every so many passes, never while
+            // watching the peers' lines); yielding polling after every look.
+            let (yield_every, looks, watch_yield) = match polling {
+                Polling::Busy => (64, BUSY_LOOKS, u32::MAX),
+                Polling::Yielding => (1, YIELDING_LOOKS, 1),
+                Polling::None => (1, 1, 1),
+            };
             // Input left behind by the last pass (a read budget used up, a payload held back
             // for a receive) raises no new event: look again without sleeping.
             let mut sleep = if backlog { Duration::ZERO } else { max_sleep };
@@ -94,8 +127,8 @@ impl Engine {
                 }
                 sleep = sleep.min(d - now);
             }
-            let stretch = now - counted;
-            counted = now;
+            let stretch = now - counted.unwrap_or(now);
+            counted = Some(now);
             polled_for += match polling {
                 Polling::Busy => stretch.min(MAX_STRETCH),
                 // Yielding hands the core on by design: the time away counts.
@@ -112,7 +145,7 @@ impl Engine {
                 polls += 1;
                 if polls % SHM_PASSES_PER_POLL != 0 {
                     if !backlog {
-                        l.watch(seen, sending, looks, watch_yield);
+                        l.watch(seen, (sending, focus), looks, watch_yield);
                     } else if polls % yield_every == 0 {
                         std::thread::yield_now();
                     }

@@ -111,7 +111,7 @@ impl Group {
     /// What a polling rank watches between progress passes.
     pub(crate) fn lookout(&self) -> Lookout {
         let peers = (0..self.members.len()).filter(|i| *i != self.me).collect();
-        Lookout { seg: self.seg.clone(), me: self.me, peers }
+        Lookout { seg: self.seg.clone(), me: self.me, peers, members: self.members.clone() }
     }
 }
 
@@ -131,11 +131,15 @@ pub(crate) struct Lookout {
     me: usize,
     /// Group indices of the other members.
     peers: Vec<usize>,
+    /// World ranks, by group index.
+    members: Vec<usize>,
 }
 
-/// A digest of the words a [`Lookout`] watches: (inbound, outbound).
+/// A digest of the words a [`Lookout`] watches: (inbound, outbound when sends are queued). The
+/// inbound digest covers every other member, or only the one a wait focuses on (see
+/// [`Lookout::watch`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Sighting(u64, u64);
+pub(crate) struct Sighting(u64, Option<u64>);
 
 /// Folds `v` into the digest `h` (each step a multiplication by an odd constant, so a change of
 /// any one word changes the digest).
@@ -144,19 +148,31 @@ fn fold(h: u64, v: u64) -> u64 {
 }
 
 impl Lookout {
-    /// The digest of the watched words now.
-    pub(crate) fn sight(&self) -> Sighting {
-        Sighting(self.inbound(), self.outbound())
+    /// The digest of the watched words now; the outbound ones only when `sending` (the
+    /// readers' lines move between the cores with every message read, and a rank that sends
+    /// nothing has nothing to learn from them).
+    /// With `focus` (a group index), the inbound words of that member only.
+    pub(crate) fn sight(&self, sending: bool, focus: Option<usize>) -> Sighting {
+        Sighting(self.inbound(focus), sending.then(|| self.outbound()))
     }
 
-    fn inbound(&self) -> u64 {
-        self.peers.iter().fold(0, |h, &i| {
+    /// The group index of world rank `rank`, if it is another member.
+    pub(crate) fn index_of(&self, rank: usize) -> Option<usize> {
+        self.members.iter().position(|r| *r == rank).filter(|i| *i != self.me)
+    }
+
+    fn inbound(&self, focus: Option<usize>) -> u64 {
+        let line = |h: u64, i: usize| {
             let w = &self.seg.pair(i, self.me).w;
             let h = fold(h, w.tail.load(Ordering::Acquire));
             let h = fold(h, w.lent_total.load(Ordering::Acquire));
             let h = fold(h, w.lent_addr.load(Ordering::Acquire));
             fold(h, u64::from(w.closed.load(Ordering::Acquire)))
-        })
+        };
+        match focus {
+            Some(i) => line(0, i),
+            None => self.peers.iter().fold(0, |h, &i| line(h, i)),
+        }
     }
 
     fn outbound(&self) -> u64 {
@@ -170,16 +186,21 @@ impl Lookout {
 
     /// Looks at the watched words up to `looks` times, yielding the core after every
     /// `yield_every` looks, and says whether they changed since `since` (then a progress pass
-    /// has something to find; the outbound words count only when `sending`).
+    /// has something to find; the outbound words count only when `sending`; the inbound ones
+    /// of the member `focus` only, when given, as for `since`).
     pub(crate) fn watch(
         &self,
         since: Sighting,
-        sending: bool,
+        (sending, focus): (bool, Option<usize>),
         looks: u32,
         yield_every: u32,
     ) -> bool {
+        if sending && since.1.is_none() {
+            // Sends were queued after the sighting: a pass takes a new one.
+            return true;
+        }
         for n in 1..=looks {
-            if self.inbound() != since.0 || (sending && self.outbound() != since.1) {
+            if self.inbound(focus) != since.0 || (sending && Some(self.outbound()) != since.1) {
                 return true;
             }
             if n % yield_every.max(1) == 0 {

@@ -4,6 +4,7 @@
 //! is not completely written, whatever happens to the writer. Large payloads are lent instead
 //! of copied into the ring (see [`super::lend`]).
 
+use std::cell::Cell;
 use std::io::{self, IoSlice};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
@@ -35,6 +36,11 @@ pub(crate) struct ShmStream {
     /// Whether this side has written anything yet (until then its ring is empty, and looking at
     /// it would only bring a page of the segment into memory for nothing).
     wrote: bool,
+    /// The reader's head of the outbound ring as this writer last read it: a lower bound of the
+    /// real one. The room it leaves is used until it runs out, so the writer reads the reader's
+    /// cache line only about once per ring's worth of bytes instead of on every write (each
+    /// read would move the line between the cores, and the reader's next store to it back).
+    head_seen: Cell<u64>,
     /// The peer's process id (lent bytes are read from its memory).
     peer_pid: u32,
     /// Payload slices from this size on are lent when the peer reads loans (0: never lend).
@@ -66,6 +72,7 @@ impl ShmStream {
             write_closed: false,
             closed: false,
             wrote: false,
+            head_seen: Cell::new(0),
             peer_pid,
             lend_min,
             loan: None,
@@ -183,21 +190,33 @@ impl ShmStream {
         }
     }
 
-    /// Free bytes in the outbound ring.
-    fn room(&self) -> u64 {
+    /// Free bytes in the outbound ring, at least `want` if there are (or any, for 1): as far as
+    /// the head last read says, and from the reader's head itself when that leaves less.
+    fn room(&self, want: u64) -> u64 {
         if !self.wrote {
             return self.cap();
         }
         let p = self.outbound();
-        let used = p.w.tail.load(Ordering::Relaxed).wrapping_sub(p.r.head.load(Ordering::Acquire));
-        self.cap().saturating_sub(used)
+        let tail = p.w.tail.load(Ordering::Relaxed);
+        let cap = self.cap();
+        let mut free = cap.saturating_sub(tail.wrapping_sub(self.head_seen.get()));
+        if free < want {
+            let head = p.r.head.load(Ordering::Acquire);
+            self.head_seen.set(head);
+            free = cap.saturating_sub(tail.wrapping_sub(head));
+        }
+        free
     }
 
     /// Whether writing can only fail now (as far as this side knows before its first write).
+    /// The reader's closing flag is read only once its control block says it closed a stream
+    /// (that line is read after every write anyway, see `nudge_peer`).
     fn write_refused(&self) -> bool {
         self.peer_gone
             || self.write_closed
-            || (self.wrote && self.outbound().r.closed.load(Ordering::Acquire) != 0)
+            || (self.wrote
+                && self.seg.ctl(self.peer).closes.load(Ordering::Acquire) != 0
+                && self.outbound().r.closed.load(Ordering::Acquire) != 0)
     }
 }
 
@@ -270,12 +289,13 @@ impl Stream for ShmStream {
             }
         }
         let cap = self.cap();
-        let mut room = self.room();
+        let want = bufs.iter().map(|b| b.len() as u64).sum::<u64>().clamp(1, cap);
+        let mut room = self.room(want);
         if room == 0 {
             // Ask the reader for a wake-up, then look again (it may have read in between).
             self.outbound().w.waiting.fetch_or(WAIT_ROOM, Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            room = self.room();
+            room = self.room(want);
             if room == 0 {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
@@ -293,8 +313,9 @@ impl Stream for ShmStream {
             while !src.is_empty() && room > 0 {
                 let at = (tail % cap) as usize;
                 let n = src.len().min(room as usize).min(cap as usize - at);
-                // SAFETY: [tail, tail + n) is free ring space (room computed from the reader's
-                // head with acquire), within the ring's `cap` bytes, and only this writer uses it.
+                // SAFETY: [tail, tail + n) is free ring space (room computed from a head the
+                // reader published, read with acquire: the reader's head only grows), within the
+                // ring's `cap` bytes, and only this writer uses it.
                 unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), ring.add(at), n) };
                 src = &src[n..];
                 tail += n as u64;
@@ -329,6 +350,8 @@ impl Stream for ShmStream {
         self.close_write();
         self.payload_moving();
         self.inbound().r.closed.store(1, Ordering::Release);
+        // Writers look at the flag above only once this count says there is one to see.
+        self.seg.ctl(self.me).closes.fetch_add(1, Ordering::AcqRel);
         // A writer waiting for room must learn that none will come (one that never wrote
         // waits for nothing).
         if self.inbound().w.tail.load(Ordering::Acquire) != 0 {
@@ -350,7 +373,7 @@ impl Stream for ShmStream {
             || lend::ready(p);
         let room = match &self.loan {
             Some(loan) => loan.writable(self.outbound()),
-            None => self.room() > 0,
+            None => self.room(1) > 0,
         };
         Some((input, room || self.write_refused()))
     }
@@ -499,6 +522,55 @@ mod tests {
         assert_eq!(w.outbound().w.tail.load(Ordering::Relaxed), 3 + HEADER_LEN as u64);
         assert_eq!(r.read(&mut got).unwrap(), 3 + HEADER_LEN);
         assert!(would_block(&r.read(&mut got)));
+    }
+
+    #[test]
+    fn a_writer_finds_room_again_once_the_reader_has_read_and_fails_once_it_closed() {
+        let (mut w, mut r) = pair(CMA_NO);
+        let cap = w.cap() as usize;
+        let chunk = pattern(cap / 4 + 7);
+        let mut got = vec![0u8; cap];
+        // Several rounds of filling the ring and draining it: each time the writer's view of
+        // the head is too old to leave room, so it must read the reader's head again.
+        let mut sent_total = 0u64;
+        for round in 0..5 {
+            let mut sent = 0;
+            loop {
+                match w.write_vectored(&[IoSlice::new(&chunk)]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("round {round}: {e}"),
+                }
+            }
+            assert_eq!(sent, cap, "round {round}: the whole ring is used");
+            assert!(!w.ready().unwrap().1, "round {round}: no room while full");
+            let mut filled = 0;
+            while filled < cap {
+                filled += r.read(&mut got[filled..]).unwrap();
+            }
+            for (i, b) in got.iter().enumerate() {
+                let at = (sent_total as usize + i) % chunk.len();
+                assert_eq!(*b, chunk[at], "round {round}: byte {i}");
+            }
+            sent_total += cap as u64;
+            assert!(w.ready().unwrap().1, "round {round}: room again once read");
+            // Keep the stream aligned with the chunk for the check above.
+            let rest = chunk.len() - (sent_total as usize % chunk.len());
+            if rest != chunk.len() {
+                let n = w.write_vectored(&[IoSlice::new(&chunk[chunk.len() - rest..])]).unwrap();
+                assert_eq!(n, rest);
+                let mut tail = vec![0u8; rest];
+                let mut filled = 0;
+                while filled < rest {
+                    filled += r.read(&mut tail[filled..]).unwrap();
+                }
+                sent_total += rest as u64;
+            }
+        }
+        // The reader closes: the writer, which has room by its own count, is refused.
+        r.close();
+        let err = w.write_vectored(&[IoSlice::new(&chunk[..8])]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub(crate) struct Ctl {
     /// The address, in this rank's own address space, of this very word: its peers probe
     /// whether they may read this rank's memory by reading it.
     pub(crate) probe: AtomicU64,
+    /// How many of its inbound streams this rank has closed ([`ReaderSide::closed`]): a writer
+    /// reads a pair's closing flag (in the reader's line, which it otherwise rarely reads) only
+    /// once this is nonzero.
+    pub(crate) closes: AtomicU32,
 }
 
 /// [`Ctl::cma`]: the rank reads its peers' lent memory.
