@@ -51,7 +51,8 @@ impl Allocation {
     }
 }
 
-/// Expands a Slurm host list: `h[1-4]`, `node[01-04,07]`, `a1,b[2-3]-ib`, `r[1-2]n[1-2]`.
+/// Expands a Slurm host list (`h[1-4]`, `node[01-04,07]`, `r[1-2]n[1-2]`): the one
+/// implementation, shared with the PMI bootstrap.
 ///
 /// ```
 /// use rmpirun::slurm::expand_nodelist;
@@ -59,65 +60,7 @@ impl Allocation {
 /// assert_eq!(expand_nodelist("a,b[9-10]").unwrap(), ["a", "b9", "b10"]);
 /// assert!(expand_nodelist("h[3-1]").is_err());
 /// ```
-pub fn expand_nodelist(list: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for item in split_top(list.trim()) {
-        if item.is_empty() {
-            continue;
-        }
-        out.extend(expand_item(item)?);
-        if out.len() > 1_000_000 {
-            return Err(format!("host list {list:?} names over a million hosts"));
-        }
-    }
-    if out.is_empty() {
-        return Err(format!("host list {list:?} names no host"));
-    }
-    Ok(out)
-}
-
-/// Splits at commas outside brackets.
-fn split_top(s: &str) -> Vec<&str> {
-    let (mut depth, mut start, mut parts) = (0i32, 0, Vec::new());
-    for (i, c) in s.char_indices() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&s[start..]);
-    parts
-}
-
-fn expand_item(item: &str) -> Result<Vec<String>, String> {
-    let Some(open) = item.find('[') else { return Ok(vec![item.to_string()]) };
-    let close =
-        item[open..].find(']').map(|c| open + c).ok_or_else(|| format!("{item:?}: no ]"))?;
-    let (prefix, ranges, rest) = (&item[..open], &item[open + 1..close], &item[close + 1..]);
-    let tails = expand_item(rest)?;
-    let mut out = Vec::new();
-    for range in ranges.split(',') {
-        let (lo, hi) = range.split_once('-').unwrap_or((range, range));
-        let bad = || format!("{item:?}: bad range {range:?}");
-        let (a, b): (u64, u64) = (lo.parse().map_err(|_| bad())?, hi.parse().map_err(|_| bad())?);
-        if a > b || b - a > 1_000_000 {
-            return Err(bad());
-        }
-        for n in a..=b {
-            // Zero padding follows the lower bound's width (`01-10`).
-            let num = format!("{n:0width$}", width = lo.len());
-            for t in &tails {
-                out.push(format!("{prefix}{num}{t}"));
-            }
-        }
-    }
-    Ok(out)
-}
+pub use rmpi_transport::pmi::layout::expand_nodelist;
 
 /// Expands Slurm's task counts: `4(x3),2` is `[4, 4, 4, 2]`.
 pub fn expand_counts(s: &str) -> Result<Vec<usize>, String> {
