@@ -116,6 +116,17 @@ fn missing_requirement() -> Option<String> {
 }
 
 /// Runs a setup command, panicking with its stderr when it fails.
+/// The home directory sshd logs this process's user into (its passwd entry, not `$HOME`).
+fn login_home() -> Option<PathBuf> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().nth(1)?;
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 7 && f[2] == uid).then(|| PathBuf::from(f[5]))
+    })
+}
+
 fn sh(args: &[&str]) {
     let out = Command::new(args[0]).args(&args[1..]).output().expect("run setup command");
     assert!(out.status.success(), "{:?} failed: {}", args, String::from_utf8_lossy(&out.stderr));
@@ -238,6 +249,7 @@ impl Cluster {
         if opts.head_sshd {
             targets.push((0, "head".into(), self.head_ns.clone(), 22, vec!["127.0.0.1".into()]));
         }
+        let stock_rc = self.stock_login();
         for (i, name, ns, port, addrs) in targets {
             let (host_key, host_pub) = self.keygen(&format!("host_key_{name}"));
             if !opts.unknown_key.contains(&i) {
@@ -259,8 +271,16 @@ impl Cluster {
             );
             std::fs::write(&cfg, text).unwrap();
             let log = d.join(format!("sshd_{name}.log"));
-            let child = Command::new("ip")
-                .args(["netns", "exec", &ns, "/usr/sbin/sshd", "-D", "-e", "-f"])
+            // `ip netns exec` and `unshare` exec what they run, so the pid is sshd's.
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &ns]);
+            if let Some((stock, rc)) = &stock_rc {
+                cmd.args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
+                    .arg("mount --bind \"$1\" \"$2\" && shift 2 && exec \"$@\"")
+                    .args(["sh", stock.to_str().unwrap(), rc.to_str().unwrap()]);
+            }
+            let child = cmd
+                .args(["/usr/sbin/sshd", "-D", "-e", "-f"])
                 .arg(&cfg)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -288,6 +308,22 @@ impl Cluster {
         );
         self.ssh_config = d.join("ssh_config");
         std::fs::write(&self.ssh_config, config).unwrap();
+    }
+
+    /// What makes the test hosts' logins those of a stock machine: sshd runs every remote
+    /// command through the user's shell, and bash reads `~/.bashrc` for it. A developer's or a
+    /// CI image's `~/.bashrc` (this machine's starts pyenv, tens of processes per login) would
+    /// make every ssh session of the tests pay for it, so each test sshd runs in its own mount
+    /// namespace with an empty file bound over it. `None` when there is no `~/.bashrc`.
+    fn stock_login(&self) -> Option<(PathBuf, PathBuf)> {
+        let rc = login_home()?.join(".bashrc");
+        if !rc.is_file() {
+            return None;
+        }
+        let stock = self.dir.path().join("stock_bashrc");
+        std::fs::write(&stock, "# test host: a stock login, no rc of the machine's user\n")
+            .unwrap();
+        Some((stock, rc))
     }
 
     /// Stops host `i`'s sshd (1-based): the host is "down" for SSH.
