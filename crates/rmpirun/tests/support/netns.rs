@@ -11,7 +11,8 @@
 //!
 //! Inside every namespace `/etc/hosts` (bind-mounted by `ip netns exec` from
 //! `/etc/netns/NS/hosts`) maps all names, and maps the namespace's own name to 127.0.0.1, like a
-//! Debian machine whose hostname resolves to loopback. Everything is removed on drop.
+//! Debian machine whose hostname resolves to loopback. Logins on the test hosts do not run this
+//! machine's `~/.bashrc` ([`Cluster::stock_login`]). Everything is removed on drop.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
