@@ -301,8 +301,8 @@ impl State {
                         hdr.tag
                     ));
                 }
-                // Not waiting any more only if this side dropped it (the peer said goodbye,
-                // after which it clears nothing).
+                // Not waiting any more only if this side dropped it at the peer's goodbye (a
+                // receive the peer posted before its goodbye may still clear one after it).
                 if let Some(op) = c.flow.waiting.remove(&hdr.tag) {
                     c.tx.push_back(op);
                 }
