@@ -2,7 +2,8 @@
 //! which connects on demand (`RMPI_CONNECT=lazy`, the default: see `engine/connect.rs`), or build
 //! the full mesh now (`eager`): connect to lower ranks, accept higher.
 //!
-//! Every connection opens with a [`Hello`] each way. The accepting side refuses anything that is
+//! Every connection opens with a [`Hello`] each way, which carries the eager credit its sender
+//! grants the other (see `engine/flow.rs`). The accepting side refuses anything that is
 //! not a valid hello from an expected peer of this job, logs it with the peer's address, and
 //! goes on waiting for the real peers. The eager mesh costs each rank O(p) work.
 
@@ -25,11 +26,11 @@ use crate::wire::{Endpoint, Hello, HelloKind, HELLO_LEN};
 /// How long an accepted connection may take to send its hello.
 const PEER_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The connected mesh: one stream per peer on another host (`None` at our own rank, at the
-/// ranks in `shm`, and at every rank when `lazy` connects on demand), this host's shared memory,
-/// and every rank's endpoint.
+/// The connected mesh: one stream per peer on another host, with the credit that peer grants
+/// (`None` at our own rank, at the ranks in `shm`, and at every rank when `lazy` connects on
+/// demand), this host's shared memory, and every rank's endpoint.
 pub(crate) struct Mesh {
-    pub(crate) streams: Vec<Option<TcpStream>>,
+    pub(crate) streams: Vec<Option<(TcpStream, u64)>>,
     pub(crate) lazy: Option<Lazy>,
     pub(crate) shm: Option<shm::Group>,
     pub(crate) endpoints: Vec<Endpoint>,
@@ -51,7 +52,10 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
             .resolve(Ipv4Addr::UNSPECIFIED.into())
             .map_err(|e| Error::Env { var: crate::env::IFACE, msg: e })?;
     }
-    let offer = if cfg.shm { shm::Offer::new() } else { None };
+    // What this rank grants each peer, announced in its hellos and its shared-memory offer.
+    let grant = crate::engine::grant_from_env(size)?;
+    let offer =
+        if cfg.shm { shm::Offer::new(u32::try_from(grant).unwrap_or(u32::MAX)) } else { None };
     let shm_offer = offer.as_ref().map(|o| o.wire);
     let (token, endpoints, remote) =
         crate::launch::exchange::endpoints(cfg, deadline, |route_ip| {
@@ -77,6 +81,7 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
             peer_timeout: cfg.peer_timeout,
             cross_timeout: cfg.boot_timeout,
             remote,
+            grant,
         };
         let shm = match offer {
             Some(o) => shm::join(o, token, rank, &endpoints, deadline)?,
@@ -87,17 +92,18 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
     }
     // Accept from higher ranks in the background while we connect to lower ones.
     let expect_higher = (rank + 1..size).filter(tcp).count();
-    let (tx, rx) = mpsc::channel::<(usize, TcpStream)>();
+    let (tx, rx) = mpsc::channel::<(usize, (TcpStream, u64))>();
+    let me = Me { token, rank, size, grant };
     let acceptor = if expect_higher > 0 {
-        let greet = move |s, peer| greet_peer(s, peer, token, rank, size, &tx);
+        let greet = move |s, peer| greet_peer(s, peer, me, &tx);
         Some(Acceptor::spawn(&listener, format!("rank {rank}"), greet)?)
     } else {
         None
     };
 
-    let mut streams: Vec<Option<TcpStream>> = (0..size).map(|_| None).collect();
+    let mut streams: Vec<Option<(TcpStream, u64)>> = (0..size).map(|_| None).collect();
     for (j, ep) in endpoints.iter().enumerate().take(rank).filter(|(j, _)| tcp(j)) {
-        let s = connect_peer(token, rank, size, j, ep, deadline).map_err(|e| {
+        let s = connect_peer(me, j, ep, deadline).map_err(|e| {
             fail(format!("connecting to rank {j} on {} ({}): {e}", ep.host, ep.addr))
         })?;
         streams[j] = Some(s);
@@ -109,7 +115,7 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
         match rx.recv_timeout(left) {
             Ok((j, s)) => {
                 if streams[j].is_some() {
-                    tracing::warn!(peer = ?s.peer_addr().ok(), "rank {rank}: refused a second connection claiming to be rank {j}");
+                    tracing::warn!(peer = ?s.0.peer_addr().ok(), "rank {rank}: refused a second connection claiming to be rank {j}");
                     continue;
                 }
                 streams[j] = Some(s);
@@ -132,7 +138,7 @@ pub(crate) fn build(cfg: &BootConfig) -> Result<Mesh> {
     // Stop accepting: the listener closes with this function, so later strays are refused.
     drop(acceptor);
     if let Some(t) = cfg.peer_timeout {
-        for (j, s) in streams.iter().enumerate().filter_map(|(j, s)| Some((j, s.as_ref()?))) {
+        for (j, (s, _)) in streams.iter().enumerate().filter_map(|(j, s)| Some((j, s.as_ref()?))) {
             if let Err(e) = crate::liveness::watch(s, t) {
                 tracing::warn!(rank, peer = j, "cannot arm keep-alive: {e}");
             }
@@ -169,13 +175,27 @@ fn bind_listener(cfg: &BootConfig) -> Result<TcpListener> {
     }
 }
 
-fn hello(token: JobToken, size: usize, rank: usize) -> [u8; HELLO_LEN] {
-    Hello { kind: HelloKind::Peer, token: *token.as_bytes(), size: size as u32, rank: rank as u32 }
-        .encode()
+/// Who this rank is, for its hellos.
+#[derive(Clone, Copy)]
+struct Me {
+    token: JobToken,
+    rank: usize,
+    size: usize,
+    /// The eager credit it grants each peer.
+    grant: u64,
 }
 
-/// Checks a peer hello; `Ok(rank)` when it is one of ours.
-fn check_hello(b: &[u8], token: JobToken, size: usize) -> std::result::Result<usize, String> {
+fn hello(me: Me) -> [u8; HELLO_LEN] {
+    let (token, size, rank) = (*me.token.as_bytes(), me.size as u32, me.rank as u32);
+    Hello { kind: HelloKind::Peer, token, size, rank, grant: me.grant }.encode()
+}
+
+/// Checks a peer hello; `Ok((rank, grant))` when it is one of ours.
+fn check_hello(
+    b: &[u8],
+    token: JobToken,
+    size: usize,
+) -> std::result::Result<(usize, u64), String> {
     let h = Hello::decode(b).map_err(|e| e.to_string())?;
     if h.kind != HelloKind::Peer {
         return Err("not a peer hello".into());
@@ -189,17 +209,15 @@ fn check_hello(b: &[u8], token: JobToken, size: usize) -> std::result::Result<us
     if h.rank as usize >= size {
         return Err(format!("rank {} out of range", h.rank));
     }
-    Ok(h.rank as usize)
+    Ok((h.rank as usize, h.grant))
 }
 
 fn connect_peer(
-    token: JobToken,
-    rank: usize,
-    size: usize,
+    me: Me,
     j: usize,
     ep: &Endpoint,
     deadline: Instant,
-) -> std::result::Result<TcpStream, String> {
+) -> std::result::Result<(TcpStream, u64), String> {
     let mut s = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -214,43 +232,46 @@ fn connect_peer(
         }
     };
     let _ = s.set_nodelay(true);
-    s.write_all(&hello(token, size, rank)).map_err(|e| format!("sending hello: {e}"))?;
+    s.write_all(&hello(me)).map_err(|e| format!("sending hello: {e}"))?;
     let mut b = [0u8; HELLO_LEN];
     read_exact_by(&s, &mut b, deadline).map_err(|e| format!("no hello back: {e}"))?;
-    let got = check_hello(&b, token, size)?;
+    let (got, grant) = check_hello(&b, me.token, me.size)?;
     if got != j {
         return Err(format!("the peer says it is rank {got}, not {j}"));
     }
     let _ = s.set_read_timeout(None);
-    Ok(s)
+    Ok((s, grant))
 }
 
 /// Checks the hello of an accepted connection and answers it; hands a peer's stream to `tx`.
 fn greet_peer(
     mut s: TcpStream,
     peer: SocketAddr,
-    token: JobToken,
-    rank: usize,
-    size: usize,
-    tx: &mpsc::Sender<(usize, TcpStream)>,
+    me: Me,
+    tx: &mpsc::Sender<(usize, (TcpStream, u64))>,
 ) {
+    let rank = me.rank;
     let mut b = [0u8; HELLO_LEN];
-    let res = read_exact_by(&s, &mut b, Instant::now() + PEER_HELLO_TIMEOUT)
+    let by = Instant::now() + PEER_HELLO_TIMEOUT;
+    // Magic and version first: what does not speak this protocol is refused at once.
+    let res = read_exact_by(&s, &mut b[..6], by)
         .map_err(|e| format!("no hello: {e}"))
-        .and_then(|_| check_hello(&b, token, size))
-        .and_then(|j| {
+        .and_then(|_| Hello::check_start(&b[..6]).map_err(|e| e.to_string()))
+        .and_then(|_| read_exact_by(&s, &mut b[6..], by).map_err(|e| format!("no hello: {e}")))
+        .and_then(|_| check_hello(&b, me.token, me.size))
+        .and_then(|(j, grant)| {
             if j > rank {
-                Ok(j)
+                Ok((j, grant))
             } else {
                 Err(format!("rank {j} should not connect to rank {rank}"))
             }
         });
     match res {
-        Ok(j) => {
-            if s.write_all(&hello(token, size, rank)).is_ok() {
+        Ok((j, grant)) => {
+            if s.write_all(&hello(me)).is_ok() {
                 let _ = s.set_read_timeout(None);
                 let _ = s.set_nodelay(true);
-                let _ = tx.send((j, s));
+                let _ = tx.send((j, (s, grant)));
             }
         }
         Err(why) => tracing::warn!(%peer, "rank {rank}: refused a connection: {why}"),
@@ -302,7 +323,9 @@ mod tests {
             assert!(e.addr.ip().is_loopback(), "{e:?}");
         }
         // The connection from rank 2 to rank 0 lands on rank 0's advertised port.
-        let s = meshes[2].streams[0].as_ref().unwrap();
+        let (s, grant) = meshes[2].streams[0].as_ref().unwrap();
+        // Rank 0's hello carried its grant: the default unexpected limit shared by two peers.
+        assert_eq!(*grant, 32 << 20);
         assert_eq!(s.peer_addr().unwrap().port(), meshes[0].endpoints[0].addr.port());
     }
 

@@ -260,6 +260,7 @@ pub(crate) fn join(
         token: *token.as_bytes(),
         size: size as u32,
         rank: rank as u32,
+        grant: 0,
     }
     .encode()
     .to_vec();

@@ -4,7 +4,8 @@
 //! integers are little-endian. Decoders are pure functions over byte slices so that they can be
 //! fuzzed (see `fuzz/`): they never panic and never allocate more than the input justifies.
 //!
-//! * [`Hello`] (32 bytes) opens every connection, to the rendezvous server and between ranks.
+//! * [`Hello`] (40 bytes) opens every connection, to the rendezvous server and between ranks;
+//!   between ranks it carries the eager credit its sender grants (see `engine/flow.rs`).
 //! * [`Endpoint`] records carry a rank's advertised address and host name.
 //! * [`FrameHeader`] (32 bytes) precedes every message between ranks.
 
@@ -12,10 +13,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The four bytes every connection starts with.
 pub const MAGIC: [u8; 4] = *b"RMPI";
-/// The protocol version spoken by this build.
-pub const VERSION: u16 = 1;
+/// The protocol version spoken by this build (2: the hello and the shared-memory offer carry
+/// the eager credit their sender grants; announced messages are never pushed at finalize).
+pub const VERSION: u16 = 2;
 /// Size of an encoded [`Hello`].
-pub const HELLO_LEN: usize = 32;
+pub const HELLO_LEN: usize = 40;
 /// Size of an encoded [`FrameHeader`].
 pub const HEADER_LEN: usize = 32;
 /// Two bytes that open every frame header, to catch a desynchronised stream early.
@@ -111,10 +113,13 @@ pub struct Hello {
     pub size: u32,
     /// The sender's rank (for the rendezvous server's reply: `u32::MAX`).
     pub rank: u32,
+    /// Peer hellos: the eager bytes (payload plus header) the sender lets the receiver have
+    /// unreceived at it, its credit there. Rendezvous hellos: 0.
+    pub grant: u64,
 }
 
 impl Hello {
-    /// Encodes the hello into its 32 bytes.
+    /// Encodes the hello into its 40 bytes.
     pub fn encode(&self) -> [u8; HELLO_LEN] {
         let mut b = [0u8; HELLO_LEN];
         b[0..4].copy_from_slice(&MAGIC);
@@ -123,21 +128,34 @@ impl Hello {
         b[8..24].copy_from_slice(&self.token);
         b[24..28].copy_from_slice(&self.size.to_le_bytes());
         b[28..32].copy_from_slice(&self.rank.to_le_bytes());
+        b[32..40].copy_from_slice(&self.grant.to_le_bytes());
         b
+    }
+
+    /// Checks as much of the magic and version as the first bytes of a hello hold, so that a
+    /// connection that does not speak this protocol (or another version of it, whose hello may
+    /// be shorter) is refused without waiting for a whole hello.
+    pub fn check_start(b: &[u8]) -> Result<(), WireError> {
+        let n = b.len().min(4);
+        if b[..n] != MAGIC[..n] {
+            let mut magic = [0u8; 4];
+            magic[..n].copy_from_slice(&b[..n]);
+            return Err(WireError::BadMagic(magic));
+        }
+        if b.len() >= 6 {
+            let version = u16::from_le_bytes([b[4], b[5]]);
+            if version != VERSION {
+                return Err(WireError::BadVersion(version));
+            }
+        }
+        Ok(())
     }
 
     /// Decodes a hello. Checks magic, version and kind; the caller checks token, size and rank.
     pub fn decode(b: &[u8]) -> Result<Hello, WireError> {
+        Hello::check_start(b.get(..6).unwrap_or(b))?;
         if b.len() < HELLO_LEN {
             return Err(WireError::Truncated { need: HELLO_LEN, have: b.len() });
-        }
-        let magic = [b[0], b[1], b[2], b[3]];
-        if magic != MAGIC {
-            return Err(WireError::BadMagic(magic));
-        }
-        let version = u16::from_le_bytes([b[4], b[5]]);
-        if version != VERSION {
-            return Err(WireError::BadVersion(version));
         }
         let kind = match u16::from_le_bytes([b[6], b[7]]) {
             1 => HelloKind::Rendezvous,
@@ -151,6 +169,7 @@ impl Hello {
             token,
             size: u32::from_le_bytes([b[24], b[25], b[26], b[27]]),
             rank: u32::from_le_bytes([b[28], b[29], b[30], b[31]]),
+            grant: u64::from_le_bytes([b[32], b[33], b[34], b[35], b[36], b[37], b[38], b[39]]),
         })
     }
 }
@@ -193,8 +212,9 @@ pub struct ShmOffer {
     /// The descriptor number of the segment it would serve as the host's leader (a memfd, opened
     /// by the others through `/proc/PID/fd/N`).
     pub segment_fd: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// The eager bytes (payload plus header) the rank lets each local peer have unreceived at
+    /// it: that peer's credit there.
+    pub grant: u32,
 }
 
 impl ShmOffer {
@@ -205,7 +225,7 @@ impl ShmOffer {
         out.extend_from_slice(&self.host.uid.to_le_bytes());
         out.extend_from_slice(&self.pid.to_le_bytes());
         out.extend_from_slice(&self.segment_fd.to_le_bytes());
-        out.extend_from_slice(&self.reserved.to_le_bytes());
+        out.extend_from_slice(&self.grant.to_le_bytes());
     }
 
     /// Decodes exactly [`SHM_OFFER_LEN`] bytes.
@@ -218,7 +238,7 @@ impl ShmOffer {
             host: HostId { boot_id, net_ns: u64_at(16), pid_ns: u64_at(24), uid: u32_at(32) },
             pid: u32_at(36),
             segment_fd: u32_at(40),
-            reserved: u32_at(44),
+            grant: u32_at(44),
         }
     }
 }
@@ -487,16 +507,23 @@ mod tests {
 
     #[test]
     fn hello_round_trip_and_rejects() {
-        let h = Hello { kind: HelloKind::Peer, token: [7; 16], size: 64, rank: 63 };
+        let h = Hello { kind: HelloKind::Peer, token: [7; 16], size: 64, rank: 63, grant: 1 << 33 };
         let b = h.encode();
         assert_eq!(Hello::decode(&b), Ok(h));
-        assert!(matches!(Hello::decode(&b[..31]), Err(WireError::Truncated { .. })));
+        assert!(matches!(Hello::decode(&b[..39]), Err(WireError::Truncated { .. })));
         let mut bad = b;
         bad[0] = b'X';
         assert!(matches!(Hello::decode(&bad), Err(WireError::BadMagic(_))));
         let mut bad = b;
         bad[4] = 9;
         assert_eq!(Hello::decode(&bad), Err(WireError::BadVersion(9)));
+        // A version-1 hello (32 bytes) is refused from its first six.
+        assert_eq!(
+            Hello::check_start(&[b'R', b'M', b'P', b'I', 1, 0]),
+            Err(WireError::BadVersion(1))
+        );
+        assert!(matches!(Hello::check_start(b"GE"), Err(WireError::BadMagic(_))));
+        assert_eq!(Hello::check_start(&b[..3]), Ok(()));
         let mut bad = b;
         bad[6] = 77;
         assert_eq!(Hello::decode(&bad), Err(WireError::BadHelloKind(77)));
@@ -516,7 +543,7 @@ mod tests {
                     host: HostId { boot_id: [7; 16], net_ns: 1 << 40, pid_ns: 3, uid: 1000 },
                     pid: 4242,
                     segment_fd: 9,
-                    reserved: 0,
+                    grant: 1 << 20,
                 }),
             },
             Endpoint { addr: "127.0.0.1:1".parse().unwrap(), host: String::new(), shm: None },

@@ -1,6 +1,6 @@
-//! The receiver enforces the credit it grants: a peer that sends eager frames beyond it is
-//! failed before anything of the frame is taken, and the error names it and the setting that
-//! must agree. A fake rank 1 speaks the wire protocol by hand on a real socket to a real rank 0.
+//! The receiver announces the credit it grants in its hello and enforces it: a peer that sends
+//! eager frames beyond it is failed before anything of the frame is taken, and the error names
+//! it. A fake rank 1 speaks the wire protocol by hand on a real socket to a real rank 0.
 //!
 //! This binary sets `RMPI_UNEXPECTED_LIMIT` for itself (one eager message of 64 KiB per peer),
 //! before any rank starts; no other test lives here.
@@ -22,7 +22,8 @@ const T: Duration = Duration::from_secs(10);
 const CREDIT: usize = (64 << 10) + 32;
 
 fn hello(kind: HelloKind, token: &[u8; 16], rank: usize) -> [u8; HELLO_LEN] {
-    Hello { kind, token: *token, size: 2, rank: rank as u32 }.encode()
+    let grant = if kind == HelloKind::Peer { 64 << 20 } else { 0 };
+    Hello { kind, token: *token, size: 2, rank: rank as u32, grant }.encode()
 }
 
 /// Joins the rendezvous of a 2-rank job as rank 1; returns rank 0's endpoint.
@@ -66,7 +67,10 @@ fn rank0_and_fake_rank1<R: Send + 'static>(
     s.write_all(&hello(HelloKind::Peer, token.as_bytes(), 1)).unwrap();
     let mut b = [0u8; HELLO_LEN];
     s.read_exact(&mut b).unwrap();
-    assert_eq!(Hello::decode(&b).unwrap().rank, 0);
+    let answer = Hello::decode(&b).unwrap();
+    assert_eq!(answer.rank, 0);
+    // The grant this binary's limit gives: what the checks below enforce.
+    assert_eq!(answer.grant, CREDIT as u64);
     (h, s)
 }
 
@@ -105,7 +109,7 @@ fn eager_frames_beyond_the_credit_fail_their_sender_and_credit_given_back_is_hon
                 assert!(
                     msg.contains("rank 1 on fakehost")
                         && msg.contains("flow control violated")
-                        && msg.contains("RMPI_UNEXPECTED_LIMIT"),
+                        && msg.contains(&format!("of the {CREDIT} bytes of credit granted")),
                     "run {run}: {msg}"
                 );
             }

@@ -15,7 +15,9 @@ fn decoders_survive_random_and_mutated_input() {
     // Valid seeds to mutate.
     let mut seeds: Vec<Vec<u8>> = vec![
         FrameHeader { kind: FrameKind::Data, context: 1, tag: 2, len: 3 }.encode().to_vec(),
-        Hello { kind: HelloKind::Peer, token: [9; 16], size: 4, rank: 1 }.encode().to_vec(),
+        Hello { kind: HelloKind::Peer, token: [9; 16], size: 4, rank: 1, grant: 1 << 20 }
+            .encode()
+            .to_vec(),
     ];
     let table = RendezvousReply::Table(vec![
         Endpoint { addr: "10.1.2.3:4000".parse().unwrap(), host: "a".into(), shm: None },

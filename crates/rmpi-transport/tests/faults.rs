@@ -33,7 +33,8 @@ fn config(rank: usize, size: usize, token: JobToken, rv: SocketAddr) -> BootConf
 }
 
 fn hello(kind: HelloKind, token: &[u8; 16], size: usize, rank: usize) -> [u8; HELLO_LEN] {
-    Hello { kind, token: *token, size: size as u32, rank: rank as u32 }.encode()
+    let grant = if kind == HelloKind::Peer { 64 << 20 } else { 0 };
+    Hello { kind, token: *token, size: size as u32, rank: rank as u32, grant }.encode()
 }
 
 /// Joins the rendezvous as `rank`, advertising `port`; returns the reply.

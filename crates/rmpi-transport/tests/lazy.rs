@@ -159,7 +159,9 @@ fn a_rank_holds_sockets_only_for_the_peers_it_talks_to() {
 }
 
 fn hello(token: &[u8; 16], size: usize, rank: usize) -> [u8; HELLO_LEN] {
-    Hello { kind: HelloKind::Peer, token: *token, size: size as u32, rank: rank as u32 }.encode()
+    let (size, rank) = (size as u32, rank as u32);
+    // The credit this hand-made rank grants: plenty, so the real ranks send to it eagerly.
+    Hello { kind: HelloKind::Peer, token: *token, size, rank, grant: 64 << 20 }.encode()
 }
 
 /// Joins the rendezvous by hand as `rank`, advertising `port`; returns the table.
@@ -177,6 +179,7 @@ fn join_by_hand(
         token: *token.as_bytes(),
         size: size as u32,
         rank: rank as u32,
+        grant: 0,
     };
     let mut msg = rv_hello.encode().to_vec();
     let mut ep = Vec::new();
@@ -424,4 +427,64 @@ fn a_dial_that_a_finalizing_rank_never_answered_is_reset_not_closed() {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
         Ok(n) => panic!("the finalized rank closed the dial quietly ({n} bytes)"),
     }
+}
+
+/// Reads one frame (header and payload) from a hand-driven peer's socket.
+fn read_frame(s: &mut TcpStream) -> (FrameHeader, Vec<u8>) {
+    let mut b = [0u8; 32];
+    s.read_exact(&mut b).unwrap();
+    let h = FrameHeader::decode(&b, u64::MAX).unwrap();
+    let len = if matches!(h.kind, FrameKind::Data | FrameKind::Bulk) { h.len as usize } else { 0 };
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    (h, payload)
+}
+
+#[test]
+fn messages_queued_before_the_answer_follow_the_grant_it_carries() {
+    // The real rank queues three messages while its dial is unanswered; the answer grants room
+    // for one. The first goes eagerly, the other two are announced, numbered in wire order.
+    const LEN: usize = 40 << 10;
+    const GRANT: u64 = 50_000;
+    let token = JobToken::generate();
+    let rv = server(2, token);
+    let cfg = lazy(0, 2, token, rv);
+    let queued = Arc::new(Barrier::new(2));
+    let q = queued.clone();
+    let h = thread::spawn(move || {
+        let w = Communicator::join(&cfg)?;
+        let reqs: Vec<_> =
+            (1..=3u8).map(|i| w.isend(&vec![i; LEN], 1, 5)).collect::<Result<_, _>>()?;
+        q.wait();
+        for r in reqs {
+            r.wait()?;
+        }
+        w.finalize()
+    });
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _table = join_by_hand(rv, token, 2, 1, l.local_addr().unwrap().port());
+    let (mut s, _) = l.accept().unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut b = [0u8; HELLO_LEN];
+    s.read_exact(&mut b).unwrap();
+    queued.wait();
+    let answer =
+        Hello { kind: HelloKind::Peer, token: *token.as_bytes(), size: 2, rank: 1, grant: GRANT };
+    s.write_all(&answer.encode()).unwrap();
+    let (first, payload) = read_frame(&mut s);
+    assert_eq!((first.kind, first.tag, payload), (FrameKind::Data, 5, vec![1u8; LEN]));
+    for _ in 0..2 {
+        let (rts, _) = read_frame(&mut s);
+        assert_eq!((rts.kind, rts.tag, rts.len), (FrameKind::Rts, 5, LEN as u64));
+    }
+    for n in 1..=2u64 {
+        let cts = FrameHeader { kind: FrameKind::Cts, context: 0, tag: n, len: 0 };
+        s.write_all(&cts.encode()).unwrap();
+        let (bulk, payload) = read_frame(&mut s);
+        assert_eq!((bulk.kind, bulk.tag), (FrameKind::Bulk, n));
+        assert_eq!(payload, vec![n as u8 + 1; LEN], "rendezvous {n} carries message {}", n + 1);
+    }
+    h.join().unwrap().unwrap();
+    let (bye, _) = read_frame(&mut s);
+    assert_eq!(bye.kind, FrameKind::Goodbye);
 }

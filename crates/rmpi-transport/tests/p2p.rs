@@ -604,7 +604,7 @@ fn an_announced_message_let_go_of_by_its_sender_is_delivered_at_finalize() {
     local::run(2, |w| {
         if w.rank() == 0 {
             // The request goes on in the background; finalizing (the end of this closure)
-            // sends the payload unasked, before the goodbye.
+            // waits for rank 1's receive and sends the payload then, after the goodbye.
             drop(w.isend(&pattern(6, ANNOUNCED)[..], 1, 4)?);
             w.send(&pattern(7, 100)[..], 1, 4)?;
         } else {

@@ -78,7 +78,7 @@ fn endpoint_values_round_trip_and_fit() {
         host: HostId { boot_id: [7; 16], net_ns: u64::MAX, pid_ns: 1, uid: 0 },
         pid: u32::MAX,
         segment_fd: 3,
-        reserved: 0,
+        grant: u32::MAX,
     };
     let ep = Endpoint {
         addr: "10.214.1.2:40000".parse().unwrap(),

@@ -69,6 +69,11 @@ fn job(roles: &[&str]) -> Vec<Rank> {
 
 /// [`job`], with `vars` added to every rank's environment.
 fn job_with(roles: &[&str], vars: &[(&str, &str)]) -> Vec<Rank> {
+    job_each(roles, vars, &[])
+}
+
+/// [`job_with`], with `own[r]` added to rank `r`'s environment as well.
+fn job_each(roles: &[&str], vars: &[(&str, &str)], own: &[&[(&str, &str)]]) -> Vec<Rank> {
     let n = roles.len();
     let token = JobToken::generate();
     let rv = RendezvousServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), n, token, LIMIT)
@@ -89,6 +94,7 @@ fn job_with(roles: &[&str], vars: &[(&str, &str)]) -> Vec<Rank> {
                 .env(env::HOST, "here")
                 .env(env::BOOT_TIMEOUT, "30")
                 .envs(vars.iter().copied())
+                .envs(own.get(r).copied().unwrap_or_default().iter().copied())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -217,6 +223,56 @@ fn child() {
             }
             out.and_then(|()| last.wait().map(|_| ()).map_err(|e| e.to_string()))
         }
+        // Floods a peer whose unexpected limit is far below its own, with eager limits that
+        // would send every message eagerly, then sends one on another tag.
+        "greedy-flooder" => send_numbered(&w, peer, (GREEDY_MESSAGES, GREEDY_LEN), false),
+        // Waits a while for the message behind the flood, reports how much its memory grew
+        // meanwhile, then takes the flood (every message checked) and that message.
+        "small-grant-receiver" => {
+            let start = status_kib("VmHWM");
+            let last = w.irecv::<u8>(peer, 11).expect("posting");
+            let last = match last.wait_timeout(Duration::from_secs(3)) {
+                Ok(Err(r)) => r,
+                other => panic!("the message behind the flood came first: {other:?}"),
+            };
+            say(&format!("grew {} KiB", status_kib("VmHWM").saturating_sub(start)));
+            take_numbered(&w, peer, GREEDY_MESSAGES, GREEDY_LEN)
+                .and_then(|()| last.wait().map(|_| ()).map_err(|e| e.to_string()))
+        }
+        // Starts large sends nobody has asked for, lets go of their requests, sends one more
+        // message on another tag and finalizes (see the end of this function).
+        "isend-finalizer" => send_numbered(&w, peer, (LATE_MESSAGES, LATE_LEN), true),
+        // Takes the message sent after those large ones, makes progress for 2 s without a
+        // receive for them (the sender finalizes meanwhile), reports how much its memory grew,
+        // then receives them all, late.
+        "late-receiver" => {
+            let start = status_kib("VmHWM");
+            match w.recv::<u8>(peer, 11) {
+                Ok((m, _)) if m == [1u8] => {}
+                other => panic!("the last message: {other:?}"),
+            }
+            let since = std::time::Instant::now();
+            while since.elapsed() < Duration::from_secs(2) {
+                // Looking makes progress: whatever the sender pushes is read meanwhile.
+                let _ = w.iprobe(peer, 12);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            say(&format!("grew {} KiB", status_kib("VmHWM").saturating_sub(start)));
+            take_numbered(&w, peer, LATE_MESSAGES, LATE_LEN)
+        }
+        // Takes the message sent after the large ones and finalizes without taking those.
+        "last-only" => match w.recv::<u8>(peer, 11) {
+            Ok((m, _)) if m == [1u8] => Ok(()),
+            other => Err(format!("the last message: {other:?}")),
+        },
+        // Takes the message sent after the large ones and waits to be killed.
+        "last-then-hang" => {
+            let _ = w.recv::<u8>(peer, 11);
+            say("ready");
+            let mut go = String::new();
+            let _ = std::io::stdin().read_line(&mut go);
+            Err("not killed".into())
+        }
         other => Err(format!("unknown role {other}")),
     };
     let code = match outcome {
@@ -231,6 +287,61 @@ fn child() {
         }
     };
     std::process::exit(code);
+}
+
+/// Messages of the flood in [`ranks_with_other_flow_settings_each_keep_their_own_bound`]:
+/// 128 MiB in all, each one eager by the flooder's limits.
+const GREEDY_MESSAGES: usize = 256;
+const GREEDY_LEN: usize = 512 << 10;
+/// The receiver's unexpected limit there (its grant to its one peer).
+const SMALL_GRANT: usize = 4 << 20;
+
+/// Messages sent with `isend` and let go of before finalize in the tests of
+/// [`a_finalizing_sender_pushes_nothing_and_serves_late_receives`]: 128 MiB in all, each above
+/// both eager limits.
+const LATE_MESSAGES: usize = 64;
+const LATE_LEN: usize = 2 << 20;
+
+/// `len` bytes that say they are message `i`: its number at the start and at the end.
+fn numbered(i: usize, len: usize) -> Vec<u8> {
+    let mut m = vec![(i % 251) as u8; len];
+    m[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    m
+}
+
+/// Sends `count` messages of [`numbered`] to `peer` on tag 10 (by `isend`, letting go of each
+/// request, when `detached`), then one byte on tag 11.
+fn send_numbered(
+    w: &Communicator,
+    peer: usize,
+    (count, len): (usize, usize),
+    detached: bool,
+) -> Result<(), String> {
+    for i in 0..count {
+        let m = numbered(i, len);
+        let sent = if detached { w.isend(&m, peer, 10).map(drop) } else { w.send(&m, peer, 10) };
+        sent.map_err(|e| format!("message {i}: {e}"))?;
+    }
+    w.send(&[1u8], peer, 11).map_err(|e| e.to_string())
+}
+
+/// Receives `count` messages of [`numbered`] from `peer` on tag 10, checking each.
+fn take_numbered(w: &Communicator, peer: usize, count: usize, len: usize) -> Result<(), String> {
+    for i in 0..count {
+        match w.recv::<u8>(peer, 10) {
+            Ok((m, st)) if st.len == len && m == numbered(i, len) => {}
+            other => return Err(format!("message {i}: {:?}", other.map(|(_, st)| st))),
+        }
+    }
+    Ok(())
+}
+
+/// The `grew N KiB` a rank reports.
+fn growth_kib(line: &str) -> u64 {
+    line.strip_prefix("grew ")
+        .and_then(|p| p.strip_suffix(" KiB"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
 }
 
 /// Bytes that differ for every size, rank and position.
@@ -416,4 +527,56 @@ fn a_flood_nobody_receives_blocks_its_sender_and_stays_bounded() {
         assert_eq!(r.line(), "ok");
         assert_eq!(r.exit_code(), Some(0));
     }
+}
+
+/// Every rank reports its role's outcome held, and exits with 0.
+fn all_ok(ranks: Vec<Rank>) {
+    for r in ranks {
+        assert_eq!(r.line(), "ok");
+        assert_eq!(r.exit_code(), Some(0));
+    }
+}
+
+#[test]
+fn ranks_with_other_flow_settings_each_keep_their_own_bound() {
+    // The flooder would send every message eagerly and counts on 1 GiB at its peer; the
+    // receiver grants 4 MiB. The flooder charges the grant the receiver announced, so the job
+    // works and the receiver holds about 4 MiB of the flood, not 128 MiB.
+    let grant = SMALL_GRANT.to_string();
+    let small: &[(&str, &str)] = &[(env::UNEXPECTED_LIMIT, &grant)];
+    let greedy: &[(&str, &str)] = &[
+        (env::UNEXPECTED_LIMIT, "1073741824"),
+        (env::EAGER_LIMIT, "8388608"),
+        (env::SHM_EAGER_LIMIT, "8388608"),
+    ];
+    let ranks = job_each(&["small-grant-receiver", "greedy-flooder"], &[], &[small, greedy]);
+    let kib = growth_kib(&ranks[0].line());
+    eprintln!("receiver grew {kib} KiB while the flood waited");
+    // The grant, plus room for the engine's own buffers and the shared ring's pages.
+    assert!(kib < ((SMALL_GRANT as u64) >> 10) + (8 << 10), "the receiver held {kib} KiB");
+    all_ok(ranks);
+}
+
+#[test]
+fn a_finalizing_sender_pushes_nothing_and_serves_late_receives() {
+    // 128 MiB announced and let go of, then finalize: nothing is pushed, so the receiver's
+    // memory does not grow by it, and every message still arrives when it is received late.
+    let ranks = job(&["late-receiver", "isend-finalizer"]);
+    let kib = growth_kib(&ranks[0].line());
+    eprintln!("receiver grew {kib} KiB while the sender finalized");
+    assert!(kib < 8 << 10, "the receiver held {kib} KiB of messages nobody asked for");
+    all_ok(ranks);
+}
+
+#[test]
+fn a_finalizing_sender_is_let_go_by_the_receivers_goodbye_or_death() {
+    // The receiver finalizes without taking the announced messages: both end.
+    all_ok(job(&["last-only", "isend-finalizer"]));
+    // The receiver is killed while the sender waits in finalize for it: the sender ends.
+    let mut ranks = job(&["last-then-hang", "isend-finalizer"]);
+    assert_eq!(ranks[0].line(), "ready");
+    kill(&mut ranks[0]);
+    let sender = ranks.remove(1);
+    assert_eq!(sender.line(), "ok");
+    assert_eq!(sender.exit_code(), Some(0));
 }

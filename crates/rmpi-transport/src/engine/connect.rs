@@ -20,6 +20,9 @@
 //! the whole host and is kept. While the look-up runs, the rank counts as being dialed, so the
 //! lower-rank rule above holds.
 //!
+//! Both hellos carry the eager credit their sender grants (see `flow.rs`): sends queued on a
+//! connection still opening are sorted into eager and announced once the answer tells it.
+//!
 //! Failure: a dial refused (nobody listens: the peer exited or finished), or closed unanswered by a
 //! higher rank, fails the peer like a lost connection. Receives naming a source dial it, so a
 //! receive from a peer that dies before ever sending fails. An any-source receive dials nobody:
@@ -60,6 +63,8 @@ pub(crate) struct Lazy {
     /// Under the directory bootstrap: the hosts whose ranks' addresses are looked up at first
     /// dial (their `addrs` are `None` until then).
     pub(crate) remote: Option<crate::directory::Remote>,
+    /// The eager credit this rank grants each peer (announced in its hellos).
+    pub(crate) grant: u64,
 }
 
 /// The stream of a connection that is still opening: it takes and gives nothing.
@@ -128,6 +133,8 @@ pub(super) struct Connector {
     me: usize,
     size: usize,
     job_token: JobToken,
+    /// The eager credit this rank grants each peer.
+    grant: u64,
     addrs: Vec<Option<SocketAddr>>,
     peer_timeout: Option<Duration>,
     cross_timeout: Duration,
@@ -141,8 +148,8 @@ pub(super) struct Connector {
 
 /// What the handshakes produced in one pass, for the state to apply.
 enum Outcome {
-    /// Rank `r` is connected through this socket.
-    Open(usize, TcpStream),
+    /// Rank `r` is connected through this socket, and grants this rank that much credit.
+    Open(usize, TcpStream, u64),
     /// Connecting to rank `r` failed.
     Failed(usize, String),
 }
@@ -173,6 +180,7 @@ impl Connector {
             me,
             size,
             job_token: lazy.token,
+            grant: lazy.grant,
             addrs: lazy.addrs,
             peer_timeout: lazy.peer_timeout,
             cross_timeout: lazy.cross_timeout,
@@ -212,12 +220,13 @@ impl Connector {
             token: *self.job_token.as_bytes(),
             size: self.size as u32,
             rank: self.me as u32,
+            grant: self.grant,
         }
         .encode()
     }
 
-    /// Checks a peer's hello; `Ok(rank)` when it is one of ours.
-    fn check(&self, b: &[u8]) -> Result<usize, String> {
+    /// Checks a peer's hello; `Ok((rank, grant))` when it is one of ours.
+    fn check(&self, b: &[u8]) -> Result<(usize, u64), String> {
         let h = Hello::decode(b).map_err(|e| e.to_string())?;
         if h.kind != HelloKind::Peer {
             return Err("not a peer hello".into());
@@ -234,7 +243,7 @@ impl Connector {
         if r >= self.size || r == self.me || !(known || remote) {
             return Err(format!("rank {r} is not a TCP peer of rank {}", self.me));
         }
-        Ok(r)
+        Ok((r, h.grant))
     }
 
     /// Starts dialing `r`.
@@ -367,6 +376,13 @@ impl Connector {
             let g = &mut self.greetings[i];
             match fill(&mut g.sock, &mut g.hello) {
                 Ok(false) => {
+                    // What does not speak this protocol is refused without waiting for more.
+                    if let Err(why) = Hello::check_start(&g.hello.buf[..g.hello.done]) {
+                        tracing::warn!(peer = %g.peer, "rank {}: refused a connection: {why}", self.me);
+                        let mut g = self.greetings.swap_remove(i);
+                        let _ = self.registry.deregister(&mut g.sock);
+                        continue;
+                    }
                     i += 1;
                     continue;
                 }
@@ -378,8 +394,8 @@ impl Connector {
                 }
             }
             let mut g = self.greetings.swap_remove(i);
-            let r = match self.check(&g.hello.buf) {
-                Ok(r) => r,
+            let (r, grant) = match self.check(&g.hello.buf) {
+                Ok(rg) => rg,
                 Err(why) => {
                     tracing::warn!(peer = %g.peer, "rank {}: refused a connection: {why}", self.me);
                     continue;
@@ -404,7 +420,7 @@ impl Connector {
             }
             self.drop_dial(r);
             let _ = self.registry.deregister(&mut g.sock);
-            out.push(Outcome::Open(r, g.sock));
+            out.push(Outcome::Open(r, g.sock, grant));
         }
     }
 
@@ -420,8 +436,8 @@ impl Connector {
                     self.dials.swap_remove(i);
                     let _ = self.registry.deregister(&mut sock);
                     match self.check(&answer) {
-                        Ok(got) if got == r => out.push(Outcome::Open(r, sock)),
-                        Ok(got) => out.push(Outcome::Failed(
+                        Ok((got, grant)) if got == r => out.push(Outcome::Open(r, sock, grant)),
+                        Ok((got, _)) => out.push(Outcome::Failed(
                             r,
                             format!("the peer answered as rank {got}, not {r}"),
                         )),
@@ -581,12 +597,16 @@ fn connect_error(e: &io::Error) -> String {
 }
 
 impl State {
-    /// A connection opened after start, with the eager credit every connection starts with
-    /// (without it, every message on it would wait for its receive).
-    fn lazy_conn(flow: &super::flow::FlowConfig, stream: Box<dyn Stream>) -> Conn {
+    /// A connection opened after start, with the eager credit its peer granted (`None` while it
+    /// is still opening).
+    fn lazy_conn(
+        flow: &super::flow::FlowConfig,
+        stream: Box<dyn Stream>,
+        grant: Option<u64>,
+    ) -> Conn {
         let mut conn = Conn::new(stream);
         // On demand means over TCP.
-        conn.flow = flow.conn(false);
+        conn.flow = flow.conn(false, grant);
         conn
     }
 
@@ -600,7 +620,7 @@ impl State {
         if matches!(reach, Reach::No) {
             return;
         }
-        let mut conn = State::lazy_conn(&self.flow, Box::new(Opening));
+        let mut conn = State::lazy_conn(&self.flow, Box::new(Opening), None);
         conn.readable = false;
         conn.writable = false;
         self.conns[r] = Some(conn);
@@ -622,7 +642,7 @@ impl State {
         if !matches!(self.conns.get(r), Some(None)) {
             return;
         }
-        let mut conn = State::lazy_conn(&self.flow, Box::new(Opening));
+        let mut conn = State::lazy_conn(&self.flow, Box::new(Opening), None);
         conn.readable = false;
         conn.writable = false;
         self.conns[r] = Some(conn);
@@ -639,7 +659,7 @@ impl State {
         let outcomes = c.step(&|r| matches!(conns.get(r), Some(Some(_))));
         for o in outcomes {
             match o {
-                Outcome::Open(r, sock) => {
+                Outcome::Open(r, sock, grant) => {
                     let Some(c) = &self.connect else { return };
                     let sock = match c.adopt(r, sock) {
                         Ok(s) => s,
@@ -654,8 +674,9 @@ impl State {
                             conn.stream = Box::new(sock);
                             conn.readable = true;
                             conn.writable = true;
+                            self.learn_grant(r, grant);
                         }
-                        slot => *slot = Some(State::lazy_conn(&flow, Box::new(sock))),
+                        slot => *slot = Some(State::lazy_conn(&flow, Box::new(sock), Some(grant))),
                     }
                 }
                 Outcome::Failed(r, cause) => self.kill(r, cause),

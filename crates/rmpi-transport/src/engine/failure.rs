@@ -157,7 +157,7 @@ impl State {
                 Dest::User { req, .. } | Dest::Owned { req: Some((req, _)), .. } => {
                     failed.push((req, err()))
                 }
-                Dest::Owned { req: None, .. } | Dest::Unclaimed { .. } | Dest::Pushed { .. } => {}
+                Dest::Owned { req: None, .. } | Dest::Unclaimed { .. } => {}
             }
         }
         let (lost_flow, deferred) = self.drop_flow(r, &err);
@@ -219,14 +219,16 @@ impl State {
         }
     }
 
-    /// Fails receives that name `r` as their source: `r` will send nothing more. A receive that
-    /// also depends on a member that failed reports that failure instead.
+    /// Fails receives that name `r` as their source: `r` said goodbye and sends no new message
+    /// (one it announced before matched any such receive on arrival). A receive that also
+    /// depends on a member that failed reports that failure instead.
     pub(super) fn fail_posted_from(&mut self, r: usize) {
-        // Its announced messages were all pushed before its goodbye: whatever is still awaited
-        // from it, or held for it to clear, never will be.
+        // What it holds for this rank to clear stays (it answers CTSs until each is cleared,
+        // see `Engine::finalize`), and so do the payloads cleared already; what this rank holds
+        // for it to clear never will be.
         let host = self.hosts.get(r).cloned().unwrap_or_else(|| "?".into());
         let finished = || Error::PeerLost { rank: r, host: host.clone(), cause: FINISHED.into() };
-        let (failed, deferred) = self.drop_flow(r, &finished);
+        let (failed, deferred) = self.drop_held(r, &finished);
         if !deferred.is_empty() {
             self.deferred.extend(deferred);
             self.unsettled = true;

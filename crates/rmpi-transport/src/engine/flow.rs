@@ -13,10 +13,21 @@
 //! `isend` returns at once and its request completes then), and the receiver never stops
 //! reading a connection: a receive for a message behind a flood always gets it.
 //!
+//! The credit is the receiver's grant: each rank tells each peer, when their connection is set
+//! up (the TCP hello, the shared-memory offer), how many eager bytes it lets that peer have
+//! unreceived, and the sender charges against that figure. So ranks whose unexpected or eager
+//! limits differ work together, and each receiver's own bound holds. A connection opened on
+//! demand learns the grant with the peer's answer; messages queued before it are all queued as
+//! data frames, and sorted into eager and announced when the grant is known (nothing is written
+//! before then).
+//!
 //! Rendezvous numbers are implicit: both ends count the RTS frames on a connection, so the n-th
-//! is number n; CTS and bulk frames name it in their tag. At finalize, announced messages still
-//! waiting are pushed unasked (bulk frames before the goodbye): the receiver buffers them in
-//! their place in its queue, so a program that sends and exits loses nothing.
+//! is number n; CTS and bulk frames name it in their tag. Announced messages are never sent
+//! unasked: at finalize the sender says goodbye (after which the receiver fails receives that can
+//! no longer match, as before) and goes on answering CTSs until each of its announcements to a
+//! peer is cleared and written, or that peer has said goodbye itself (it will post no receive),
+//! or is lost (see `Engine::finalize`). So a program that sends and exits loses nothing a
+//! receive asks for, and a receiver never buffers a payload nobody asked for beyond the credit.
 //!
 //! Only the payload's delivery (a bulk frame on the same stream) is transport-specific in
 //! principle; everything else sits here, above [`super::stream::Stream`], for TCP and shared
@@ -24,10 +35,9 @@
 
 use std::collections::HashMap;
 
-use super::framing::{buffer, Dest, Link, Payload, Rx, TxOp};
+use super::framing::{buffer, Dest, Link, Payload, TxOp};
 use super::matching::{Cleared, MsgInfo, Posted, ReqId, Sink, Watch};
 use super::state::State;
-use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
 use crate::wire::{FrameHeader, FrameKind, HEADER_LEN};
 
@@ -41,6 +51,14 @@ pub(crate) const DEFAULT_UNEXPECTED_LIMIT: u64 = 64 << 20;
 /// The eager bytes every peer may have unreceived whatever the job's size (its share of the
 /// unexpected limit, when larger, is granted instead).
 const MIN_CREDIT: u64 = 64 * 1024 + HEADER_LEN as u64;
+/// The largest grant: it travels in 32 bits in the shared-memory offer.
+const MAX_GRANT: u64 = u32::MAX as u64;
+
+/// The eager bytes this rank grants each peer in a job of `size` ranks (read from the
+/// environment like [`FlowConfig::from_env`]), for the connection set-up to announce.
+pub(crate) fn grant_from_env(size: usize) -> Result<u64> {
+    Ok(FlowConfig::from_env(size)?.grant)
+}
 
 /// The flow-control settings of one engine.
 #[derive(Clone, Copy, Debug)]
@@ -49,15 +67,16 @@ pub(crate) struct FlowConfig {
     pub(crate) eager_limit: usize,
     /// ... and to one reached through shared memory.
     pub(crate) shm_eager_limit: usize,
-    /// Eager bytes (payload plus header) each peer may have unreceived here. The receiver
-    /// counts it the same way and fails a peer that sends beyond it.
-    pub(crate) credit: u64,
+    /// Eager bytes (payload plus header) this rank grants each peer: what it may have
+    /// unreceived here. Announced to the peer at connection set-up; this rank counts it and
+    /// fails a peer that sends beyond it.
+    pub(crate) grant: u64,
 }
 
 impl FlowConfig {
     /// The settings for a job of `size` ranks: `RMPI_EAGER_LIMIT`, `RMPI_SHM_EAGER_LIMIT` and
     /// `RMPI_UNEXPECTED_LIMIT` from the environment, or the defaults. The unexpected limit is
-    /// shared among the peers, each getting at least [`MIN_CREDIT`].
+    /// shared among the peers, each getting at least [`MIN_CREDIT`] and at most [`MAX_GRANT`].
     pub(crate) fn from_env(size: usize) -> Result<FlowConfig> {
         let get = |var: &'static str| std::env::var(var).ok().filter(|s| !s.trim().is_empty());
         let eager_limit = match get(crate::env::EAGER_LIMIT) {
@@ -81,19 +100,20 @@ impl FlowConfig {
         size: usize,
     ) -> FlowConfig {
         let peers = size.saturating_sub(1).max(1) as u64;
-        FlowConfig { eager_limit, shm_eager_limit, credit: (unexpected / peers).max(MIN_CREDIT) }
+        let grant = (unexpected / peers).clamp(MIN_CREDIT, MAX_GRANT);
+        FlowConfig { eager_limit, shm_eager_limit, grant }
     }
 
     /// The flow state a new connection to a peer starts with (`shm`: reached through shared
-    /// memory).
-    pub(super) fn conn(&self, shm: bool) -> ConnFlow {
+    /// memory; `grant`: what the peer grants this rank, `None` until its hello is in).
+    pub(super) fn conn(&self, shm: bool, grant: Option<u64>) -> ConnFlow {
         let eager_limit = if shm { self.shm_eager_limit } else { self.eager_limit };
-        ConnFlow { credit: self.credit, eager_limit, ..ConnFlow::default() }
+        ConnFlow { credit: grant.unwrap_or(0), grant, eager_limit, ..ConnFlow::default() }
     }
 
     /// Freed credit is returned once it reaches this much.
     fn return_at(&self) -> u64 {
-        (self.credit / 4).max(1)
+        (self.grant / 4).max(1)
     }
 }
 
@@ -113,10 +133,13 @@ pub(super) struct Expected {
 pub(super) struct ConnFlow {
     /// Eager bytes this side may still send to the peer.
     credit: u64,
+    /// What the peer grants this side in all; `None` while the connection is opening (messages
+    /// queued meanwhile are data frames, sorted out by [`State::learn_grant`]).
+    grant: Option<u64>,
     /// Messages up to this many bytes go eagerly (when the credit allows).
     eager_limit: usize,
     /// Eager bytes received from the peer whose credit has not been given back yet: never more
-    /// than the credit granted to it.
+    /// than this rank's grant to it.
     owed: u64,
     /// RTS frames this side has queued.
     announced: u64,
@@ -132,6 +155,41 @@ impl ConnFlow {
     /// The sends held here (announced, not cleared yet).
     pub(super) fn held_mut(&mut self) -> impl Iterator<Item = &mut TxOp> {
         self.waiting.values_mut()
+    }
+
+    /// Whether this side holds announced messages the peer has not cleared.
+    pub(super) fn holds(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Queues an announcement on `tx` and holds its payload for the CTS.
+    fn announce(
+        &mut self,
+        tx: &mut std::collections::VecDeque<TxOp>,
+        (ctx, tag): (u32, u64),
+        payload: Payload,
+        req: Option<ReqId>,
+        watch: Option<Watch>,
+    ) {
+        let len = payload.bytes().len() as u64;
+        self.announced += 1;
+        let n = self.announced;
+        let rts = FrameHeader { kind: FrameKind::Rts, context: ctx, tag, len };
+        tx.push_back(TxOp::new(rts, Payload::Owned(bytes::Bytes::new()), None, None));
+        let bulk = FrameHeader { kind: FrameKind::Bulk, context: 0, tag: n, len };
+        self.waiting.insert(n, TxOp::new(bulk, payload, req, watch));
+    }
+
+    /// Whether a message of `len` bytes may go eagerly now; if so, its cost is charged.
+    fn take_eager(&mut self, len: usize) -> bool {
+        let cost = (len + HEADER_LEN) as u64;
+        // Above the credit held, a message goes rendezvous even under the eager limit: the
+        // receiver's bound on unexpected bytes holds whatever the limits.
+        if len <= self.eager_limit && self.credit >= cost {
+            self.credit -= cost;
+            return true;
+        }
+        false
     }
 }
 
@@ -156,29 +214,52 @@ impl State {
     ) {
         let Some(Some(c)) = self.conns.get_mut(dest) else { return };
         let len = payload.bytes().len();
-        let cost = (len + HEADER_LEN) as u64;
-        // Above the credit held, a message goes rendezvous even under the eager limit: the
-        // receiver's bound on unexpected bytes holds whatever the limits.
-        if len <= c.flow.eager_limit && c.flow.credit >= cost {
-            c.flow.credit -= cost;
+        // Opening: the grant is not known yet; sorted out when it is (nothing is written
+        // before then).
+        if c.flow.grant.is_none() || c.flow.take_eager(len) {
             let hdr = FrameHeader { kind: FrameKind::Data, context: ctx, tag, len: len as u64 };
             c.tx.push_back(TxOp::new(hdr, payload, req, watch));
             return;
         }
-        c.flow.announced += 1;
-        let n = c.flow.announced;
-        let rts = FrameHeader { kind: FrameKind::Rts, context: ctx, tag, len: len as u64 };
-        c.tx.push_back(TxOp::new(rts, Payload::Owned(bytes::Bytes::new()), None, None));
-        let bulk = FrameHeader { kind: FrameKind::Bulk, context: 0, tag: n, len: len as u64 };
-        c.flow.waiting.insert(n, TxOp::new(bulk, payload, req, watch));
+        c.flow.announce(&mut c.tx, (ctx, tag), payload, req, watch);
+    }
+
+    /// The peer `r` of an opening connection grants this rank `grant` bytes (its hello is in):
+    /// the messages queued so far go eagerly while that covers them and the eager limit allows,
+    /// the rest are announced instead, in their order (rendezvous numbers follow the wire).
+    pub(super) fn learn_grant(&mut self, r: usize, grant: u64) {
+        let Some(Some(c)) = self.conns.get_mut(r) else { return };
+        if c.flow.grant.is_some() {
+            return;
+        }
+        c.flow.grant = Some(grant);
+        c.flow.credit = grant;
+        let queued = std::mem::take(&mut c.tx);
+        for mut op in queued {
+            let hdr = FrameHeader::decode(&op.hdr, u64::MAX).ok();
+            match hdr {
+                // Nothing of it is written yet (the stream took nothing while opening).
+                Some(h) if h.kind == FrameKind::Data && op.done == 0 => {
+                    if c.flow.take_eager(h.len as usize) {
+                        c.tx.push_back(op);
+                    } else {
+                        let payload =
+                            std::mem::replace(&mut op.payload, Payload::Owned(bytes::Bytes::new()));
+                        let (req, watch) = (op.req.take(), op.watch.take());
+                        c.flow.announce(&mut c.tx, (h.context, h.tag), payload, req, watch);
+                    }
+                }
+                _ => c.tx.push_back(op),
+            }
+        }
     }
 
     /// A data frame of `cost` bytes (payload plus header) from `r` is arriving: it is charged
-    /// to the credit granted to `r`, or, beyond that credit, fails `r` before any of it is
-    /// taken. A peer can only get there with other flow settings than this rank's (or by
-    /// not following the protocol).
+    /// to this rank's grant to `r`, or, beyond it, fails `r` before any of it is taken. A peer
+    /// that follows the protocol never gets there: it charges the same grant, which this rank
+    /// announced at connection set-up.
     pub(super) fn charge(&mut self, r: usize, cost: u64) -> std::result::Result<(), String> {
-        let granted = self.flow.credit;
+        let granted = self.flow.grant;
         let Some(Some(c)) = self.conns.get_mut(r) else { return Ok(()) };
         match c.flow.owed.checked_add(cost).filter(|&owed| owed <= granted) {
             Some(owed) => {
@@ -187,10 +268,8 @@ impl State {
             }
             None => Err(format!(
                 "flow control violated: it sent {cost} eager bytes with {} of the {granted} \
-                 bytes of credit granted to it left (its {} and the job's size must be the \
-                 same on every rank)",
+                 bytes of credit granted to it left (it does not follow the protocol)",
                 granted.saturating_sub(c.flow.owed),
-                crate::env::UNEXPECTED_LIMIT,
             )),
         }
     }
@@ -222,21 +301,23 @@ impl State {
                         hdr.tag
                     ));
                 }
-                // Not waiting any more: pushed at finalize, the CTS crossed it.
+                // Not waiting any more only if this side dropped it at the peer's goodbye (a
+                // receive the peer posted before its goodbye may still clear one after it).
                 if let Some(op) = c.flow.waiting.remove(&hdr.tag) {
                     c.tx.push_back(op);
                 }
             }
             FrameKind::Credit => {
-                c.flow.credit = c.flow.credit.saturating_add(hdr.tag).min(self.flow.credit);
+                let grant = c.flow.grant.unwrap_or(0);
+                c.flow.credit = c.flow.credit.saturating_add(hdr.tag).min(grant);
             }
             _ => {}
         }
         Ok(())
     }
 
-    /// A receive matched an announced message: the sender is cleared to send it (or, when it
-    /// is arriving unasked right now, the receive takes it as it comes).
+    /// A receive matched an announced message: the sender is cleared to send it. A sender that
+    /// said goodbye still answers: it waits at finalize until its announcements are cleared.
     pub(super) fn clear(&mut self, m: Cleared) {
         let r = m.info.src;
         let Cleared { info, ctx, n, posted } = m;
@@ -246,20 +327,6 @@ impl State {
             return;
         }
         let Some(Some(c)) = self.conns.get_mut(r) else { return };
-        if c.link == Link::Closed {
-            let e = self.lost(r, super::FINISHED);
-            self.m.complete(req, Err(e));
-            return;
-        }
-        if let Rx::Payload { dest, filled, .. } = &mut c.rx {
-            if matches!(dest, Dest::Pushed { n: m, .. } if *m == n) {
-                let old = std::mem::replace(dest, Dest::Unclaimed { since: 0 });
-                if let Dest::Pushed { buf, .. } = old {
-                    *dest = Dest::claim(req, sink, buf, *filled, info.len);
-                }
-                return;
-            }
-        }
         let claim = Some((req, sink));
         c.flow.expected.insert(n, Expected { ctx, tag: info.tag, len: info.len, claim });
         // Written by the caller's next flush (never from inside a parse).
@@ -299,20 +366,10 @@ impl State {
             };
             return Ok((hdr, dest));
         }
-        // Pushed unasked at the sender's finalize: buffered in the announcement's place.
-        match self.m.announcement(r, n) {
-            Some((ctx, tag, announced)) if announced == len => {
-                Ok((envelope(ctx, tag), Dest::Pushed { n, buf: buffer(len)? }))
-            }
-            _ => {
-                Err(format!("protocol error: payload of rendezvous {n}, which was never announced"))
-            }
-        }
-    }
-
-    /// A pushed payload is in: its message is buffered where its announcement waited.
-    pub(super) fn pushed(&mut self, r: usize, n: u64, buf: AlignedBuf) {
-        self.m.fill_announced(r, n, buf);
+        // Nothing is taken unasked: a payload nobody cleared would be a buffer no credit covers.
+        Err(format!(
+            "protocol error: payload of rendezvous {n}, which was never announced or not cleared"
+        ))
     }
 
     /// A receive let go of: a payload it was cleared for will wait for a later receive.
@@ -341,22 +398,13 @@ impl State {
         }
     }
 
-    /// At finalize: every announced message still waiting is sent unasked.
-    pub(super) fn push_waiting(&mut self) {
-        for c in self.conns.iter_mut().flatten() {
-            let mut held: Vec<(u64, TxOp)> = c.flow.waiting.drain().collect();
-            held.sort_by_key(|(n, _)| *n);
-            c.tx.extend(held.into_iter().map(|(_, op)| op));
-        }
-    }
-
-    /// Peer `r` is gone (`err` says how): sends waiting to be cleared by it and receives cleared
-    /// for its payloads fail; its announcements are forgotten. Collective sends are returned to
-    /// be settled with their group's first loss.
-    pub(super) fn drop_flow(&mut self, r: usize, err: &dyn Fn() -> Error) -> Dropped {
+    /// Peer `r` said goodbye: it posts no receive any more, so the sends waiting for it to
+    /// clear them never will be; they fail (collective sends are returned, to be settled with
+    /// their group's first loss). Its own announcements and the payloads this side cleared stay:
+    /// it answers CTSs until its announcements are cleared.
+    pub(super) fn drop_held(&mut self, r: usize, err: &dyn Fn() -> Error) -> Dropped {
         let mut failed = Vec::new();
         let mut deferred = Vec::new();
-        self.m.drop_announced_from(r);
         let Some(Some(c)) = self.conns.get_mut(r) else { return (failed, deferred) };
         for (_, op) in c.flow.waiting.drain() {
             match (op.req, op.watch) {
@@ -365,6 +413,16 @@ impl State {
                 (None, _) => {}
             }
         }
+        (failed, deferred)
+    }
+
+    /// Peer `r` is gone (`err` says how): sends waiting to be cleared by it and receives cleared
+    /// for its payloads fail; its announcements are forgotten. Collective sends are returned to
+    /// be settled with their group's first loss.
+    pub(super) fn drop_flow(&mut self, r: usize, err: &dyn Fn() -> Error) -> Dropped {
+        self.m.drop_announced_from(r);
+        let (mut failed, deferred) = self.drop_held(r, err);
+        let Some(Some(c)) = self.conns.get_mut(r) else { return (failed, deferred) };
         for (_, e) in c.flow.expected.drain() {
             if let Some((id, _)) = e.claim {
                 failed.push((id, err()));
@@ -382,14 +440,18 @@ mod tests {
     fn the_unexpected_limit_is_shared_among_peers_with_room_for_one_message_each() {
         let limits = (DEFAULT_EAGER_LIMIT, DEFAULT_SHM_EAGER_LIMIT);
         let f = FlowConfig::new(limits, 64 << 20, 65);
-        assert_eq!(f.credit, 1 << 20);
+        assert_eq!(f.grant, 1 << 20);
         // The guaranteed credit does not grow with the eager limits: a message above the
         // credit held goes rendezvous, so the unexpected limit still bounds memory.
         let f = FlowConfig::new(limits, 64 << 20, 100_000);
-        assert_eq!(f.credit, MIN_CREDIT);
-        assert_eq!(f.conn(false).eager_limit, 256 << 10);
-        assert_eq!(f.conn(true).eager_limit, 1 << 20);
+        assert_eq!(f.grant, MIN_CREDIT);
+        assert_eq!(f.conn(false, Some(7)).eager_limit, 256 << 10);
+        assert_eq!(f.conn(true, Some(7)).eager_limit, 1 << 20);
+        // A sender's credit is the peer's grant, not this rank's.
+        assert_eq!(f.conn(false, Some(7)).credit, 7);
         let f = FlowConfig::new((0, 0), 0, 1);
-        assert_eq!(f.credit, MIN_CREDIT);
+        assert_eq!(f.grant, MIN_CREDIT);
+        // The grant fits the 32 bits of the shared-memory offer.
+        assert_eq!(FlowConfig::new(limits, 1 << 40, 2).grant, MAX_GRANT);
     }
 }

@@ -99,9 +99,6 @@ pub(super) enum Dest {
     /// program receiving messages one by one) takes it straight into its own memory instead of
     /// through an engine buffer and a copy. The next pass buffers it, so nothing waits on it.
     Unclaimed { since: u64 },
-    /// Into an engine buffer, for announced message `n`, whose sender pushed it unasked: it
-    /// stays where its announcement waits in the unexpected queue.
-    Pushed { n: u64, buf: AlignedBuf },
 }
 
 impl Dest {
@@ -130,7 +127,7 @@ impl Dest {
         match self {
             // SAFETY: the receive is live while it is the destination.
             Dest::User { buf, .. } => Some(unsafe { buf.bytes_mut() }),
-            Dest::Owned { buf, .. } | Dest::Pushed { buf, .. } => Some(buf.as_mut_bytes()),
+            Dest::Owned { buf, .. } => Some(buf.as_mut_bytes()),
             Dest::Unclaimed { .. } => None,
         }
     }
@@ -294,7 +291,8 @@ impl State {
                 return;
             }
             let Some(Some(c)) = self.conns.get_mut(r) else { return };
-            if budget == 0 || c.link != Link::Open || c.is_unclaimed() {
+            // A peer that said goodbye still sends the payloads this rank cleared: read on.
+            if budget == 0 || matches!(c.link, Link::Dead(_)) || c.is_unclaimed() {
                 return;
             }
             // Choose where the next bytes go.
@@ -473,7 +471,6 @@ impl State {
                         Dest::Owned { req: None, buf } => {
                             self.m.arrived(hdr.context, r, hdr.tag, buf, cost)
                         }
-                        Dest::Pushed { n, buf } => self.pushed(r, n, buf),
                         // Not reached: an unclaimed payload is given a home before any of it
                         // is taken.
                         Dest::Unclaimed { .. } => {}

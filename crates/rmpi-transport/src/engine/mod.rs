@@ -46,6 +46,7 @@ use crate::wire::{FrameHeader, FrameKind};
 
 pub(crate) use connect::Lazy;
 pub(crate) use failure::{aborted, ABORTED, FINISHED};
+pub(crate) use flow::grant_from_env;
 pub(crate) use framing::Payload;
 pub(crate) use matching::{Completion, MsgInfo, Posted, ReqId, Sink, Watch};
 pub(crate) use state::State;
@@ -93,11 +94,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Engine {
-    /// Wraps established, handshaken connections (`None` at our own rank, at the ranks
-    /// reached through the shared memory of `shm`, and at those `lazy` connects on demand).
+    /// Wraps established, handshaken connections, each with the eager credit its peer granted in
+    /// its hello (`None` at our own rank, at the ranks reached through the shared memory of
+    /// `shm`, and at those `lazy` connects on demand).
     pub(crate) fn new(
         rank: usize,
-        (streams, lazy): (Vec<Option<std::net::TcpStream>>, Option<Lazy>),
+        (streams, lazy): (Vec<Option<(std::net::TcpStream, u64)>>, Option<Lazy>),
         mut shm: Option<shm::Group>,
         hosts: Vec<String>,
         (spin, ranks_on_host): (Duration, usize),
@@ -106,8 +108,10 @@ impl Engine {
         let size = streams.len();
         let poll = Poll::new().map_err(|e| Error::io("creating the poller", e))?;
         let mut conns = Vec::with_capacity(size);
+        let mut grants: Vec<Option<u64>> = vec![None; size];
         for (r, s) in streams.into_iter().enumerate() {
-            conns.push(s.map(|s| tcp::conn(poll.registry(), r, s)).transpose()?);
+            grants[r] = s.as_ref().map(|(_, g)| *g);
+            conns.push(s.map(|(s, _)| tcp::conn(poll.registry(), r, s)).transpose()?);
         }
         if let Some(g) = &mut shm {
             g.register(poll.registry(), size)
@@ -115,6 +119,7 @@ impl Engine {
             for (r, s) in g.streams() {
                 if let Some(slot) = conns.get_mut(r) {
                     *slot = Some(Conn::new(s));
+                    grants[r] = Some(g.grant_of(r));
                 }
             }
         }
@@ -124,7 +129,7 @@ impl Engine {
         let shm_members = shm.as_ref().map(|g| g.members().to_vec()).unwrap_or_default();
         let hosts: Arc<[String]> = hosts.into();
         let flow = flow::FlowConfig::from_env(size)?;
-        let mut state = State::new(rank, conns, shm, hosts.clone(), (max_message, flow));
+        let mut state = State::new(rank, (conns, grants), shm, hosts.clone(), (max_message, flow));
         if let Some(l) = lazy {
             let c = connect::Connector::new(poll.registry(), rank, l)
                 .map_err(|e| Error::io(format!("rank {rank}: watching its listening socket"), e))?;
@@ -200,14 +205,15 @@ impl Engine {
         self.wait_focused(None, MAX_SLEEP, Some(id), what, |st| st.take_done(id))
     }
 
-    /// Ends this rank's part: writes everything queued, sends a goodbye to every peer, and waits
-    /// until each peer has either acknowledged every byte at the TCP level (so nothing is lost when
-    /// the socket closes), said goodbye itself, or gone. It does not wait for peers to finalize:
-    /// a rank leaving early (after an error, say) is never held hostage by the others; they see its
-    /// goodbye, and whatever they still expect from it fails with an error naming it.
+    /// Ends this rank's part: writes everything queued, sends a goodbye to every peer, answers
+    /// the clear-to-sends of its announced messages until, for each peer, every one is cleared
+    /// and written or the peer has said goodbye (it posts no receive any more) or is gone, and
+    /// then waits until each peer has either acknowledged every byte at the TCP level (so nothing
+    /// is lost when the socket closes), said goodbye itself, or gone. A rank with no announced
+    /// message left does not wait for peers to finalize: a rank leaving early (after an error,
+    /// say) is held only by what it announced and nobody took yet; its peers see its goodbye, and
+    /// whatever else they still expect from it fails with an error naming it.
     pub(crate) fn finalize(&self) -> Result<()> {
-        // Announced messages no receive has asked for yet go now, unasked.
-        lock(&self.state).push_waiting();
         self.wait_with(
             None,
             Duration::from_millis(1),
@@ -228,6 +234,14 @@ impl Engine {
             Duration::from_millis(1),
             || "sending goodbyes".into(),
             |st| st.all_flushed().then_some(Ok(())),
+        )?;
+        // Announced messages are never pushed unasked (the receiver would buffer them beyond
+        // any credit): each waits for its receive, its receiver's goodbye or its loss.
+        self.wait_with(
+            None,
+            Duration::from_millis(1),
+            || "receives for the messages this rank announced".into(),
+            |st| (st.all_flushed() && !st.holds_announced()).then_some(Ok(())),
         )?;
         {
             let mut st = lock(&self.state);

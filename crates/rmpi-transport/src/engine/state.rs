@@ -44,10 +44,11 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// The state of rank `me` over its peer connections (`None` at `me`).
+    /// The state of rank `me` over its peer connections (`None` at `me`), each with the credit
+    /// its peer granted.
     pub(super) fn new(
         me: usize,
-        conns: Vec<Option<Conn>>,
+        (conns, grants): (Vec<Option<Conn>>, Vec<Option<u64>>),
         shm: Option<Group>,
         hosts: Arc<[String]>,
         (max_message, flow): (u64, FlowConfig),
@@ -55,7 +56,8 @@ impl State {
         let mut conns = conns;
         for (r, c) in conns.iter_mut().enumerate() {
             if let Some(c) = c {
-                c.flow = flow.conn(shm.as_ref().is_some_and(|g| g.members().contains(&r)));
+                let local = shm.as_ref().is_some_and(|g| g.members().contains(&r));
+                c.flow = flow.conn(local, grants.get(r).copied().flatten());
             }
         }
         State {
@@ -131,6 +133,12 @@ impl State {
 
     pub(crate) fn is_done(&self, id: ReqId) -> bool {
         self.m.is_done(id)
+    }
+
+    /// Whether an announced message waits for a peer that may still clear it (one whose
+    /// connection is open: a peer that said goodbye or is lost has had them dropped).
+    pub(super) fn holds_announced(&self) -> bool {
+        self.conns.iter().flatten().any(|c| c.link == Link::Open && c.flow.holds())
     }
 
     pub(super) fn all_flushed(&self) -> bool {

@@ -29,8 +29,9 @@ pub(crate) struct Offer {
 }
 
 impl Offer {
-    /// An offer, or `None` (with the reason logged) when this process cannot share memory.
-    pub(crate) fn new() -> Option<Offer> {
+    /// An offer granting each local peer `grant` eager bytes (see `engine/flow.rs`), or `None`
+    /// (with the reason logged) when this process cannot share memory.
+    pub(crate) fn new(grant: u32) -> Option<Offer> {
         let Some(host) = host_id() else {
             tracing::warn!("shared memory off: /proc does not tell the host identity");
             return None;
@@ -43,7 +44,7 @@ impl Offer {
             }
         };
         let fd = memfd.as_raw_fd() as u32;
-        let wire = ShmOffer { host, pid: std::process::id(), segment_fd: fd, reserved: 0 };
+        let wire = ShmOffer { host, pid: std::process::id(), segment_fd: fd, grant };
         Some(Offer { memfd, wire })
     }
 }
@@ -143,6 +144,7 @@ pub(crate) fn join(
     // The descriptor closes here (ours, or the leader's once everyone has mapped the segment).
     drop(offer);
     let pids: Vec<u32> = members.iter().map(|r| endpoints[*r].shm.map_or(0, |o| o.pid)).collect();
+    let grants = members.iter().map(|r| endpoints[*r].shm.map_or(0, |o| u64::from(o.grant)));
     let reads = lend && probe_peer_memory(&seg, me, &pids, deadline);
     seg.ctl(me).cma.store(if reads { CMA_YES } else { CMA_NO }, Ordering::Release);
     let mut pidfds = Vec::new();
@@ -162,7 +164,8 @@ pub(crate) fn join(
     }
     let (seg, waker) = (Arc::new(seg), Arc::new(waker));
     let lend_min = if lend { LEND_MIN } else { 0 };
-    Ok(Some(Group { seg, waker, members, me, inbox, pidfds, exited, pids, lend_min }))
+    let grants = grants.collect();
+    Ok(Some(Group { seg, waker, members, me, inbox, pidfds, exited, pids, grants, lend_min }))
 }
 
 /// Whether this rank lends and reads large payloads (`RMPI_SHM_CMA`, default on; a value that
@@ -255,7 +258,7 @@ mod tests {
                     },
                     pid: r as u32 + 100,
                     segment_fd: 3,
-                    reserved: 0,
+                    grant: 1 << 20,
                 }),
             })
             .collect()

@@ -61,6 +61,8 @@ pub(crate) struct Group {
     exited: Vec<usize>,
     /// Process ids, by group index.
     pids: Vec<u32>,
+    /// The eager credit each member grants this rank (its offer's grant), by group index.
+    grants: Vec<u64>,
     /// Payload slices from this size on are lent to peers that read loans (0: never).
     lend_min: usize,
 }
@@ -69,6 +71,12 @@ impl Group {
     /// The world ranks reached through shared memory, this one included.
     pub(crate) fn members(&self) -> &[usize] {
         &self.members
+    }
+
+    /// The eager credit world rank `r`, a member, grants this rank (0 for a non-member).
+    pub(crate) fn grant_of(&self, r: usize) -> u64 {
+        let i = self.members.iter().position(|m| *m == r);
+        i.and_then(|i| self.grants.get(i).copied()).unwrap_or(0)
     }
 
     /// A stream to each other member: (world rank, stream).
