@@ -124,6 +124,28 @@ impl State {
         }
     }
 
+    /// [`send_request`](Self::send_request), after a progress pass only when the message
+    /// cannot go out at once: a small message to a peer whose stream is open, writable, has
+    /// nothing queued and credit for it is written now, and a pass first would only delay it
+    /// (what else has arrived is taken by the wait that follows).
+    pub(crate) fn send_request_prompt(
+        &mut self,
+        dest: usize,
+        ctx: u32,
+        tag: u64,
+        payload: Payload,
+        watch: Option<Watch>,
+    ) -> Result<ReqId> {
+        let cost = (payload.bytes().len() + crate::wire::HEADER_LEN) as u64;
+        let at_once = dest == self.me
+            || matches!(self.conns.get(dest), Some(Some(c)) if c.link == Link::Open
+                && c.writable && c.tx.is_empty() && c.flow.sends_eagerly(cost));
+        if !at_once {
+            self.progress();
+        }
+        self.send_request(dest, ctx, tag, payload, watch)
+    }
+
     /// Takes the result of a finished request, leaving pending ones alone.
     pub(crate) fn take_done(&mut self, id: ReqId) -> Option<Result<Completion>> {
         self.m.take_done(id)
