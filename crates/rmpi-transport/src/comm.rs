@@ -387,7 +387,7 @@ impl Communicator {
         let dw = self.world_rank(dest)?;
         let ctx = self.ctx(plane);
         let watch = (plane != Plane::User).then(|| Watch::Group(self.inner.group.clone()));
-        self.engine().locked(|st| st.send_request_prompt(dw, ctx, tag, payload, watch))
+        self.engine().locked(|st| st.send_request(dw, ctx, tag, payload, watch))
     }
 
     fn post_recv(
@@ -1065,8 +1065,7 @@ impl<'scope> Scope<'scope, '_> {
         let ctx = self.ctx;
         let watch = (ctx % 4 != Plane::User as u32).then(|| Watch::Group(self.group()));
         let payload = Payload::Borrowed(RawBuf::from_slice(bytes));
-        let id =
-            self.comm.engine().locked(|st| st.send_request_prompt(dw, ctx, tag, payload, watch))?;
+        let id = self.comm.engine().locked(|st| st.send_request(dw, ctx, tag, payload, watch))?;
         self.track(id);
         let group = ctx % 4 != Plane::User as u32;
         Ok(Request::new(self.comm.clone(), id, finish_unit).on_group(group))

@@ -105,30 +105,12 @@ impl State {
         self.m.new_req()
     }
 
-    /// Queues a send under a new request; on failure the request is let go of again.
+    /// Queues a send under a new request; on failure the request is let go of again. A progress
+    /// pass comes first only when the message cannot go out at once: an eager message to a peer
+    /// whose stream is open, writable, has nothing queued and credit for it is written now, and
+    /// a pass first would only delay it (what else has arrived is taken by the wait that
+    /// follows).
     pub(crate) fn send_request(
-        &mut self,
-        dest: usize,
-        ctx: u32,
-        tag: u64,
-        payload: Payload,
-        watch: Option<Watch>,
-    ) -> Result<ReqId> {
-        let id = self.new_req();
-        match self.post_send(dest, ctx, tag, payload, Some(id), watch) {
-            Ok(()) => Ok(id),
-            Err(e) => {
-                self.cancel(id);
-                Err(e)
-            }
-        }
-    }
-
-    /// [`send_request`](Self::send_request), after a progress pass only when the message
-    /// cannot go out at once: a small message to a peer whose stream is open, writable, has
-    /// nothing queued and credit for it is written now, and a pass first would only delay it
-    /// (what else has arrived is taken by the wait that follows).
-    pub(crate) fn send_request_prompt(
         &mut self,
         dest: usize,
         ctx: u32,
@@ -143,7 +125,14 @@ impl State {
         if !at_once {
             self.progress();
         }
-        self.send_request(dest, ctx, tag, payload, watch)
+        let id = self.new_req();
+        match self.post_send(dest, ctx, tag, payload, Some(id), watch) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                self.cancel(id);
+                Err(e)
+            }
+        }
     }
 
     /// Takes the result of a finished request, leaving pending ones alone.
