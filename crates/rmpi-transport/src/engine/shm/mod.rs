@@ -187,7 +187,8 @@ impl Lookout {
     /// Looks at the watched words up to `looks` times, yielding the core after every
     /// `yield_every` looks, and says whether they changed since `since` (then a progress pass
     /// has something to find; the outbound words count only when `sending`; the inbound ones
-    /// of the member `focus` only, when given, as for `since`).
+    /// of the member `focus` only, when given, as for `since`). While focused, every look also
+    /// prefetches the ring lines that member writes next (see [`NextLines::prefetch`]).
     pub(crate) fn watch(
         &self,
         since: Sighting,
