@@ -383,11 +383,25 @@ impl Communicator {
     // ---------------------------------------------------------------- byte-level primitives
 
     fn post_send(&self, plane: Plane, payload: Payload, dest: usize, tag: Tag) -> Result<ReqId> {
+        self.post_send_then(plane, payload, (dest, tag), |_, id| id)
+    }
+
+    /// Posts a send and runs `then` on the state and its request, under the same lock.
+    fn post_send_then<R>(
+        &self,
+        plane: Plane,
+        payload: Payload,
+        (dest, tag): (usize, Tag),
+        then: impl FnOnce(&mut crate::engine::State, ReqId) -> R,
+    ) -> Result<R> {
         self.inner.live()?;
         let dw = self.world_rank(dest)?;
         let ctx = self.ctx(plane);
         let watch = (plane != Plane::User).then(|| Watch::Group(self.inner.group.clone()));
-        self.engine().with_state(|st| st.send_request(dw, ctx, tag, payload, watch))
+        self.engine().locked(|st| {
+            let id = st.send_request(dw, ctx, tag, payload, watch)?;
+            Ok(then(st, id))
+        })
     }
 
     fn post_recv(
@@ -409,7 +423,14 @@ impl Communicator {
     }
 
     fn send_bytes_raw(&self, plane: Plane, data: &[u8], dest: usize, tag: Tag) -> Result<()> {
-        let id = self.post_send(plane, Payload::Borrowed(RawBuf::from_slice(data)), dest, tag)?;
+        let payload = Payload::Borrowed(RawBuf::from_slice(data));
+        // A send written when it was posted is complete: its result is taken under the same
+        // lock, and there is nothing to wait for.
+        let (id, done) =
+            self.post_send_then(plane, payload, (dest, tag), |st, id| (id, st.take_done(id)))?;
+        if let Some(done) = done {
+            return done.map(|_| ());
+        }
         let hold = Hold { engine: self.engine(), id };
         self.engine().wait_req(id, || format!("send to rank {dest} (tag {tag})"))?;
         std::mem::forget(hold);
@@ -585,7 +606,7 @@ impl Communicator {
         let id =
             self.post_send(Plane::User, Payload::Borrowed(RawBuf::from_slice(bytes)), dest, tag)?;
         // Whatever is still queued now stops borrowing `buf`.
-        self.engine().with_state(|st| st.detach_send(id));
+        self.engine().locked(|st| st.detach_send(id));
         Ok(Request::new(self.inner.clone(), id, finish_unit))
     }
 
@@ -1065,8 +1086,7 @@ impl<'scope> Scope<'scope, '_> {
         let ctx = self.ctx;
         let watch = (ctx % 4 != Plane::User as u32).then(|| Watch::Group(self.group()));
         let payload = Payload::Borrowed(RawBuf::from_slice(bytes));
-        let id =
-            self.comm.engine().with_state(|st| st.send_request(dw, ctx, tag, payload, watch))?;
+        let id = self.comm.engine().locked(|st| st.send_request(dw, ctx, tag, payload, watch))?;
         self.track(id);
         let group = ctx % 4 != Plane::User as u32;
         Ok(Request::new(self.comm.clone(), id, finish_unit).on_group(group))

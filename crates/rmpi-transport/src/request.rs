@@ -200,7 +200,8 @@ impl Drop for ScopeGuard {
         if ids.is_empty() {
             return;
         }
-        self.comm.engine().with_state(|st| {
+        // Letting go needs no progress pass first (it only stops the engine borrowing memory).
+        self.comm.engine().locked(|st| {
             for id in ids {
                 st.cancel(id);
             }

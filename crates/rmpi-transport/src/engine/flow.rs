@@ -152,6 +152,11 @@ pub(super) struct ConnFlow {
 }
 
 impl ConnFlow {
+    /// Whether a message of `cost` bytes (payload plus header) goes eagerly now.
+    pub(super) fn sends_eagerly(&self, cost: u64) -> bool {
+        cost.saturating_sub(HEADER_LEN as u64) <= self.eager_limit as u64 && self.credit >= cost
+    }
+
     /// The sends held here (announced, not cleared yet).
     pub(super) fn held_mut(&mut self) -> impl Iterator<Item = &mut TxOp> {
         self.waiting.values_mut()

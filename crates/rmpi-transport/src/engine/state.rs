@@ -107,7 +107,11 @@ impl State {
         self.m.new_req()
     }
 
-    /// Queues a send under a new request; on failure the request is let go of again.
+    /// Queues a send under a new request; on failure the request is let go of again. A progress
+    /// pass comes first only when the message cannot go out at once: an eager message to a peer
+    /// whose stream is open, writable, has nothing queued and credit for it is written now, and
+    /// a pass first would only delay it (what else has arrived is taken by the wait that
+    /// follows).
     pub(crate) fn send_request(
         &mut self,
         dest: usize,
@@ -116,6 +120,13 @@ impl State {
         payload: Payload,
         watch: Option<Watch>,
     ) -> Result<ReqId> {
+        let cost = (payload.bytes().len() + crate::wire::HEADER_LEN) as u64;
+        let at_once = dest == self.me
+            || matches!(self.conns.get(dest), Some(Some(c)) if c.link == Link::Open
+                && c.writable && c.tx.is_empty() && c.flow.sends_eagerly(cost));
+        if !at_once {
+            self.progress();
+        }
         let id = self.new_req();
         match self.post_send(dest, ctx, tag, payload, Some(id), watch) {
             Ok(()) => Ok(id),

@@ -195,7 +195,8 @@ impl Lookout {
     /// Looks at the watched words up to `looks` times, yielding the core after every
     /// `yield_every` looks, and says whether they changed since `since` (then a progress pass
     /// has something to find; the outbound words count only when `sending`; the inbound ones
-    /// of the member `focus` only, when given, as for `since`).
+    /// of the member `focus` only, when given, as for `since`). While focused, every look also
+    /// prefetches the ring lines that member writes next (see [`NextLines::prefetch`]).
     pub(crate) fn watch(
         &self,
         since: Sighting,
@@ -207,7 +208,11 @@ impl Lookout {
             // Sends were queued after the sighting: a pass takes a new one.
             return true;
         }
+        let next = focus.map(|i| self.next_lines(i));
         for n in 1..=looks {
+            if let Some(lines) = next {
+                lines.prefetch();
+            }
             if self.inbound(focus) != since.0 || (sending && Some(self.outbound()) != since.1) {
                 return true;
             }
@@ -218,6 +223,51 @@ impl Lookout {
             }
         }
         false
+    }
+}
+
+impl Lookout {
+    /// The cache lines of the ring from member `i` where its next bytes land (the line at this
+    /// rank's head and the one after it: a small frame may straddle them).
+    fn next_lines(&self, i: usize) -> NextLines {
+        let cap = self.seg.layout.ring;
+        let head = self.seg.pair(i, self.me).r.head.load(Ordering::Relaxed);
+        let at = (head % cap as u64) as usize & !(LINE - 1);
+        let ring = self.seg.ring(i, self.me);
+        // Both lie inside the ring's `cap` bytes (`at < cap`, the second only when below it).
+        let first = ring.wrapping_add(at).cast_const();
+        let second = (at + LINE < cap).then(|| ring.wrapping_add(at + LINE).cast_const());
+        NextLines(first, second)
+    }
+}
+
+/// A cache line's size, as the segment's layout assumes it.
+const LINE: usize = 64;
+
+/// The ring lines a frame from a watched peer is written to next (see [`NextLines::prefetch`]).
+#[derive(Clone, Copy)]
+struct NextLines(*const u8, Option<*const u8>);
+
+impl NextLines {
+    /// Asks the processor to bring the lines into this core's cache while the watch looks at
+    /// the peer's tail: the writer copies a frame there before it publishes its tail, so when
+    /// the tail moves, the bytes behind it are already here (or on their way) instead of a
+    /// second cache miss after the first. A prefetch is only a hint: it reads no value, never
+    /// faults, and does nothing for a page of the ring never written (lazy rings stay
+    /// unallocated).
+    fn prefetch(self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            // SAFETY: prefetching is a hint with no effect on memory or program state; the
+            // addresses are inside the mapping (see `next_lines`).
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(self.0.cast());
+                if let Some(p) = self.1 {
+                    _mm_prefetch::<_MM_HINT_T0>(p.cast());
+                }
+            }
+        }
     }
 }
 
