@@ -99,7 +99,12 @@ pub(super) enum Dest {
     /// program receiving messages one by one) takes it straight into its own memory instead of
     /// through an engine buffer and a copy. The next pass buffers it, so nothing waits on it.
     Unclaimed { since: u64 },
-    /// Into an engine buffer, for announced message `n`, whose sender pushed it unasked: it
+    /// Nowhere yet: the payload of announced message `n`, which no receive has asked for (this
+    /// side cleared it ahead, or its sender pushed it at finalize). Like `Unclaimed`, it stays
+    /// in the stream for the rest of pass `since`, for a receive matching the announcement to
+    /// take it straight into its memory; then it becomes `Pushed`.
+    Ahead { n: u64, since: u64 },
+    /// Into an engine buffer, for announced message `n` that no receive has asked for: it
     /// stays where its announcement waits in the unexpected queue.
     Pushed { n: u64, buf: AlignedBuf },
 }
@@ -131,7 +136,7 @@ impl Dest {
             // SAFETY: the receive is live while it is the destination.
             Dest::User { buf, .. } => Some(unsafe { buf.bytes_mut() }),
             Dest::Owned { buf, .. } | Dest::Pushed { buf, .. } => Some(buf.as_mut_bytes()),
-            Dest::Unclaimed { .. } => None,
+            Dest::Unclaimed { .. } | Dest::Ahead { .. } => None,
         }
     }
 }
@@ -200,8 +205,9 @@ impl Conn {
         }
     }
 
+    /// Whether the payload arriving waits in the stream for a receive (`Unclaimed`, `Ahead`).
     pub(super) fn is_unclaimed(&self) -> bool {
-        matches!(self.rx, Rx::Payload { dest: Dest::Unclaimed { .. }, .. })
+        matches!(self.rx, Rx::Payload { dest: Dest::Unclaimed { .. } | Dest::Ahead { .. }, .. })
     }
 
     /// The header of the message arriving on this connection, if no receive has claimed it yet
@@ -405,10 +411,7 @@ impl State {
                     }
                     let len = usize::try_from(hdr.len).map_err(|_| "frame too long".to_string())?;
                     let (hdr, dest, cost) = match hdr.kind {
-                        FrameKind::Bulk => {
-                            let (envelope, dest) = self.bulk_dest(r, &hdr)?;
-                            (envelope, dest, 0)
-                        }
+                        FrameKind::Bulk => self.bulk_dest(r, &hdr)?,
                         FrameKind::Failed => (hdr, Dest::Owned { req: None, buf: buffer(len)? }, 0),
                         _ => {
                             let (dest, cost) = self.data_dest(r, &hdr, len)?;
@@ -427,6 +430,12 @@ impl State {
                         // Nobody asked for it within a pass: buffer it, so the messages behind
                         // it (which someone may be waiting for) keep flowing.
                         *dest = Dest::Owned { req: None, buf: buffer(len)? };
+                    }
+                    if let Dest::Ahead { n, since } = *dest {
+                        if since == self.pass {
+                            return Ok(());
+                        }
+                        *dest = Dest::Pushed { n, buf: buffer(len)? };
                     }
                     let take = (len - *filled).min(c.hi - c.lo);
                     if take > 0 {
@@ -473,10 +482,10 @@ impl State {
                         Dest::Owned { req: None, buf } => {
                             self.m.arrived(hdr.context, r, hdr.tag, buf, cost)
                         }
-                        Dest::Pushed { n, buf } => self.pushed(r, n, buf),
+                        Dest::Pushed { n, buf } => self.pushed(r, n, buf, cost),
                         // Not reached: an unclaimed payload is given a home before any of it
                         // is taken.
-                        Dest::Unclaimed { .. } => {}
+                        Dest::Unclaimed { .. } | Dest::Ahead { .. } => {}
                     }
                 }
             }

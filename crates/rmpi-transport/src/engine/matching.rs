@@ -267,17 +267,40 @@ impl Matching {
         })
     }
 
-    /// The payload of announced message `n` of `src`, sent without being asked for (its sender
-    /// finalized): the message stays where it is in the queue, now buffered. False if it is
+    /// The earliest announced message of `src` with this context and tag still waiting here
+    /// whose number `skip` does not exclude: its number and length.
+    pub(crate) fn next_announced(
+        &self,
+        src: usize,
+        (ctx, tag): (u32, u64),
+        skip: impl Fn(u64) -> bool,
+    ) -> Option<(u64, usize)> {
+        self.unexpected.iter().find_map(|u| match u.body {
+            Body::Announced { n, len } if u.src == src && u.ctx == ctx && u.tag == tag => {
+                (!skip(n)).then_some((n, len))
+            }
+            _ => None,
+        })
+    }
+
+    /// The payload of announced message `n` of `src`, sent before any receive asked for it (its
+    /// sender finalized, or this side cleared it ahead): the message stays where it is in the
+    /// queue, now buffered; taking it frees `cost` bytes of the sender's credit. False if it is
     /// not waiting here.
-    pub(crate) fn fill_announced(&mut self, src: usize, n: u64, buf: AlignedBuf) -> bool {
+    pub(crate) fn fill_announced(
+        &mut self,
+        src: usize,
+        n: u64,
+        buf: AlignedBuf,
+        cost: u64,
+    ) -> bool {
         let found = self
             .unexpected
             .iter_mut()
             .find(|u| u.src == src && matches!(u.body, Body::Announced { n: m, .. } if m == n));
         match found {
             Some(u) => {
-                u.body = Body::Eager { buf, cost: 0 };
+                u.body = Body::Eager { buf, cost };
                 true
             }
             None => false,
@@ -481,8 +504,8 @@ mod tests {
         }
         // A payload pushed unasked fills an announcement in place.
         m.announced(4, 1, 7, 2, 3);
-        assert!(m.fill_announced(1, 2, msg(b"abc")));
-        assert!(!m.fill_announced(1, 9, msg(b"x")));
+        assert!(m.fill_announced(1, 2, msg(b"abc"), 0));
+        assert!(!m.fill_announced(1, 9, msg(b"x"), 0));
         let c = recv(&mut m, Some(1), None);
         assert_eq!(got(&mut m, c), (1, 7, b"third".to_vec()));
         let d = recv(&mut m, Some(1), None);
