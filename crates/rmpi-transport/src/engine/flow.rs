@@ -37,7 +37,7 @@
 
 use std::collections::HashMap;
 
-use super::framing::{buffer, Dest, Link, Payload, Rx, TxOp};
+use super::framing::{buffer, queue_ahead_of_bulk, Dest, Link, Payload, Rx, TxOp};
 use super::matching::{Cleared, MsgInfo, Posted, ReqId, Sink, Watch};
 use super::state::State;
 use crate::buf::AlignedBuf;
@@ -66,7 +66,7 @@ const AHEAD: u32 = 1;
 /// alone.
 const AHEAD_DEPTH: usize = 2;
 /// See [`AHEAD_DEPTH`].
-const AHEAD_BYTES: u64 = 8 << 20;
+const AHEAD_BYTES: u64 = 16 << 20;
 
 /// The flow-control settings of one engine.
 #[derive(Clone, Copy, Debug)]
@@ -174,6 +174,12 @@ fn control(kind: FrameKind, tag: u64) -> TxOp {
     control_in(kind, 0, tag)
 }
 
+/// The header of the bulk frame of message `n` of `len` bytes sent on a CTS ahead, charged to
+/// the credit.
+fn charged(n: u64, len: usize) -> [u8; HEADER_LEN] {
+    FrameHeader { kind: FrameKind::Bulk, context: AHEAD, tag: n, len: len as u64 }.encode()
+}
+
 fn control_in(kind: FrameKind, context: u32, tag: u64) -> TxOp {
     let hdr = FrameHeader { kind, context, tag, len: 0 };
     TxOp::new(hdr, Payload::Owned(bytes::Bytes::new()), None, None)
@@ -204,7 +210,10 @@ impl State {
         c.flow.announced += 1;
         let n = c.flow.announced;
         let rts = FrameHeader { kind: FrameKind::Rts, context: ctx, tag, len: len as u64 };
-        c.tx.push_back(TxOp::new(rts, Payload::Owned(bytes::Bytes::new()), None, None));
+        queue_ahead_of_bulk(
+            &mut c.tx,
+            TxOp::new(rts, Payload::Owned(bytes::Bytes::new()), None, None),
+        );
         let bulk = FrameHeader { kind: FrameKind::Bulk, context: 0, tag: n, len: len as u64 };
         c.flow.waiting.insert(n, TxOp::new(bulk, payload, req, watch));
     }
@@ -271,13 +280,7 @@ impl State {
                         return Ok(());
                     }
                     c.flow.credit -= cost;
-                    let bulk = FrameHeader {
-                        kind: FrameKind::Bulk,
-                        context: AHEAD,
-                        tag: n,
-                        len: len as u64,
-                    };
-                    op.hdr = bulk.encode();
+                    op.hdr = charged(n, len);
                 }
                 c.tx.push_back(op);
             }
@@ -356,7 +359,7 @@ impl State {
                 // Written by the caller's next flush (never from inside a parse). Also after a
                 // CTS ahead: its sender may have lacked the credit (a CTS for a payload already
                 // sent is ignored).
-                c.tx.push_back(control(FrameKind::Cts, n));
+                queue_ahead_of_bulk(&mut c.tx, control(FrameKind::Cts, n));
             }
         }
         self.clear_ahead(r);
@@ -394,7 +397,7 @@ impl State {
                 return;
             }
             c.flow.ahead.insert(n, cost);
-            c.tx.push_back(control_in(FrameKind::Cts, AHEAD, n));
+            queue_ahead_of_bulk(&mut c.tx, control_in(FrameKind::Cts, AHEAD, n));
         }
     }
 

@@ -85,6 +85,20 @@ impl TxOp {
     fn total(&self) -> usize {
         HEADER_LEN + self.payload.bytes().len()
     }
+
+    /// Whether this is a bulk frame none of which is written yet.
+    fn unstarted_bulk(&self) -> bool {
+        self.done == 0 && self.hdr[2] == FrameKind::Bulk as u8
+    }
+}
+
+/// Queues a small frame (an announcement or a control frame) ahead of the bulk frames at the
+/// end of `tx` that have not begun, so that it does not wait behind their payloads: a bulk
+/// frame names its message by number, so frames that overtake it change no order that
+/// matching sees.
+pub(super) fn queue_ahead_of_bulk(tx: &mut VecDeque<TxOp>, op: TxOp) {
+    let at = tx.iter().rposition(|o| !o.unstarted_bulk()).map_or(0, |i| i + 1);
+    tx.insert(at, op);
 }
 
 /// Where an arriving payload goes.
