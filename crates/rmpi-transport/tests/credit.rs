@@ -1,9 +1,10 @@
 //! The receiver announces the credit it grants in its hello and enforces it: a peer that sends
 //! eager frames beyond it is failed before anything of the frame is taken, and the error names
-//! it. A fake rank 1 speaks the wire protocol by hand on a real socket to a real rank 0.
+//! it. Payloads it clears ahead of their receives are charged to the same credit. A fake rank 1
+//! speaks the wire protocol by hand on a real socket to a real rank 0.
 //!
 //! This binary sets `RMPI_UNEXPECTED_LIMIT` for itself (one eager message of 64 KiB per peer),
-//! before any rank starts; no other test lives here.
+//! before any rank starts; no test of other settings lives here.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -74,11 +75,22 @@ fn rank0_and_fake_rank1<R: Send + 'static>(
     (h, s)
 }
 
-fn data(tag: u64, len: usize) -> Vec<u8> {
-    let hdr = FrameHeader { kind: FrameKind::Data, context: 0, tag, len: len as u64 };
+/// Sets the limit once, before any thread of this binary reads the environment.
+fn set_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::env::set_var("RMPI_UNEXPECTED_LIMIT", CREDIT.to_string()));
+}
+
+/// A frame of `kind` with `len` payload bytes of `fill`.
+fn frame(kind: FrameKind, (context, tag): (u32, u64), len: usize, fill: u8) -> Vec<u8> {
+    let hdr = FrameHeader { kind, context, tag, len: len as u64 };
     let mut f = hdr.encode().to_vec();
-    f.resize(32 + len, tag as u8);
+    f.resize(32 + len, fill);
     f
+}
+
+fn data(tag: u64, len: usize) -> Vec<u8> {
+    frame(FrameKind::Data, (0, tag), len, tag as u8)
 }
 
 fn read_header(s: &mut TcpStream) -> FrameHeader {
@@ -89,8 +101,7 @@ fn read_header(s: &mut TcpStream) -> FrameHeader {
 
 #[test]
 fn eager_frames_beyond_the_credit_fail_their_sender_and_credit_given_back_is_honoured() {
-    // Set once, before any thread of this binary reads the environment.
-    std::env::set_var("RMPI_UNEXPECTED_LIMIT", CREDIT.to_string());
+    set_limit();
     for run in 0..20 {
         // A flood with no credit: one message fills the credit exactly, then small ones
         // follow that no credit covers. The receive for them must fail, naming the sender.
@@ -128,5 +139,78 @@ fn eager_frames_beyond_the_credit_fail_their_sender_and_credit_given_back_is_hon
         s.write_all(&data(7, 1)).unwrap();
         let got = h.join().unwrap();
         assert_eq!(got.ok(), Some((CREDIT - 32, vec![7u8])), "run {run}");
+    }
+}
+
+/// An announced message small enough for the credit to cover it (above it, nothing is cleared
+/// ahead), and the context a CTS or bulk frame has when it clears ahead / is charged.
+const AHEAD_LEN: usize = 40_000;
+const AHEAD: u32 = 1;
+
+/// The header of the next frame from rank 0, as (kind, context, tag).
+fn next(s: &mut TcpStream) -> (FrameKind, u32, u64) {
+    let h = read_header(s);
+    (h.kind, h.context, h.tag)
+}
+
+#[test]
+fn messages_cleared_ahead_are_charged_to_the_credit_and_a_sender_may_wait_for_their_receive() {
+    set_limit();
+    for run in 0..5 {
+        // Rank 0 receives three announced messages one at a time.
+        let (h, mut s) = rank0_and_fake_rank1(|w| {
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                let mut buf = vec![0u8; AHEAD_LEN];
+                w.recv_into(&mut buf, 1, 5)?;
+                got.push(buf);
+            }
+            Ok::<_, Error>(got)
+        });
+        let announce =
+            FrameHeader { kind: FrameKind::Rts, context: 0, tag: 5, len: AHEAD_LEN as u64 };
+        for _ in 0..3 {
+            s.write_all(&announce.encode()).unwrap();
+        }
+        // The first is cleared for its receive; the next one ahead, but not the third: the
+        // credit covers one of them.
+        assert_eq!(next(&mut s), (FrameKind::Cts, 0, 1), "run {run}");
+        assert_eq!(next(&mut s), (FrameKind::Cts, AHEAD, 2), "run {run}");
+        s.write_all(&frame(FrameKind::Bulk, (0, 1), AHEAD_LEN, 1)).unwrap();
+        // This sender lacks the credit for message 2 (as a real one may, with eager frames on
+        // the way) and waits: the receive posted for it clears it plainly, and the third ahead.
+        assert_eq!(next(&mut s), (FrameKind::Cts, 0, 2), "run {run}");
+        assert_eq!(next(&mut s), (FrameKind::Cts, AHEAD, 3), "run {run}");
+        s.write_all(&frame(FrameKind::Bulk, (0, 2), AHEAD_LEN, 2)).unwrap();
+        s.write_all(&frame(FrameKind::Bulk, (AHEAD, 3), AHEAD_LEN, 3)).unwrap();
+        // Message 3 was charged: its receive gives the credit back. (Its receive may have been
+        // posted before it came, and cleared it plainly too.)
+        let credit = match next(&mut s) {
+            (FrameKind::Cts, 0, 3) => next(&mut s),
+            other => other,
+        };
+        assert_eq!(credit, (FrameKind::Credit, 0, AHEAD_LEN as u64 + 32), "run {run}");
+        let got = h.join().unwrap().unwrap();
+        for (k, buf) in got.iter().enumerate() {
+            assert!(buf.iter().all(|b| *b == k as u8 + 1), "run {run}: message {} damaged", k + 1);
+        }
+
+        // A payload cleared ahead that the credit left to its sender does not cover fails the
+        // sender, like an eager frame beyond the credit.
+        let (h, mut s) = rank0_and_fake_rank1(|w| w.recv::<u8>(1, 5));
+        s.write_all(&announce.encode()).unwrap();
+        s.write_all(&announce.encode()).unwrap();
+        assert_eq!(next(&mut s), (FrameKind::Cts, 0, 1), "run {run}");
+        assert_eq!(next(&mut s), (FrameKind::Cts, AHEAD, 2), "run {run}");
+        // An eager message nobody receives takes most of the credit; then the charged payload.
+        s.write_all(&data(9, AHEAD_LEN)).unwrap();
+        let _ = s.write_all(&frame(FrameKind::Bulk, (AHEAD, 2), AHEAD_LEN, 2));
+        match h.join().unwrap() {
+            Err(e @ Error::PeerLost { rank: 1, .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("flow control violated"), "run {run}: {msg}");
+            }
+            other => panic!("run {run}: a payload beyond the credit was taken: {other:?}"),
+        }
     }
 }

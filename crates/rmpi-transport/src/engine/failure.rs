@@ -157,7 +157,10 @@ impl State {
                 Dest::User { req, .. } | Dest::Owned { req: Some((req, _)), .. } => {
                     failed.push((req, err()))
                 }
-                Dest::Owned { req: None, .. } | Dest::Unclaimed { .. } => {}
+                Dest::Owned { req: None, .. }
+                | Dest::Unclaimed { .. }
+                | Dest::Ahead { .. }
+                | Dest::Pushed { .. } => {}
             }
         }
         let (lost_flow, deferred) = self.drop_flow(r, &err);

@@ -29,15 +29,29 @@
 //! or is lost (see `Engine::finalize`). So a program that sends and exits loses nothing a
 //! receive asks for, and a receiver never buffers a payload nobody asked for beyond the credit.
 //!
+//! Clearing ahead: a program that receives large messages one at a time (a loop of blocking
+//! receives) posts each receive only once the previous one is complete, so a CTS per receive
+//! would leave the connection idle for a round trip per message. Once a receive has matched an
+//! announced message of a peer, the receiver also clears the next announced messages of that
+//! peer with the same context and tag (a few, see [`AHEAD_DEPTH`], within the credit it granted),
+//! before any receive asks for them, with a CTS marked [`AHEAD`]. The sender charges such a
+//! payload to its credit like an eager message (and marks the bulk frame so, which the receiver
+//! charges and checks like a data frame), or, without the credit, leaves it waiting for a plain
+//! CTS, which the receiver sends when a receive matches it. A payload cleared ahead arrives
+//! into its announcement's place in the queue: straight into a receive posted by the end of the
+//! progress pass that read its header, else buffered there. So the bytes buffered for receives
+//! not posted stay within the credit.
+//!
 //! Only the payload's delivery (a bulk frame on the same stream) is transport-specific in
 //! principle; everything else sits here, above [`super::stream::Stream`], for TCP and shared
 //! memory alike. Messages to oneself are always buffered.
 
 use std::collections::HashMap;
 
-use super::framing::{buffer, Dest, Link, Payload, TxOp};
+use super::framing::{buffer, queue_ahead_of_bulk, Dest, Link, Payload, Rx, TxOp};
 use super::matching::{Cleared, MsgInfo, Posted, ReqId, Sink, Watch};
 use super::state::State;
+use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
 use crate::wire::{FrameHeader, FrameKind, HEADER_LEN};
 
@@ -59,6 +73,19 @@ const MAX_GRANT: u64 = u32::MAX as u64;
 pub(crate) fn grant_from_env(size: usize) -> Result<u64> {
     Ok(FlowConfig::from_env(size)?.grant)
 }
+
+/// The context of a CTS that clears a message ahead of its receive, and of the bulk frame that
+/// answers it charged to the sender's credit (0 otherwise).
+const AHEAD: u32 = 1;
+
+/// A receiver clears announced messages of a peer ahead of their receives (whose payloads have
+/// not begun to arrive) up to this many, or more up to [`AHEAD_BYTES`]: enough for the sender
+/// to keep the stream full while the receiver waits for a core. It clears more only once
+/// those left come to less than half of [`AHEAD_BYTES`], so that one CTS frame seldom goes
+/// alone.
+const AHEAD_DEPTH: usize = 2;
+/// See [`AHEAD_DEPTH`].
+const AHEAD_BYTES: u64 = 16 << 20;
 
 /// The flow-control settings of one engine.
 #[derive(Clone, Copy, Debug)]
@@ -149,6 +176,12 @@ pub(super) struct ConnFlow {
     heard: u64,
     /// Messages this side cleared and whose payload is coming, by number.
     expected: HashMap<u64, Expected>,
+    /// Messages this side cleared ahead of any receive, whose payload has not begun to arrive,
+    /// by number: the credit it is charged if it comes so.
+    ahead: HashMap<u64, u64>,
+    /// Context and tag of the last announced message of the peer a receive matched: the next
+    /// ones like it are cleared ahead.
+    streaming: Option<(u32, u64)>,
 }
 
 impl ConnFlow {
@@ -180,7 +213,7 @@ impl ConnFlow {
         self.announced += 1;
         let n = self.announced;
         let rts = FrameHeader { kind: FrameKind::Rts, context: ctx, tag, len };
-        tx.push_back(TxOp::new(rts, Payload::Owned(bytes::Bytes::new()), None, None));
+        queue_ahead_of_bulk(tx, TxOp::new(rts, Payload::Owned(bytes::Bytes::new()), None, None));
         let bulk = FrameHeader { kind: FrameKind::Bulk, context: 0, tag: n, len };
         self.waiting.insert(n, TxOp::new(bulk, payload, req, watch));
     }
@@ -202,7 +235,17 @@ impl ConnFlow {
 pub(super) type Dropped = (Vec<(ReqId, Error)>, Vec<(ReqId, Watch)>);
 
 fn control(kind: FrameKind, tag: u64) -> TxOp {
-    let hdr = FrameHeader { kind, context: 0, tag, len: 0 };
+    control_in(kind, 0, tag)
+}
+
+/// The header of the bulk frame of message `n` of `len` bytes sent on a CTS ahead, charged to
+/// the credit.
+fn charged(n: u64, len: usize) -> [u8; HEADER_LEN] {
+    FrameHeader { kind: FrameKind::Bulk, context: AHEAD, tag: n, len: len as u64 }.encode()
+}
+
+fn control_in(kind: FrameKind, context: u32, tag: u64) -> TxOp {
+    let hdr = FrameHeader { kind, context, tag, len: 0 };
     TxOp::new(hdr, Payload::Owned(bytes::Bytes::new()), None, None)
 }
 
@@ -296,21 +339,33 @@ impl State {
                         let info = MsgInfo { src: r, tag: hdr.tag, len };
                         self.clear(Cleared { info, ctx: hdr.context, n, posted });
                     }
-                    None => self.m.announced(hdr.context, r, hdr.tag, n, len),
+                    None => {
+                        self.m.announced(hdr.context, r, hdr.tag, n, len);
+                        self.clear_ahead(r);
+                    }
                 }
             }
             FrameKind::Cts => {
-                if hdr.tag > c.flow.announced {
-                    return Err(format!(
-                        "protocol error: clear to send {} never announced",
-                        hdr.tag
-                    ));
+                let n = hdr.tag;
+                if n > c.flow.announced {
+                    return Err(format!("protocol error: clear to send {n} never announced"));
                 }
-                // Not waiting any more only if this side dropped it at the peer's goodbye (a
-                // receive the peer posted before its goodbye may still clear one after it).
-                if let Some(op) = c.flow.waiting.remove(&hdr.tag) {
-                    c.tx.push_back(op);
+                // Not waiting any more: dropped at the peer's goodbye (a receive the peer posted
+                // before its goodbye may still clear one after it), or it went on a CTS ahead
+                // and this is the plain one its receive sent.
+                let Some(mut op) = c.flow.waiting.remove(&n) else { return Ok(()) };
+                if hdr.context == AHEAD {
+                    let len = op.payload.bytes().len();
+                    let cost = (len + HEADER_LEN) as u64;
+                    if c.flow.credit < cost {
+                        // Waits for the plain CTS of its receive.
+                        c.flow.waiting.insert(n, op);
+                        return Ok(());
+                    }
+                    c.flow.credit -= cost;
+                    op.hdr = charged(n, len);
                 }
+                c.tx.push_back(op);
             }
             FrameKind::Credit => {
                 let grant = c.flow.grant.unwrap_or(0);
@@ -321,8 +376,10 @@ impl State {
         Ok(())
     }
 
-    /// A receive matched an announced message: the sender is cleared to send it. A sender that
-    /// said goodbye still answers: it waits at finalize until its announcements are cleared.
+    /// A receive matched an announced message: the sender is cleared to send it (or, when it
+    /// is arriving cleared ahead right now, the receive takes it as it comes). The next
+    /// messages like it are cleared ahead. A sender that said goodbye still answers: it waits at
+    /// finalize until its announcements are cleared.
     pub(super) fn clear(&mut self, m: Cleared) {
         let r = m.info.src;
         let Cleared { info, ctx, n, posted } = m;
@@ -332,22 +389,119 @@ impl State {
             return;
         }
         let Some(Some(c)) = self.conns.get_mut(r) else { return };
-        let claim = Some((req, sink));
-        c.flow.expected.insert(n, Expected { ctx, tag: info.tag, len: info.len, claim });
-        // Written by the caller's next flush (never from inside a parse).
-        c.tx.push_back(control(FrameKind::Cts, n));
+        c.flow.streaming = Some((ctx, info.tag));
+        let arriving = match &c.rx {
+            Rx::Payload { dest: Dest::Pushed { n: m, .. }, .. } if *m == n => Some(false),
+            Rx::Payload { dest: Dest::Ahead { n: m, .. }, .. } if *m == n => Some(true),
+            _ => None,
+        };
+        match arriving {
+            Some(unread) => {
+                // None of an unread payload is taken yet; an engine buffer only for a receive
+                // it does not fit (which then fails, truncated, once it is in).
+                let own = match &sink {
+                    Sink::User(ub) if info.len <= ub.len => None,
+                    _ if unread => match buffer(info.len) {
+                        Ok(buf) => Some(buf),
+                        Err(cause) => {
+                            let e = self.lost(r, &cause);
+                            self.m.complete(req, Err(e));
+                            self.kill(r, cause);
+                            return;
+                        }
+                    },
+                    _ => None,
+                };
+                let Some(Some(c)) = self.conns.get_mut(r) else { return };
+                let Rx::Payload { dest, filled, cost, .. } = &mut c.rx else { return };
+                let old = std::mem::replace(dest, Dest::Unclaimed { since: 0 });
+                *dest = match (old, sink, own) {
+                    (Dest::Pushed { buf, .. }, sink, _) => {
+                        Dest::claim(req, sink, buf, *filled, info.len)
+                    }
+                    (_, sink, Some(buf)) => Dest::Owned { req: Some((req, sink)), buf },
+                    (_, Sink::User(buf), None) => Dest::User { req, buf },
+                    // Not reached: a receive without memory of its own was given a buffer.
+                    (_, sink, None) => {
+                        Dest::Owned { req: Some((req, sink)), buf: AlignedBuf::zeroed(info.len) }
+                    }
+                };
+                // A receive takes it: the credit it was charged is free.
+                let cost = std::mem::take(cost);
+                // Bytes of it may be staged already, and no socket event comes for them.
+                c.readable = true;
+                self.m.free(r, cost);
+            }
+            None => {
+                c.flow.ahead.remove(&n);
+                let claim = Some((req, sink));
+                c.flow.expected.insert(n, Expected { ctx, tag: info.tag, len: info.len, claim });
+                // Written by the caller's next flush (never from inside a parse). Also after a
+                // CTS ahead: its sender may have lacked the credit (a CTS for a payload already
+                // sent is ignored).
+                queue_ahead_of_bulk(&mut c.tx, control(FrameKind::Cts, n));
+            }
+        }
+        self.clear_ahead(r);
     }
 
-    /// The header of a bulk frame from `r`: where its payload goes, and the envelope of the
-    /// message it belongs to.
+    /// Clears announced messages of peer `r` ahead of their receives: the earliest ones like
+    /// the last one a receive matched (same context and tag) that are not cleared or arriving
+    /// yet, as [`AHEAD_DEPTH`] says, while what they would be charged fits in what `r` has left
+    /// of the credit granted to it.
+    fn clear_ahead(&mut self, r: usize) {
+        let granted = self.flow.grant;
+        let Some(Some(c)) = self.conns.get_mut(r) else { return };
+        let Some(key) = c.flow.streaming else { return };
+        if c.link != Link::Open {
+            return;
+        }
+        let arriving = match &c.rx {
+            Rx::Payload { dest: Dest::Ahead { n, .. } | Dest::Pushed { n, .. }, .. } => Some(*n),
+            _ => None,
+        };
+        let held = |a: &HashMap<u64, u64>| a.values().fold(0u64, |s, b| s.saturating_add(*b));
+        if !c.flow.ahead.is_empty() && held(&c.flow.ahead) >= AHEAD_BYTES / 2 {
+            return;
+        }
+        loop {
+            let ahead = held(&c.flow.ahead);
+            if c.flow.ahead.len() >= AHEAD_DEPTH && ahead >= AHEAD_BYTES {
+                return;
+            }
+            let cleared = &c.flow.ahead;
+            let skip = |n| cleared.contains_key(&n) || arriving == Some(n);
+            let Some((n, len)) = self.m.next_announced(r, key, skip) else { return };
+            let cost = (len as u64).saturating_add(HEADER_LEN as u64);
+            if c.flow.owed.saturating_add(ahead).saturating_add(cost) > granted {
+                return;
+            }
+            c.flow.ahead.insert(n, cost);
+            queue_ahead_of_bulk(&mut c.tx, control_in(FrameKind::Cts, AHEAD, n));
+        }
+    }
+
+    /// The header of a bulk frame from `r`: the envelope of the message it belongs to, where
+    /// its payload goes, and the credit its taking frees (a payload cleared ahead is charged to
+    /// the credit granted to `r`, like a data frame).
     pub(super) fn bulk_dest(
         &mut self,
         r: usize,
         hdr: &FrameHeader,
-    ) -> std::result::Result<(FrameHeader, Dest), String> {
+    ) -> std::result::Result<(FrameHeader, Dest, u64), String> {
         let n = hdr.tag;
         let len = usize::try_from(hdr.len).map_err(|_| "message too long".to_string())?;
+        let cost = match hdr.context {
+            AHEAD => {
+                let cost = (len as u64).saturating_add(HEADER_LEN as u64);
+                self.charge(r, cost)?;
+                cost
+            }
+            _ => 0,
+        };
+        let pass = self.pass;
         let Some(Some(c)) = self.conns.get_mut(r) else { return Err("no connection".into()) };
+        let was_ahead = c.flow.ahead.remove(&n).is_some();
         let envelope =
             |ctx, tag| FrameHeader { kind: FrameKind::Data, context: ctx, tag, len: hdr.len };
         if let Some(e) = c.flow.expected.remove(&n) {
@@ -358,6 +512,7 @@ impl State {
                 ));
             }
             let hdr = envelope(e.ctx, e.tag);
+            let claimed = e.claim.is_some();
             let dest = match e.claim {
                 Some((req, Sink::User(ub))) if len <= ub.len => Dest::User { req, buf: ub },
                 claim => match buffer(len) {
@@ -369,12 +524,33 @@ impl State {
                     }
                 },
             };
-            return Ok((hdr, dest));
+            if !claimed {
+                return Ok((hdr, dest, cost));
+            }
+            // Its receive takes it now: the credit is free at once.
+            self.m.free(r, cost);
+            return Ok((hdr, dest, 0));
         }
-        // Nothing is taken unasked: a payload nobody cleared would be a buffer no credit covers.
-        Err(format!(
-            "protocol error: payload of rendezvous {n}, which was never announced or not cleared"
-        ))
+        // Cleared ahead: it goes where its announcement waits, straight into a receive posted
+        // within this pass, else buffered (charged to the credit above). Nothing else is taken
+        // unasked: a payload nobody cleared would be a buffer no credit covers.
+        match self.m.announcement(r, n) {
+            Some((ctx, tag, announced))
+                if hdr.context == AHEAD && was_ahead && announced == len =>
+            {
+                Ok((envelope(ctx, tag), Dest::Ahead { n, since: pass }, cost))
+            }
+            _ => Err(format!(
+                "protocol error: payload of rendezvous {n}, which was never announced or not \
+                 cleared"
+            )),
+        }
+    }
+
+    /// A payload no receive took while it arrived is in: its message is buffered where its
+    /// announcement waited (taking it frees `cost` bytes of the sender's credit).
+    pub(super) fn pushed(&mut self, r: usize, n: u64, buf: AlignedBuf, cost: u64) {
+        self.m.fill_announced(r, n, buf, cost);
     }
 
     /// A receive let go of: a payload it was cleared for will wait for a later receive.
@@ -433,6 +609,7 @@ impl State {
                 failed.push((id, err()));
             }
         }
+        c.flow.ahead.clear();
         (failed, deferred)
     }
 }

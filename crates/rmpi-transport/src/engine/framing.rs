@@ -85,6 +85,20 @@ impl TxOp {
     fn total(&self) -> usize {
         HEADER_LEN + self.payload.bytes().len()
     }
+
+    /// Whether this is a bulk frame none of which is written yet.
+    fn unstarted_bulk(&self) -> bool {
+        self.done == 0 && self.hdr[2] == FrameKind::Bulk as u8
+    }
+}
+
+/// Queues a small frame (an announcement or a control frame) ahead of the bulk frames at the
+/// end of `tx` that have not begun, so that it does not wait behind their payloads: a bulk
+/// frame names its message by number, so frames that overtake it change no order that
+/// matching sees.
+pub(super) fn queue_ahead_of_bulk(tx: &mut VecDeque<TxOp>, op: TxOp) {
+    let at = tx.iter().rposition(|o| !o.unstarted_bulk()).map_or(0, |i| i + 1);
+    tx.insert(at, op);
 }
 
 /// Where an arriving payload goes.
@@ -99,6 +113,14 @@ pub(super) enum Dest {
     /// program receiving messages one by one) takes it straight into its own memory instead of
     /// through an engine buffer and a copy. The next pass buffers it, so nothing waits on it.
     Unclaimed { since: u64 },
+    /// Nowhere yet: the payload of announced message `n`, which no receive has asked for (this
+    /// side cleared it ahead). Like `Unclaimed`, it stays
+    /// in the stream for the rest of pass `since`, for a receive matching the announcement to
+    /// take it straight into its memory; then it becomes `Pushed`.
+    Ahead { n: u64, since: u64 },
+    /// Into an engine buffer, for announced message `n` that no receive has asked for: it
+    /// stays where its announcement waits in the unexpected queue.
+    Pushed { n: u64, buf: AlignedBuf },
 }
 
 impl Dest {
@@ -127,8 +149,8 @@ impl Dest {
         match self {
             // SAFETY: the receive is live while it is the destination.
             Dest::User { buf, .. } => Some(unsafe { buf.bytes_mut() }),
-            Dest::Owned { buf, .. } => Some(buf.as_mut_bytes()),
-            Dest::Unclaimed { .. } => None,
+            Dest::Owned { buf, .. } | Dest::Pushed { buf, .. } => Some(buf.as_mut_bytes()),
+            Dest::Unclaimed { .. } | Dest::Ahead { .. } => None,
         }
     }
 }
@@ -197,8 +219,9 @@ impl Conn {
         }
     }
 
+    /// Whether the payload arriving waits in the stream for a receive (`Unclaimed`, `Ahead`).
     pub(super) fn is_unclaimed(&self) -> bool {
-        matches!(self.rx, Rx::Payload { dest: Dest::Unclaimed { .. }, .. })
+        matches!(self.rx, Rx::Payload { dest: Dest::Unclaimed { .. } | Dest::Ahead { .. }, .. })
     }
 
     /// The header of the message arriving on this connection, if no receive has claimed it yet
@@ -403,10 +426,7 @@ impl State {
                     }
                     let len = usize::try_from(hdr.len).map_err(|_| "frame too long".to_string())?;
                     let (hdr, dest, cost) = match hdr.kind {
-                        FrameKind::Bulk => {
-                            let (envelope, dest) = self.bulk_dest(r, &hdr)?;
-                            (envelope, dest, 0)
-                        }
+                        FrameKind::Bulk => self.bulk_dest(r, &hdr)?,
                         FrameKind::Failed => (hdr, Dest::Owned { req: None, buf: buffer(len)? }, 0),
                         _ => {
                             let (dest, cost) = self.data_dest(r, &hdr, len)?;
@@ -425,6 +445,12 @@ impl State {
                         // Nobody asked for it within a pass: buffer it, so the messages behind
                         // it (which someone may be waiting for) keep flowing.
                         *dest = Dest::Owned { req: None, buf: buffer(len)? };
+                    }
+                    if let Dest::Ahead { n, since } = *dest {
+                        if since == self.pass {
+                            return Ok(());
+                        }
+                        *dest = Dest::Pushed { n, buf: buffer(len)? };
                     }
                     let take = (len - *filled).min(c.hi - c.lo);
                     if take > 0 {
@@ -471,9 +497,10 @@ impl State {
                         Dest::Owned { req: None, buf } => {
                             self.m.arrived(hdr.context, r, hdr.tag, buf, cost)
                         }
+                        Dest::Pushed { n, buf } => self.pushed(r, n, buf, cost),
                         // Not reached: an unclaimed payload is given a home before any of it
                         // is taken.
-                        Dest::Unclaimed { .. } => {}
+                        Dest::Unclaimed { .. } | Dest::Ahead { .. } => {}
                     }
                 }
             }

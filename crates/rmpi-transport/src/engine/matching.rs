@@ -259,6 +259,54 @@ impl Matching {
         }
     }
 
+    /// The envelope of announced message `n` of `src` still waiting here: context and tag.
+    pub(crate) fn announcement(&self, src: usize, n: u64) -> Option<(u32, u64, usize)> {
+        self.unexpected.iter().find_map(|u| match u.body {
+            Body::Announced { n: m, len } if u.src == src && m == n => Some((u.ctx, u.tag, len)),
+            _ => None,
+        })
+    }
+
+    /// The earliest announced message of `src` with this context and tag still waiting here
+    /// whose number `skip` does not exclude: its number and length.
+    pub(crate) fn next_announced(
+        &self,
+        src: usize,
+        (ctx, tag): (u32, u64),
+        skip: impl Fn(u64) -> bool,
+    ) -> Option<(u64, usize)> {
+        self.unexpected.iter().find_map(|u| match u.body {
+            Body::Announced { n, len } if u.src == src && u.ctx == ctx && u.tag == tag => {
+                (!skip(n)).then_some((n, len))
+            }
+            _ => None,
+        })
+    }
+
+    /// The payload of announced message `n` of `src`, sent before any receive asked for it (this
+    /// side cleared it ahead): the message stays where it is in the
+    /// queue, now buffered; taking it frees `cost` bytes of the sender's credit. False if it is
+    /// not waiting here.
+    pub(crate) fn fill_announced(
+        &mut self,
+        src: usize,
+        n: u64,
+        buf: AlignedBuf,
+        cost: u64,
+    ) -> bool {
+        let found = self
+            .unexpected
+            .iter_mut()
+            .find(|u| u.src == src && matches!(u.body, Body::Announced { n: m, .. } if m == n));
+        match found {
+            Some(u) => {
+                u.body = Body::Eager { buf, cost };
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Forgets the announced messages of `src`, a peer that is gone: they will never come.
     pub(crate) fn drop_announced_from(&mut self, src: usize) {
         self.unexpected.retain(|u| u.src != src || matches!(u.body, Body::Eager { .. }));
@@ -454,6 +502,10 @@ mod tests {
             Take::Announced(c) => assert_eq!((c.n, c.info.len, c.info.src), (1, 1 << 20, 1)),
             other => panic!("expected the announcement, got {other:?}"),
         }
+        // A payload cleared ahead fills an announcement in place.
+        m.announced(4, 1, 7, 2, 3);
+        assert!(m.fill_announced(1, 2, msg(b"abc"), 0));
+        assert!(!m.fill_announced(1, 9, msg(b"x"), 0));
         let c = recv(&mut m, Some(1), None);
         assert_eq!(got(&mut m, c), (1, 7, b"third".to_vec()));
         // Credit: only what receives took, and only once it reaches the threshold.
