@@ -38,7 +38,7 @@ pub const POLLING: &str = "RMPI_POLLING";
 /// Largest accepted message, in bytes.
 pub const MAX_MESSAGE: &str = "RMPI_MAX_MESSAGE";
 /// Largest message, in bytes, sent to a peer over TCP before its receive is posted (default
-/// 262144); longer ones wait at the sender until the receiver asks for them.
+/// 524288); longer ones wait at the sender until the receiver asks for them.
 pub const EAGER_LIMIT: &str = "RMPI_EAGER_LIMIT";
 /// Like [`EAGER_LIMIT`], for peers reached through shared memory (default 1048576).
 pub const SHM_EAGER_LIMIT: &str = "RMPI_SHM_EAGER_LIMIT";

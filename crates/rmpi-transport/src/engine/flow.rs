@@ -56,7 +56,7 @@ use crate::error::{Error, Result};
 use crate::wire::{FrameHeader, FrameKind, HEADER_LEN};
 
 /// Default largest eager message over TCP, in bytes (`RMPI_EAGER_LIMIT`).
-pub(crate) const DEFAULT_EAGER_LIMIT: usize = 256 * 1024;
+pub(crate) const DEFAULT_EAGER_LIMIT: usize = 512 * 1024;
 /// Default largest eager message over shared memory, in bytes (`RMPI_SHM_EAGER_LIMIT`).
 pub(crate) const DEFAULT_SHM_EAGER_LIMIT: usize = 1024 * 1024;
 /// Default bound on the eager bytes a rank buffers for receives not yet posted, over all its
@@ -627,7 +627,7 @@ mod tests {
         // credit held goes rendezvous, so the unexpected limit still bounds memory.
         let f = FlowConfig::new(limits, 64 << 20, 100_000);
         assert_eq!(f.grant, MIN_CREDIT);
-        assert_eq!(f.conn(false, Some(7)).eager_limit, 256 << 10);
+        assert_eq!(f.conn(false, Some(7)).eager_limit, 512 << 10);
         assert_eq!(f.conn(true, Some(7)).eager_limit, 1 << 20);
         // A sender's credit is the peer's grant, not this rank's.
         assert_eq!(f.conn(false, Some(7)).credit, 7);
