@@ -160,7 +160,7 @@ impl State {
                 Dest::Owned { req: None, .. }
                 | Dest::Unclaimed { .. }
                 | Dest::Ahead { .. }
-                | Dest::Pushed { .. } => {}
+                | Dest::AheadBuffered { .. } => {}
             }
         }
         let (lost_flow, deferred) = self.drop_flow(r, &err);

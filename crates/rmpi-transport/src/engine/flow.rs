@@ -391,7 +391,7 @@ impl State {
         let Some(Some(c)) = self.conns.get_mut(r) else { return };
         c.flow.streaming = Some((ctx, info.tag));
         let arriving = match &c.rx {
-            Rx::Payload { dest: Dest::Pushed { n: m, .. }, .. } if *m == n => Some(false),
+            Rx::Payload { dest: Dest::AheadBuffered { n: m, .. }, .. } if *m == n => Some(false),
             Rx::Payload { dest: Dest::Ahead { n: m, .. }, .. } if *m == n => Some(true),
             _ => None,
         };
@@ -416,7 +416,7 @@ impl State {
                 let Rx::Payload { dest, filled, cost, .. } = &mut c.rx else { return };
                 let old = std::mem::replace(dest, Dest::Unclaimed { since: 0 });
                 *dest = match (old, sink, own) {
-                    (Dest::Pushed { buf, .. }, sink, _) => {
+                    (Dest::AheadBuffered { buf, .. }, sink, _) => {
                         Dest::claim(req, sink, buf, *filled, info.len)
                     }
                     (_, sink, Some(buf)) => Dest::Owned { req: Some((req, sink)), buf },
@@ -457,7 +457,9 @@ impl State {
             return;
         }
         let arriving = match &c.rx {
-            Rx::Payload { dest: Dest::Ahead { n, .. } | Dest::Pushed { n, .. }, .. } => Some(*n),
+            Rx::Payload { dest: Dest::Ahead { n, .. } | Dest::AheadBuffered { n, .. }, .. } => {
+                Some(*n)
+            }
             _ => None,
         };
         let held = |a: &HashMap<u64, u64>| a.values().fold(0u64, |s, b| s.saturating_add(*b));
@@ -549,7 +551,7 @@ impl State {
 
     /// A payload no receive took while it arrived is in: its message is buffered where its
     /// announcement waited (taking it frees `cost` bytes of the sender's credit).
-    pub(super) fn pushed(&mut self, r: usize, n: u64, buf: AlignedBuf, cost: u64) {
+    pub(super) fn ahead_buffered(&mut self, r: usize, n: u64, buf: AlignedBuf, cost: u64) {
         self.m.fill_announced(r, n, buf, cost);
     }
 

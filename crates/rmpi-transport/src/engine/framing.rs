@@ -114,13 +114,13 @@ pub(super) enum Dest {
     /// through an engine buffer and a copy. The next pass buffers it, so nothing waits on it.
     Unclaimed { since: u64 },
     /// Nowhere yet: the payload of announced message `n`, which no receive has asked for (this
-    /// side cleared it ahead). Like `Unclaimed`, it stays
-    /// in the stream for the rest of pass `since`, for a receive matching the announcement to
-    /// take it straight into its memory; then it becomes `Pushed`.
+    /// side cleared it ahead). Like `Unclaimed`, it stays in the stream for the rest of pass
+    /// `since`, for a receive matching the announcement to take it straight into its memory;
+    /// then it becomes `AheadBuffered`.
     Ahead { n: u64, since: u64 },
     /// Into an engine buffer, for announced message `n` that no receive has asked for: it
     /// stays where its announcement waits in the unexpected queue.
-    Pushed { n: u64, buf: AlignedBuf },
+    AheadBuffered { n: u64, buf: AlignedBuf },
 }
 
 impl Dest {
@@ -149,7 +149,7 @@ impl Dest {
         match self {
             // SAFETY: the receive is live while it is the destination.
             Dest::User { buf, .. } => Some(unsafe { buf.bytes_mut() }),
-            Dest::Owned { buf, .. } | Dest::Pushed { buf, .. } => Some(buf.as_mut_bytes()),
+            Dest::Owned { buf, .. } | Dest::AheadBuffered { buf, .. } => Some(buf.as_mut_bytes()),
             Dest::Unclaimed { .. } | Dest::Ahead { .. } => None,
         }
     }
@@ -450,7 +450,7 @@ impl State {
                         if since == self.pass {
                             return Ok(());
                         }
-                        *dest = Dest::Pushed { n, buf: buffer(len)? };
+                        *dest = Dest::AheadBuffered { n, buf: buffer(len)? };
                     }
                     let take = (len - *filled).min(c.hi - c.lo);
                     if take > 0 {
@@ -497,7 +497,7 @@ impl State {
                         Dest::Owned { req: None, buf } => {
                             self.m.arrived(hdr.context, r, hdr.tag, buf, cost)
                         }
-                        Dest::Pushed { n, buf } => self.pushed(r, n, buf, cost),
+                        Dest::AheadBuffered { n, buf } => self.ahead_buffered(r, n, buf, cost),
                         // Not reached: an unclaimed payload is given a home before any of it
                         // is taken.
                         Dest::Unclaimed { .. } | Dest::Ahead { .. } => {}
