@@ -383,25 +383,17 @@ impl Communicator {
     // ---------------------------------------------------------------- byte-level primitives
 
     fn post_send(&self, plane: Plane, payload: Payload, dest: usize, tag: Tag) -> Result<ReqId> {
-        self.post_send_then(plane, payload, (dest, tag), |_, id| id)
+        let (dw, ctx, watch) = self.send_target(plane, dest)?;
+        self.engine().locked(|st| st.send_request(dw, ctx, tag, payload, watch))
     }
 
-    /// Posts a send and runs `then` on the state and its request, under the same lock.
-    fn post_send_then<R>(
-        &self,
-        plane: Plane,
-        payload: Payload,
-        (dest, tag): (usize, Tag),
-        then: impl FnOnce(&mut crate::engine::State, ReqId) -> R,
-    ) -> Result<R> {
+    /// Where a send to `dest` on `plane` goes: its world rank, context and the members whose
+    /// loss fails it.
+    fn send_target(&self, plane: Plane, dest: usize) -> Result<(usize, u32, Option<Watch>)> {
         self.inner.live()?;
         let dw = self.world_rank(dest)?;
-        let ctx = self.ctx(plane);
         let watch = (plane != Plane::User).then(|| Watch::Group(self.inner.group.clone()));
-        self.engine().locked(|st| {
-            let id = st.send_request(dw, ctx, tag, payload, watch)?;
-            Ok(then(st, id))
-        })
+        Ok((dw, self.ctx(plane), watch))
     }
 
     fn post_recv(
@@ -424,13 +416,14 @@ impl Communicator {
 
     fn send_bytes_raw(&self, plane: Plane, data: &[u8], dest: usize, tag: Tag) -> Result<()> {
         let payload = Payload::Borrowed(RawBuf::from_slice(data));
-        // A send written when it was posted is complete: its result is taken under the same
-        // lock, and there is nothing to wait for.
-        let (id, done) =
-            self.post_send_then(plane, payload, (dest, tag), |st, id| (id, st.take_done(id)))?;
-        if let Some(done) = done {
-            return done.map(|_| ());
-        }
+        let (dw, ctx, watch) = self.send_target(plane, dest)?;
+        // A send written when it was posted is complete, with no request and nothing to wait
+        // for.
+        let Some(id) =
+            self.engine().locked(|st| st.send_blocking((dw, ctx, tag), payload, watch))?
+        else {
+            return Ok(());
+        };
         let hold = Hold { engine: self.engine(), id };
         self.engine().wait_req(id, || format!("send to rank {dest} (tag {tag})"))?;
         std::mem::forget(hold);

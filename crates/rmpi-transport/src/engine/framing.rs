@@ -33,6 +33,31 @@ pub(super) fn buffer(len: usize) -> std::result::Result<AlignedBuf, String> {
 }
 /// At most this many buffers go into one `writev`.
 const MAX_IOV: usize = 64;
+/// Queues of up to this many frames are gathered into a small buffer array.
+const SMALL_QUEUE: usize = 2;
+
+/// Fills `iov` with the unwritten parts of the frames queued in `tx`, in order, as far as it
+/// holds whole frames' parts; returns how many slices it filled.
+fn gather<'a>(tx: &'a VecDeque<TxOp>, iov: &mut [IoSlice<'a>]) -> usize {
+    let mut n = 0;
+    for op in tx {
+        if n + 2 > iov.len() {
+            break;
+        }
+        let d = op.done;
+        if d < HEADER_LEN {
+            iov[n] = IoSlice::new(&op.hdr[d..]);
+            n += 1;
+        }
+        let p = op.payload.bytes();
+        let pd = d.saturating_sub(HEADER_LEN);
+        if pd < p.len() {
+            iov[n] = IoSlice::new(&p[pd..]);
+            n += 1;
+        }
+    }
+    n
+}
 
 /// Data to send.
 #[derive(Debug)]
@@ -248,25 +273,18 @@ impl State {
         let Some(Some(c)) = self.conns.get_mut(r) else { return };
         let mut failed = None;
         while !c.tx.is_empty() {
-            let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
-            let mut n = 0;
-            for op in c.tx.iter() {
-                if n + 2 > MAX_IOV {
-                    break;
-                }
-                let d = op.done;
-                if d < HEADER_LEN {
-                    iov[n] = IoSlice::new(&op.hdr[d..]);
-                    n += 1;
-                }
-                let p = op.payload.bytes();
-                let pd = d.saturating_sub(HEADER_LEN);
-                if pd < p.len() {
-                    iov[n] = IoSlice::new(&p[pd..]);
-                    n += 1;
-                }
-            }
-            match c.stream.write_vectored(&iov[..n]) {
+            // The usual queue holds a frame or two: gather into a small array then, since
+            // setting up all MAX_IOV slots costs more than writing a small frame to a ring.
+            let written = if c.tx.len() <= SMALL_QUEUE {
+                let mut iov = [IoSlice::new(&[]); 2 * SMALL_QUEUE];
+                let n = gather(&c.tx, &mut iov);
+                c.stream.write_vectored(&iov[..n])
+            } else {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let n = gather(&c.tx, &mut iov);
+                c.stream.write_vectored(&iov[..n])
+            };
+            match written {
                 Ok(0) => {
                     failed = Some("the connection accepts no more data".to_string());
                     break;

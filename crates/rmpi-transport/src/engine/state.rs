@@ -7,6 +7,7 @@ use super::connect::Connector;
 use super::failure::FINISHED;
 use super::flow::FlowConfig;
 use super::framing::{Conn, Dest, Link, Payload, Rx};
+use super::idhash::IdMap;
 use super::matching::{Completion, Matching, MsgInfo, Posted, ReqId, Sink, Take, Watch};
 use super::shm::Group;
 use crate::buf::AlignedBuf;
@@ -28,7 +29,7 @@ pub(crate) struct State {
     pub(super) lost: Vec<usize>,
     /// Peers that failed because they lost another rank, by the rank they named (see
     /// `failure.rs`).
-    pub(super) passed_on: std::collections::HashMap<usize, usize>,
+    pub(super) passed_on: IdMap<usize, usize>,
     /// Peers whose goodbye arrived during the current progress pass.
     pub(super) goodbyes: Vec<usize>,
     /// A peer was lost and dependent operations have not been failed yet (see `settle`).
@@ -69,7 +70,7 @@ impl State {
             hosts,
             finalized: false,
             lost: Vec::new(),
-            passed_on: std::collections::HashMap::new(),
+            passed_on: IdMap::default(),
             goodbyes: Vec::new(),
             unsettled: false,
             deferred: Vec::new(),
@@ -107,6 +108,14 @@ impl State {
         self.m.new_req()
     }
 
+    /// Whether a message to peer `dest` is written as soon as it is posted: an eager one (within
+    /// the limit and the credit) to a stream that is open, writable and has nothing queued.
+    fn goes_at_once(&self, dest: usize, payload: &Payload) -> bool {
+        let cost = (payload.bytes().len() + crate::wire::HEADER_LEN) as u64;
+        matches!(self.conns.get(dest), Some(Some(c)) if c.link == Link::Open
+            && c.writable && c.tx.is_empty() && c.flow.sends_eagerly(cost))
+    }
+
     /// Queues a send under a new request; on failure the request is let go of again. A progress
     /// pass comes first only when the message cannot go out at once: an eager message to a peer
     /// whose stream is open, writable, has nothing queued and credit for it is written now, and
@@ -120,11 +129,7 @@ impl State {
         payload: Payload,
         watch: Option<Watch>,
     ) -> Result<ReqId> {
-        let cost = (payload.bytes().len() + crate::wire::HEADER_LEN) as u64;
-        let at_once = dest == self.me
-            || matches!(self.conns.get(dest), Some(Some(c)) if c.link == Link::Open
-                && c.writable && c.tx.is_empty() && c.flow.sends_eagerly(cost));
-        if !at_once {
+        if dest != self.me && !self.goes_at_once(dest, &payload) {
             self.progress();
         }
         let id = self.new_req();
@@ -134,6 +139,36 @@ impl State {
                 self.cancel(id);
                 Err(e)
             }
+        }
+    }
+
+    /// A blocking send: writes the message now when it can go out at once, and then needs no
+    /// request at all (`Ok(None)`: sent); otherwise, or when only part of it fit, the request
+    /// to wait for (`Ok(Some(id))`), as [`send_request`](Self::send_request) gives.
+    pub(crate) fn send_blocking(
+        &mut self,
+        (dest, ctx, tag): (usize, u32, u64),
+        payload: Payload,
+        watch: Option<Watch>,
+    ) -> Result<Option<ReqId>> {
+        if dest == self.me || !self.goes_at_once(dest, &payload) {
+            return self.send_request(dest, ctx, tag, payload, watch).map(Some);
+        }
+        self.post_send(dest, ctx, tag, payload, None, watch)?;
+        // Written whole, unless writing it failed the connection.
+        if let Some(e) = self.peer_error(dest) {
+            return Err(e);
+        }
+        let Some(Some(c)) = self.conns.get_mut(dest) else { return Ok(None) };
+        // Only part of it fit: the caller waits for the rest under a request. The queue was
+        // empty and posting queued nothing else, so what is left at its front is this message.
+        match c.tx.front_mut() {
+            Some(op) => {
+                let id = self.m.new_req();
+                op.req = Some(id);
+                Ok(Some(id))
+            }
+            None => Ok(None),
         }
     }
 
