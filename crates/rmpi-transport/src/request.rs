@@ -92,11 +92,7 @@ impl<'a, T> Request<'a, T> {
     ) -> Result<std::result::Result<T, Self>> {
         let id = self.id;
         let deadline = std::time::Instant::now() + timeout;
-        let done = self.comm.engine().wait(
-            Some(deadline),
-            || format!("request {id}"),
-            |st| st.take_done(id).map(Ok),
-        );
+        let done = self.comm.engine().wait_req_until(id, deadline, || format!("request {id}"));
         match done {
             Ok(c) => {
                 self.live = false;
@@ -200,10 +196,14 @@ impl Drop for ScopeGuard {
         if ids.is_empty() {
             return;
         }
-        // Letting go needs no progress pass first (it only stops the engine borrowing memory).
+        // Letting go needs no progress pass first (it only stops the engine borrowing memory),
+        // and a request whose result was taken (the usual case: it was waited for) holds
+        // nothing to let go of.
         self.comm.engine().locked(|st| {
             for id in ids {
-                st.cancel(id);
+                if st.is_open(id) {
+                    st.cancel(id);
+                }
             }
         });
     }

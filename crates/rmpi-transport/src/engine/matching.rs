@@ -180,6 +180,12 @@ impl Matching {
         matches!(self.slots.get(&id), Some(Slot::Done(_)))
     }
 
+    /// Whether `id` is still a request here: not yet completed, or completed with its result
+    /// not yet taken. One whose result was taken holds nothing of its caller any more.
+    pub(crate) fn is_open(&self, id: ReqId) -> bool {
+        self.slots.contains_key(&id)
+    }
+
     /// Records a request's result. A request that was let go of has no slot: its result is
     /// dropped.
     pub(crate) fn complete(&mut self, id: ReqId, r: Result<Completion>) {

@@ -205,6 +205,17 @@ impl Engine {
         self.wait_focused(None, MAX_SLEEP, Some(id), what, |st| st.take_done(id))
     }
 
+    /// [`wait_req`](Self::wait_req) until `deadline` at the latest: the outer result is the
+    /// wait's ([`Error::Timeout`] when the deadline passed), the inner one the request's.
+    pub(crate) fn wait_req_until(
+        &self,
+        id: ReqId,
+        deadline: std::time::Instant,
+        what: impl Fn() -> String,
+    ) -> Result<Result<Completion>> {
+        self.wait_focused(Some(deadline), MAX_SLEEP, Some(id), what, |st| st.take_done(id).map(Ok))
+    }
+
     /// Ends this rank's part: writes everything queued, sends a goodbye to every peer, answers
     /// the clear-to-sends of its announced messages until, for each peer, every one is cleared
     /// and written or the peer has said goodbye (it posts no receive any more) or is gone, and

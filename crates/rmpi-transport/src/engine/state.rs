@@ -177,6 +177,11 @@ impl State {
         self.m.take_done(id)
     }
 
+    /// Whether `id` is a request not let go of whose result was not taken yet.
+    pub(crate) fn is_open(&self, id: ReqId) -> bool {
+        self.m.is_open(id)
+    }
+
     pub(crate) fn is_done(&self, id: ReqId) -> bool {
         self.m.is_done(id)
     }
