@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::buf::{AlignedBuf, RawBuf};
-use crate::engine::{Completion, Engine, MsgInfo, Payload, Posted, ReqId, Sink, Watch};
+use crate::engine::{Completion, Engine, IdMap, MsgInfo, Payload, Posted, ReqId, Sink, Watch};
 use crate::env::BootConfig;
 use crate::error::{Error, Result};
 use crate::request::{finish_status, finish_unit, Request, Scope, ScopeGuard};
@@ -103,6 +103,32 @@ impl Drop for Shared {
     }
 }
 
+/// Communicator ranks by world rank.
+enum RankIndex {
+    /// Communicator rank and world rank are the same (the world and its duplicates).
+    Identity,
+    /// Any other group.
+    Map(IdMap<usize, usize>),
+}
+
+impl RankIndex {
+    /// The index of the group whose members' world ranks are `group`, in communicator order.
+    fn of(group: &[usize]) -> RankIndex {
+        if group.iter().enumerate().all(|(i, w)| i == *w) {
+            return RankIndex::Identity;
+        }
+        RankIndex::Map(group.iter().enumerate().map(|(i, w)| (*w, i)).collect())
+    }
+
+    /// The communicator rank of world rank `w`, if it is a member.
+    fn get(&self, w: usize) -> Option<usize> {
+        match self {
+            RankIndex::Identity => Some(w),
+            RankIndex::Map(m) => m.get(&w).copied(),
+        }
+    }
+}
+
 pub(crate) struct CommInner {
     shared: Arc<Shared>,
     /// Context base: user traffic at `ctx`, collectives at `ctx + 1`, internal at `ctx + 2`.
@@ -110,7 +136,7 @@ pub(crate) struct CommInner {
     /// World rank of each member, by communicator rank.
     group: Arc<[usize]>,
     /// Communicator rank of each member, by world rank.
-    index: HashMap<usize, usize>,
+    index: RankIndex,
     rank: usize,
     coll_seq: AtomicU64,
     /// State the collectives build once for this communicator (see
@@ -163,7 +189,7 @@ impl CommInner {
     pub(crate) fn status(&self, info: Option<MsgInfo>) -> Status {
         let info = info.unwrap_or(MsgInfo { src: usize::MAX, tag: 0, len: 0 });
         Status {
-            source: self.index.get(&info.src).copied().unwrap_or(info.src),
+            source: self.index.get(info.src).unwrap_or(info.src),
             tag: info.tag,
             len: info.len,
         }
@@ -294,7 +320,7 @@ impl Communicator {
         let rank = engine.rank;
         let shared = Arc::new(Shared { engine, finalized: AtomicBool::new(false) });
         let group: Arc<[usize]> = (0..size).collect::<Vec<_>>().into();
-        let index = (0..size).map(|r| (r, r)).collect();
+        let index = RankIndex::Identity;
         Communicator {
             inner: Arc::new(CommInner {
                 shared,
@@ -894,9 +920,9 @@ impl Communicator {
         };
         let Some((base, members)) = answer else { return Ok(None) };
         let group: Vec<usize> = members.iter().map(|r| self.inner.group[*r]).collect();
-        let index: HashMap<usize, usize> = group.iter().enumerate().map(|(i, w)| (*w, i)).collect();
+        let index = RankIndex::of(&group);
         let me_world = self.inner.group[self.rank()];
-        let rank = index.get(&me_world).copied().ok_or(Error::Mismatch {
+        let rank = index.get(me_world).ok_or(Error::Mismatch {
             rank: self.rank(),
             msg: "split: this rank is missing from its own group".into(),
         })?;

@@ -32,6 +32,47 @@ fn matching_order_is_preserved_per_sender_and_tag() {
     .unwrap();
 }
 
+/// Receives waiting for one peer while its messages come in one by one (so each lands in a
+/// receive that is already posted): frames of many sizes, so that over 3 MiB they cross the end
+/// of the shared-memory ring at every offset, headers included, and arrive intact and in order;
+/// a receive posted earlier for any source takes a message first.
+#[test]
+fn messages_into_waiting_receives_arrive_intact_and_in_posting_order() {
+    local::run(2, |w| {
+        if w.rank() == 0 {
+            for i in 0..3000u32 {
+                let len = 1 + (i as usize * 7919) % 2039;
+                let body: Vec<u8> = (0..len).map(|k| (k as u32 ^ i) as u8).collect();
+                w.send(&body, 1, u64::from(i % 5))?;
+                // Wait for the answer, so the next message finds its receive posted.
+                w.recv::<u8>(1, 99)?;
+            }
+            w.send(&[1u8], 1, 7)?;
+            w.send(&[2u8], 1, 7)?;
+        } else {
+            let mut buf = vec![0u8; 4096];
+            for i in 0..3000u32 {
+                let len = 1 + (i as usize * 7919) % 2039;
+                let st = w.recv_into(&mut buf, 0, u64::from(i % 5))?;
+                assert_eq!((st.len, st.tag), (len, u64::from(i % 5)));
+                assert!(
+                    buf[..len].iter().enumerate().all(|(k, b)| *b == (k as u32 ^ i) as u8),
+                    "message {i} of {len} bytes corrupted"
+                );
+                w.send(&[0u8], 0, 99)?;
+            }
+            // An any-source receive posted first takes the first message of the two, the
+            // receive for rank 0 posted after it the second.
+            let early = w.irecv::<u8>(Any, Any)?;
+            let (late, _) = w.recv::<u8>(0, 7)?;
+            let (first, st) = early.wait()?;
+            assert_eq!((first, late, st.source), (vec![1u8], vec![2u8], 0));
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn any_source_any_tag_and_status() {
     let n = 5;

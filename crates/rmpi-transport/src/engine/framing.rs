@@ -244,6 +244,12 @@ impl Conn {
         }
     }
 
+    /// Whether nothing of the next frame has been read yet (no header or payload under way,
+    /// nothing staged).
+    pub(super) fn between_frames(&self) -> bool {
+        matches!(self.rx, Rx::Header) && self.lo == self.hi
+    }
+
     /// Whether the payload arriving waits in the stream for a receive (`Unclaimed`, `Ahead`).
     pub(super) fn is_unclaimed(&self) -> bool {
         matches!(self.rx, Rx::Payload { dest: Dest::Unclaimed { .. } | Dest::Ahead { .. }, .. })

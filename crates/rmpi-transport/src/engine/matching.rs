@@ -216,7 +216,22 @@ impl Matching {
     /// The earliest posted receive that takes a message with this envelope, removed from the
     /// queue (for a message whose payload is about to arrive).
     pub(crate) fn take_posted(&mut self, ctx: u32, src: usize, tag: u64) -> Option<Posted> {
+        self.take_posted_if(ctx, src, tag, |_| true)
+    }
+
+    /// The earliest posted receive that a message from `src` with `tag` on `ctx` completes,
+    /// taken only if `ok` holds for it (otherwise it stays where it is).
+    pub(crate) fn take_posted_if(
+        &mut self,
+        ctx: u32,
+        src: usize,
+        tag: u64,
+        ok: impl FnOnce(&Posted) -> bool,
+    ) -> Option<Posted> {
         let i = self.posted.iter().position(|p| p.matches(ctx, src, tag))?;
+        if !ok(&self.posted[i]) {
+            return None;
+        }
         self.posted.remove(i)
     }
 

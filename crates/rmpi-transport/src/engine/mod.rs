@@ -22,6 +22,7 @@
 //! [`stream::Stream`] interface: [`tcp`] between hosts and [`shm`] between the ranks of one host.
 
 mod connect;
+mod express;
 mod failure;
 mod flow;
 mod framing;
@@ -48,6 +49,7 @@ pub(crate) use connect::Lazy;
 pub(crate) use failure::{aborted, ABORTED, FINISHED};
 pub(crate) use flow::grant_from_env;
 pub(crate) use framing::Payload;
+pub(crate) use idhash::IdMap;
 pub(crate) use matching::{Completion, MsgInfo, Posted, ReqId, Sink, Watch};
 pub(crate) use state::State;
 

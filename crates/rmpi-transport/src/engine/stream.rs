@@ -22,6 +22,16 @@ pub(crate) trait Stream: Send + fmt::Debug {
     fn ready(&self) -> Option<(bool, bool)> {
         None
     }
+    /// Copies the first bytes available into `buf` without taking them, and returns how many
+    /// are available in all (0 for a stream that cannot look ahead).
+    fn peek(&self, _buf: &mut [u8]) -> usize {
+        0
+    }
+    /// Takes `skip` bytes and then `buf.len()` bytes into `buf`, all of them or (returning
+    /// `false`) none.
+    fn take_after(&mut self, _skip: usize, _buf: &mut [u8]) -> bool {
+        false
+    }
     /// The peer's process is gone: once what it wrote is read, the stream ends.
     fn peer_exited(&mut self) {}
     /// The payload of the frame being written is about to move (it is copied out of caller

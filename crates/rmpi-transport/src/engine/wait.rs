@@ -70,9 +70,9 @@ impl Engine {
         what: impl Fn() -> String,
         mut check: impl FnMut(&mut State) -> Option<Result<R>>,
     ) -> Result<R> {
-        // The one local peer to watch (its group index), once the first look found the
-        // condition unmet.
-        let mut focus = None;
+        // The one local peer to watch (its group index, and its rank), once the first look
+        // found the condition unmet.
+        let (mut focus, mut source) = (None, None);
         // Set once the condition did not hold at the first look: when the wait began, and how
         // it polls (the host's load is read only by a wait that polls).
         let mut began: Option<(Instant, Polling, Duration)> = None;
@@ -92,12 +92,15 @@ impl Engine {
                         return r;
                     }
                     if let (Some(id), Some(l)) = (req, &self.lookout) {
-                        focus = st.shm_source(id).and_then(|r| l.index_of(r));
+                        source = st.shm_source(id);
+                        focus = source.and_then(|r| l.index_of(r));
                     }
                 }
                 // What the local peers' words say before this pass: a change after it is news.
                 let seen = self.lookout.as_ref().map(|l| l.sight(st.shm_sending(), focus));
-                if !std::mem::take(&mut fresh) {
+                // A frame from the one peer watched goes straight to its receive when it can
+                // (see `express`); anything else takes a pass.
+                if !std::mem::take(&mut fresh) && !source.is_some_and(|r| st.express(r)) {
                     st.progress();
                 }
                 if let Some(r) = check(&mut st) {

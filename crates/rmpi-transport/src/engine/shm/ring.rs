@@ -170,6 +170,23 @@ impl ShmStream {
         }
     }
 
+    /// Copies the inbound ring's bytes from stream position `from` on into `buf`, which the
+    /// writer has published (the caller read `tail` with acquire and found them below it).
+    fn copy_out(&self, from: u64, buf: &mut [u8]) {
+        let cap = self.cap();
+        let ring = self.seg.ring(self.peer, self.me);
+        let n = buf.len();
+        let at = (from % cap) as usize;
+        let first = n.min(cap as usize - at);
+        // SAFETY: bytes [from, from + n) of the ring are published by the writer (its tail was
+        // read with acquire past them) and are not touched by it until our head passes them;
+        // `n` is at most the ring's `cap` bytes, so the two pieces stay inside it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(ring.add(at), buf.as_mut_ptr(), first);
+            std::ptr::copy_nonoverlapping(ring, buf.as_mut_ptr().add(first), n - first);
+        }
+    }
+
     fn inbound(&self) -> &Pair {
         self.seg.pair(self.peer, self.me)
     }
@@ -223,7 +240,6 @@ impl ShmStream {
 impl Stream for ShmStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let cap = self.cap();
-        let ring = self.seg.ring(self.peer, self.me);
         let p = self.inbound();
         // The loan counter before the tail: the writer lends a payload only after its frame
         // header is in the ring, so a loan seen here comes after bytes the tail read below
@@ -246,14 +262,7 @@ impl Stream for ShmStream {
             return self.read_lent(buf, closed, lent_total);
         }
         let n = (avail as usize).min(buf.len());
-        let at = (head % cap) as usize;
-        let first = n.min(cap as usize - at);
-        // SAFETY: bytes [head, head + n) of the ring are published by the writer (acquire above)
-        // and are not touched by it until our head passes them; `ring` has `cap` bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(ring.add(at), buf.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(ring, buf.as_mut_ptr().add(first), n - first);
-        }
+        self.copy_out(head, &mut buf[..n]);
         p.r.head.store(head + n as u64, Ordering::Release);
         self.wake_writer(p, WAIT_ROOM);
         Ok(n)
@@ -376,6 +385,35 @@ impl Stream for ShmStream {
             None => self.room(1) > 0,
         };
         Some((input, room || self.write_refused()))
+    }
+
+    fn peek(&self, buf: &mut [u8]) -> usize {
+        let p = self.inbound();
+        let tail = p.w.tail.load(Ordering::Acquire);
+        let head = p.r.head.load(Ordering::Relaxed);
+        let avail = tail.wrapping_sub(head);
+        if avail > self.cap() {
+            // Left for `read` to report.
+            return 0;
+        }
+        let n = (avail as usize).min(buf.len());
+        self.copy_out(head, &mut buf[..n]);
+        avail as usize
+    }
+
+    fn take_after(&mut self, skip: usize, buf: &mut [u8]) -> bool {
+        let p = self.inbound();
+        let tail = p.w.tail.load(Ordering::Acquire);
+        let head = p.r.head.load(Ordering::Relaxed);
+        let avail = tail.wrapping_sub(head);
+        let want = (skip + buf.len()) as u64;
+        if avail > self.cap() || avail < want {
+            return false;
+        }
+        self.copy_out(head + skip as u64, buf);
+        p.r.head.store(head + want, Ordering::Release);
+        self.wake_writer(p, WAIT_ROOM);
+        true
     }
 
     fn peer_exited(&mut self) {
