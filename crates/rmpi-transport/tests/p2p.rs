@@ -341,6 +341,58 @@ fn finalize_delivers_what_was_sent() {
     .unwrap();
 }
 
+/// A rank that finalized closes its streams once its last bytes are out, while its peer, which
+/// has not read them yet, may still write to it (a credit frame, a send of its own). That write
+/// fails, and the messages in front of the goodbye must still be received, the large ones
+/// (which a read leaves in the stream for a receive to come) included.
+#[test]
+fn messages_of_a_finalized_peer_survive_a_write_that_fails_on_its_end() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = AtomicBool::new(false);
+    // Two payloads large enough to wait in the stream for their receive, all of them small
+    // enough for a loopback socket's buffers (so that, over TCP too, rank 0's finalize ends
+    // before rank 1 reads).
+    let sizes = [20_000usize, 64, 16_384, 8, 9_000];
+    let out = local::run(2, |w| {
+        // The connection is up before rank 1 stops making progress.
+        if w.rank() == 0 {
+            w.recv::<u8>(1, 1)?;
+            for (k, &n) in sizes.iter().enumerate() {
+                w.send(&pattern(k as u8, n), 1, 5)?;
+            }
+            w.clone().finalize()?;
+            done.store(true, Ordering::SeqCst);
+            return Ok(String::new());
+        }
+        w.send(&[0u8], 0, 1)?;
+        let t = Instant::now();
+        while !done.load(Ordering::SeqCst) {
+            assert!(t.elapsed() < Duration::from_secs(20), "rank 0 never finalized");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Rank 0 reads no more: this send fails (or, over TCP, may be taken by the kernel).
+        let sent = match w.send(&[1u8; 64], 0, 9) {
+            Ok(()) => "taken".to_string(),
+            Err(e) => e.to_string(),
+        };
+        for (k, &n) in sizes.iter().enumerate() {
+            let (v, st) = w.recv::<u8>(0, 5)?;
+            assert_eq!((st.source, st.tag, v.len()), (0, 5, n), "message {k}");
+            assert!(v == pattern(k as u8, n), "message {k} arrives intact");
+        }
+        // Then rank 0 is known to have finished.
+        let after = w.recv::<u8>(0, 5).expect_err("rank 0 sent nothing more").to_string();
+        assert!(after.contains("rank 0") && after.contains("finalized"), "{after}");
+        Ok(sent)
+    })
+    .unwrap();
+    assert!(
+        out[1] == "taken" || out[1].contains("rank 0") && out[1].contains("finalized"),
+        "{}",
+        out[1]
+    );
+}
+
 #[test]
 fn sixty_four_ranks_come_up() {
     let t = Instant::now();

@@ -216,6 +216,9 @@ pub(super) struct Conn {
     pub(super) tx: VecDeque<TxOp>,
     pub(super) link: Link,
     pub(super) flow: ConnFlow,
+    /// Writing to the peer failed: everything it sent is read now (buffered where no receive
+    /// takes it), before the connection is judged (see [`State::drain`]).
+    draining: bool,
 }
 
 impl Conn {
@@ -233,6 +236,7 @@ impl Conn {
             tx: VecDeque::new(),
             link: Link::Open,
             flow: ConnFlow::default(),
+            draining: false,
         }
     }
 
@@ -324,9 +328,25 @@ impl State {
             }
         }
         if let Some(cause) = failed {
-            // The peer may have said goodbye and closed: read what it sent before judging it.
-            self.read(r);
+            self.drain(r);
             self.kill(r, cause);
+        }
+    }
+
+    /// Reads all that peer `r`, to which writing just failed, has sent. A peer that finalized
+    /// closes its streams once it has said goodbye and everything it sent is in this rank's
+    /// ring or socket, while this rank may still write to it (a credit frame, say): then the
+    /// failure is only its end, and the messages in front of its goodbye must not be lost with
+    /// the connection. So they are all taken now, into receives or else buffered (large ones
+    /// too, which the usual read leaves in the stream for a receive to come), whatever the
+    /// read budget. What the peer can have sent is bounded by the credit this rank granted
+    /// it, and the payloads this rank cleared.
+    fn drain(&mut self, r: usize) {
+        let Some(Some(c)) = self.conns.get_mut(r) else { return };
+        if c.link == Link::Open || c.link == Link::Closed {
+            c.draining = true;
+            c.readable = true;
+            self.read(r);
         }
     }
 
@@ -339,7 +359,8 @@ impl State {
             }
             let Some(Some(c)) = self.conns.get_mut(r) else { return };
             // A peer that said goodbye still sends the payloads this rank cleared: read on.
-            if budget == 0 || matches!(c.link, Link::Dead(_)) || c.is_unclaimed() {
+            if matches!(c.link, Link::Dead(_)) || (!c.draining && (budget == 0 || c.is_unclaimed()))
+            {
                 return;
             }
             // Choose where the next bytes go.
@@ -380,7 +401,7 @@ impl State {
             // new event, so there is no need to read again just to see EAGAIN. Not so once the
             // peer's end was announced: it may lie right behind these bytes, and no new event
             // would come for it.
-            if matches!(res, Ok((n, _)) if n > 0 && n < asked) && !c.ended {
+            if matches!(res, Ok((n, _)) if n > 0 && n < asked) && !c.ended && !c.draining {
                 c.readable = false;
             }
             match res {
@@ -463,7 +484,7 @@ impl State {
                 Rx::Payload { hdr, dest, filled, .. } => {
                     let len = hdr.len as usize;
                     if let Dest::Unclaimed { since } = *dest {
-                        if since == self.pass {
+                        if since == self.pass && !c.draining {
                             return Ok(());
                         }
                         // Nobody asked for it within a pass: buffer it, so the messages behind
@@ -471,7 +492,7 @@ impl State {
                         *dest = Dest::Owned { req: None, buf: buffer(len)? };
                     }
                     if let Dest::Ahead { n, since } = *dest {
-                        if since == self.pass {
+                        if since == self.pass && !c.draining {
                             return Ok(());
                         }
                         *dest = Dest::AheadBuffered { n, buf: buffer(len)? };
