@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::host::host_id;
-use super::lend::LEND_MIN;
+use super::lend::lend_from;
 use super::segment::{Segment, CMA_NO, CMA_YES};
 use super::sys::{self, futex_wait, futex_wake, pidfd_open};
 use super::wake::{inbox, Waker};
@@ -162,8 +162,8 @@ pub(crate) fn join(
             Err(e) => return Err(fail(format!("watching local rank {r} (pid {}): {e}", o.pid))),
         }
     }
+    let lend_min = if lend { lend_from(seg.layout.ring) } else { 0 };
     let (seg, waker) = (Arc::new(seg), Arc::new(waker));
-    let lend_min = if lend { LEND_MIN } else { 0 };
     let grants = grants.collect();
     Ok(Some(Group { seg, waker, members, me, inbox, pidfds, exited, pids, grants, lend_min }))
 }

@@ -12,8 +12,19 @@ use std::sync::atomic::{fence, Ordering};
 use super::segment::{Pair, WAIT_LOAN};
 use super::sys;
 
-/// Payload slices from this size on are lent rather than copied through the ring.
+/// The smallest payload slice ever lent.
 pub(crate) const LEND_MIN: usize = 32 << 10;
+
+/// Payload slices from this size on are lent rather than copied through a ring of `ring`
+/// bytes: those at least four times the ring's size (and [`LEND_MIN`]). Below that, two copies
+/// through the ring, pipelined and in cache, beat one `process_vm_readv` (a system call that
+/// walks and pins the writer's pages, with the writer idle until it is done); above it, a
+/// payload would pass through the ring in many rounds, each a hand-over between the two ranks
+/// (on a crowded host, a context switch), where one loan moves it all
+/// (docs/shared-memory.md, "Large messages").
+pub(crate) fn lend_from(ring: usize) -> usize {
+    ring.saturating_mul(4).max(LEND_MIN)
+}
 
 /// What the writer knows of its current loan.
 #[derive(Debug)]
